@@ -1,0 +1,165 @@
+//! The JSON bodies of the live stream.
+//!
+//! An ordinary event on `/stream` is unnamed (so `EventSource.onmessage` sees
+//! it) and its `data:` is one [`ServerEvent`]. A gap the server cannot fill is
+//! announced by an event named [`RESET_EVENT`] whose `data:` is a
+//! [`ResetNotice`].
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The topic of a published message that names none.
+pub const DEFAULT_TOPIC: &str = "default";
+
+/// The topic of the demo ticker's messages.
+pub const TICKER_TOPIC: &str = "ticker";
+
+/// The SSE event name of a [`ResetNotice`].
+pub const RESET_EVENT: &str = "reset";
+
+/// The longest topic name accepted, in bytes.
+pub const MAX_TOPIC_LEN: usize = 64;
+
+/// One event of the stream: the `data:` JSON of every ordinary event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerEvent {
+    /// A random id for this message, as the original demo sent.
+    pub id: Uuid,
+    /// Position in this server run's log: strictly increasing over all topics.
+    pub seq: u64,
+    /// The topic the message was published to.
+    pub topic: String,
+    /// The message text.
+    pub message: String,
+    /// When the server stored it, RFC 3339 in UTC with milliseconds.
+    pub time: String,
+}
+
+/// Why the server could not resume a stream exactly where the client left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    /// The requested id is older than the history the server keeps.
+    HistoryExceeded,
+    /// The requested id belongs to an earlier run of the server (it restarted).
+    ServerRestarted,
+    /// The subscriber fell so far behind that events it had not yet been sent
+    /// left the history.
+    FellBehind,
+}
+
+/// The `data:` of a `reset` event: what was lost and where the stream goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetNotice {
+    /// Why events were lost.
+    pub reason: ResetReason,
+    /// The Last-Event-ID the client asked to resume after, if any.
+    pub requested: Option<String>,
+    /// First lost sequence number, when it is known.
+    pub missed_from: Option<u64>,
+    /// Last lost sequence number, when it is known.
+    pub missed_to: Option<u64>,
+    /// The sequence number the stream goes on from (events of the subscribed
+    /// topics with this seq or later follow).
+    pub resume_seq: u64,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The body of `POST /publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The text to broadcast. Must not be empty.
+    pub message: String,
+    /// The topic; [`DEFAULT_TOPIC`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+/// The answer to a successful `POST /publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResponse {
+    /// The SSE id of the stored event (`<epoch>-<seq>`).
+    pub event_id: String,
+    /// The uuid in the event's JSON.
+    pub id: Uuid,
+    /// The stored event's sequence number.
+    pub seq: u64,
+    /// The topic it was stored under.
+    pub topic: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code such as `invalid_json`.
+    pub error: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+/// Checks a topic name: 1 to [`MAX_TOPIC_LEN`] bytes of ASCII letters,
+/// digits, `-`, `_` and `.`.
+///
+/// # Errors
+/// A sentence saying what is wrong with the name.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic must not be empty".to_owned());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic is {} bytes long; the limit is {MAX_TOPIC_LEN}",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "topic {topic:?} contains {c:?}; use ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_event_keeps_the_demo_fields() {
+        let event = ServerEvent {
+            id: Uuid::nil(),
+            seq: 7,
+            topic: TICKER_TOPIC.to_owned(),
+            message: "Data pushed from server: (7)".to_owned(),
+            time: "2026-11-23T10:00:00.000Z".to_owned(),
+        };
+        let json: serde_json::Value = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["id"], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(json["message"], "Data pushed from server: (7)");
+        assert_eq!(json["seq"], 7);
+        let back: ServerEvent = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn publish_request_rejects_unknown_fields_and_defaults_topic() {
+        let req: PublishRequest = serde_json::from_str(r#"{"message":"hi"}"#).expect("valid");
+        assert_eq!(req.topic, None);
+        let err = serde_json::from_str::<PublishRequest>(r#"{"message":"hi","x":1}"#)
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `x`"), "{err}");
+    }
+
+    #[test]
+    fn topic_rules() {
+        assert!(validate_topic("news.eu-1_b").is_ok());
+        assert_eq!(validate_topic("").unwrap_err(), "topic must not be empty");
+        assert!(validate_topic("a b").unwrap_err().contains("' '"));
+        assert!(validate_topic(&"x".repeat(65)).unwrap_err().contains("limit is 64"));
+    }
+}
