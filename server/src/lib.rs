@@ -1,0 +1,34 @@
+//! A Server-Sent Events server: a live, resumable, topic-filtered event
+//! stream built to fan out to many subscribers.
+//!
+//! Modules, each named for what it holds:
+//! - [`config`]: the command line and environment options.
+//! - [`hub`]: sequence numbers, the history log, fan-out, the lag policy.
+//! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
+//! - [`publish`]: `POST /publish` validation and storing.
+//! - [`error`]: every error answer as a status and JSON body.
+//! - [`metrics`]: counters, `/metrics` and `/healthz`.
+//! - [`page`]: the built web page at `/`.
+//! - [`ticker`]: the demo ticker.
+//! - [`routes`]: the warp filters.
+//! - [`serve`]: the accept loop and graceful shutdown.
+//!
+//! [`run`] is what `main` calls, and what the tests call with a listener on
+//! port 0.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod page;
+pub mod publish;
+pub mod routes;
+pub mod serve;
+pub mod stream;
+pub mod ticker;
+
+pub use app::App;
+pub use config::{Config, ConfigError};
+pub use hub::Hub;
+pub use serve::{run, shutdown_signal};

@@ -1,1 +1,26 @@
-fn main() {}
+//! The server binary: options, logging, listener, then [`server::run`].
+
+use anyhow::Context;
+use clap::Parser;
+use server::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let addr = listener.local_addr()?;
+    // The one line on stdout: scripts and tests read the port from it.
+    println!("listening on http://{addr}");
+    server::run(listener, config, server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -20,7 +20,7 @@ pub mod parse;
 pub use encode::{encode, encode_comment, encode_into, EncodeError, Frame};
 pub use event_id::{EventId, EventIdError};
 pub use message::{
-    ErrorBody, PublishRequest, PublishResponse, ResetNotice, ResetReason, ServerEvent,
-    validate_topic, DEFAULT_TOPIC, MAX_TOPIC_LEN, RESET_EVENT, TICKER_TOPIC,
+    validate_topic, ErrorBody, PublishRequest, PublishResponse, ResetNotice, ResetReason,
+    ServerEvent, DEFAULT_TOPIC, MAX_TOPIC_LEN, RESET_EVENT, TICKER_TOPIC,
 };
 pub use parse::{Item, ParsedEvent, Parser};

@@ -160,6 +160,8 @@ mod tests {
         assert!(validate_topic("news.eu-1_b").is_ok());
         assert_eq!(validate_topic("").unwrap_err(), "topic must not be empty");
         assert!(validate_topic("a b").unwrap_err().contains("' '"));
-        assert!(validate_topic(&"x".repeat(65)).unwrap_err().contains("limit is 64"));
+        assert!(validate_topic(&"x".repeat(65))
+            .unwrap_err()
+            .contains("limit is 64"));
     }
 }

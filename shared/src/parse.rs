@@ -125,16 +125,11 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" => {
-                if !value.contains('\0') {
-                    value.clone_into(&mut self.last_event_id);
-                }
-            }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(ms) = value.parse() {
-                        out.push(Item::Retry(ms));
-                    }
+            "id" if !value.contains('\0') => value.clone_into(&mut self.last_event_id),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                // Digits only, but possibly too many for 64 bits: then ignored.
+                if let Ok(ms) = value.parse() {
+                    out.push(Item::Retry(ms));
                 }
             }
             _ => {}
@@ -250,7 +245,10 @@ mod tests {
     #[test]
     fn partial_event_at_end_is_not_dispatched() {
         assert_eq!(Parser::parse_all(b"data: a\n"), vec![]);
-        assert_eq!(Parser::parse_all(b"data: a\n\ndata: b"), vec![ev("message", "a", "")]);
+        assert_eq!(
+            Parser::parse_all(b"data: a\n\ndata: b"),
+            vec![ev("message", "a", "")]
+        );
     }
 
     proptest! {

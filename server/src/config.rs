@@ -1,0 +1,168 @@
+//! The command line: every option is a flag with an environment fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// How the server runs. Build it from the command line with
+/// [`Config::parse`], or in tests with [`Config::parse_from`].
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "server",
+    version,
+    about = "A Server-Sent Events server: GET /stream, POST /publish, resumable with Last-Event-ID."
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SSE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// How often the demo ticker publishes "Data pushed from server: (N)" on
+    /// the `ticker` topic, like `150ms` or `2s`; `off` disables it.
+    // Fully qualified so clap keeps the option required-with-default
+    // instead of treating it as optional.
+    #[arg(long, env = "SSE_TICKER_INTERVAL", default_value = "150ms", value_parser = optional_duration)]
+    pub ticker_interval: ::std::option::Option<Duration>,
+
+    /// How many recent events are kept so reconnecting clients can resume.
+    #[arg(long, env = "SSE_HISTORY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub history: u64,
+
+    /// How many events a subscriber may fall behind before it is
+    /// disconnected (it then reconnects and resumes from the history).
+    /// Must not exceed --history.
+    #[arg(long, env = "SSE_MAX_LAG", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lag: u64,
+
+    /// Interval of keep-alive comments on a quiet stream, like `15s`.
+    #[arg(long, env = "SSE_KEEP_ALIVE", default_value = "15s", value_parser = duration)]
+    pub keep_alive: Duration,
+
+    /// Reconnection delay advised to clients in the `retry:` field.
+    #[arg(long, env = "SSE_RETRY", default_value = "2s", value_parser = duration)]
+    pub retry: Duration,
+
+    /// When set, POST /publish requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "SSE_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+
+    /// Origins allowed to call the API from a browser (CORS); comma separated
+    /// or repeated. Same-origin pages need no entry.
+    #[arg(
+        long = "cors-origin",
+        env = "SSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080,http://localhost:8080"
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Most subscribers at once; more get 503 with Retry-After. Defaults to
+    /// what the open-files limit allows.
+    #[arg(long, env = "SSE_MAX_SUBSCRIBERS")]
+    pub max_subscribers: Option<usize>,
+
+    /// Largest accepted POST /publish body, in bytes.
+    #[arg(long, env = "SSE_MAX_BODY", default_value_t = 64 * 1024)]
+    pub max_body: u64,
+
+    /// Folder of the built page (`trunk build`), served at `/` when it holds
+    /// an index.html.
+    #[arg(long, env = "SSE_DIST", default_value = "dist")]
+    pub dist: PathBuf,
+
+    /// How long shutdown waits for open connections to finish before
+    /// closing them.
+    #[arg(long, env = "SSE_SHUTDOWN_GRACE", default_value = "1s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--max-lag` larger than `--history` would cut subscribers only after
+    /// the events they need are gone.
+    #[error("--max-lag ({max_lag}) must not exceed --history ({history})")]
+    LagOverHistory {
+        /// The configured lag limit.
+        max_lag: u64,
+        /// The configured history size.
+        history: u64,
+    },
+    /// A CORS origin that is not a valid header value.
+    #[error("--cors-origin {0:?} is not a valid origin")]
+    BadOrigin(String),
+}
+
+impl Config {
+    /// Checks the options that depend on each other.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the option that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_lag > self.history {
+            return Err(ConfigError::LagOverHistory {
+                max_lag: self.max_lag,
+                history: self.history,
+            });
+        }
+        for origin in &self.cors_origins {
+            if origin.is_empty() || http::HeaderValue::from_str(origin).is_err() {
+                return Err(ConfigError::BadOrigin(origin.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 150ms, 2s, 1m)"))
+}
+
+fn optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match duration(s)? {
+        d if d.is_zero() => Err("use `off` to disable, not 0".to_owned()),
+        d => Ok(Some(d)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_parsing() {
+        let config = Config::try_parse_from(["server"]).expect("defaults parse");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.ticker_interval, Some(Duration::from_millis(150)));
+        assert_eq!(config.keep_alive, Duration::from_secs(15));
+        assert!(config.validate().is_ok());
+
+        let config = Config::try_parse_from([
+            "server",
+            "--ticker-interval",
+            "off",
+            "--cors-origin",
+            "http://a:1,http://b:2",
+        ])
+        .expect("parses");
+        assert_eq!(config.ticker_interval, None);
+        assert_eq!(config.cors_origins, ["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        let err = Config::try_parse_from(["server", "--ticker-interval", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("use `off` to disable"), "{err}");
+        let config = Config::try_parse_from(["server", "--history", "10", "--max-lag", "11"])
+            .expect("parses");
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "--max-lag (11) must not exceed --history (10)"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Every error answer: a status and a JSON [`ErrorBody`] saying what was wrong.
+
+use std::convert::Infallible;
+
+use shared::ErrorBody;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reject::Rejection;
+use warp::Reply;
+
+/// What the server refuses, with the status and code it answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (400 `invalid_json`).
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The JSON does not have the expected fields (400 `invalid_body`).
+    #[error("the JSON body is not a publish request: {0}")]
+    InvalidBody(String),
+    /// An empty message (400 `empty_message`).
+    #[error("message must not be empty")]
+    EmptyMessage,
+    /// A topic name that breaks the rules (400 `invalid_topic`).
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// A body over the limit (413 `payload_too_large`).
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A content type other than JSON (415 `unsupported_media_type`).
+    #[error("content type {found} is not accepted; send Content-Type: application/json")]
+    UnsupportedMediaType {
+        /// The content type received, or `none`.
+        found: String,
+    },
+    /// Missing or wrong bearer token (401 `unauthorized`).
+    #[error(
+        "publishing needs the header Authorization: Bearer <token> with the server's publish token"
+    )]
+    Unauthorized,
+    /// Subscriber limit reached (503 `too_many_subscribers`, with Retry-After).
+    #[error("the server holds its maximum of {0} subscribers; retry later")]
+    TooManySubscribers(usize),
+    /// The body could not be read (400 `unreadable_body`).
+    #[error("the body could not be read: {0}")]
+    UnreadableBody(String),
+    /// No such route (404 `not_found`).
+    #[error("no such endpoint; see GET / for the list")]
+    NotFound,
+    /// Wrong method for the route (405 `method_not_allowed`).
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidBody(_)
+            | ApiError::EmptyMessage
+            | ApiError::InvalidTopic(_)
+            | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManySubscribers(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable code in the body's `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::EmptyMessage => "empty_message",
+            ApiError::InvalidTopic(_) => "invalid_topic",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::TooManySubscribers(_) => "too_many_subscribers",
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> warp::reply::Response {
+        let body = ErrorBody {
+            error: self.code().to_owned(),
+            message: self.to_string(),
+        };
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManySubscribers(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Turns warp's own rejections (unknown path, wrong method) into JSON errors.
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        ApiError::NotFound
+    };
+    Ok(error.into_response())
+}

@@ -1,0 +1,455 @@
+//! The hub: sequence numbers, the history log, fan-out and the lag policy.
+//!
+//! Every published event gets the next sequence number and is framed once,
+//! as SSE bytes, into the log: a ring of the last `history` events. The log
+//! is the fan-out too. A subscriber is only a cursor (the next seq it needs):
+//! when woken it takes the frames from its cursor to the end of the log (the
+//! same shared `Bytes` every other subscriber gets) and writes them in one
+//! go. Nothing is queued per subscriber, so a subscriber that stops reading
+//! costs its cursor and nothing more; the reaper disconnects it once it is
+//! more than `max_lag` events behind, and it resumes from the log when its
+//! `EventSource` reconnects.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use shared::{encode_into, EventId, Frame, ServerEvent};
+use slab::Slab;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+/// The most bytes handed to one subscriber in one write; a subscriber far
+/// behind gets its backlog in chunks of about this size.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// One stored event.
+#[derive(Debug)]
+struct Stored {
+    /// The event's sequence number.
+    seq: u64,
+    /// Its topic, compared against each subscriber's filter.
+    topic: Arc<str>,
+    /// The complete SSE frame (`id:`, `data:`, blank line), shared by all.
+    frame: Bytes,
+}
+
+/// The ring of recent events. Sequence numbers in it are contiguous.
+#[derive(Debug)]
+struct Log {
+    /// The retained events, oldest first.
+    events: VecDeque<Stored>,
+    /// The seq the next published event gets; seqs start at 1.
+    next_seq: u64,
+    /// How many events are retained.
+    capacity: usize,
+}
+
+impl Log {
+    fn first_seq(&self) -> u64 {
+        self.next_seq - self.events.len() as u64
+    }
+}
+
+/// What a subscriber finds in the log after its cursor.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// Frames to write (possibly none when nothing matched) and the cursor
+    /// to continue from.
+    Frames {
+        /// Concatenated frames of the matching events.
+        bytes: Option<Bytes>,
+        /// How many events `bytes` holds.
+        count: u64,
+        /// The next seq to read.
+        next: u64,
+    },
+    /// Events from `cursor` to `first - 1` have left the log.
+    Lost {
+        /// The oldest seq still retained.
+        first: u64,
+    },
+}
+
+/// A subscriber as the hub sees it, for lag checks and metrics.
+#[derive(Debug)]
+struct Slot {
+    /// The next seq this subscriber needs; written by its stream.
+    cursor: AtomicU64,
+    /// Consecutive reaper scans that found it over the lag limit.
+    strikes: AtomicU8,
+    /// Cancelled to close the subscriber's connection.
+    kill: CancellationToken,
+}
+
+/// Which topics a subscriber follows.
+#[derive(Debug, Clone, Default)]
+pub enum Topics {
+    /// Every topic.
+    #[default]
+    All,
+    /// Only these.
+    Only(Box<[Arc<str>]>),
+}
+
+impl Topics {
+    fn matches(&self, topic: &str) -> bool {
+        match self {
+            Topics::All => true,
+            Topics::Only(list) => list.iter().any(|t| &**t == topic),
+        }
+    }
+}
+
+/// Shared state of one server run.
+#[derive(Debug)]
+pub struct Hub {
+    /// This run's id: its start time in ms since the Unix epoch.
+    epoch: u64,
+    /// The history, which is also the fan-out buffer.
+    log: RwLock<Log>,
+    /// Bumped after every publish; subscribers wait on it.
+    notify: watch::Sender<u64>,
+    /// Live subscribers, for the reaper and the subscriber limit.
+    slots: Mutex<Slab<Arc<Slot>>>,
+    /// Number of live subscribers (mirrors `slots.len()` without the lock).
+    subscribers: AtomicUsize,
+    /// How far behind a subscriber may fall before it is cut.
+    max_lag: u64,
+    /// The most subscribers at once.
+    max_subscribers: usize,
+    /// Counters for /metrics.
+    pub(crate) metrics: Metrics,
+    /// Cancelled when the server shuts down: every stream ends.
+    shutdown: CancellationToken,
+}
+
+/// A registered subscriber; dropping it unregisters.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    /// The hub it belongs to.
+    hub: Arc<Hub>,
+    /// Its key in the hub's slab.
+    key: usize,
+    /// Its slot, shared with the reaper.
+    slot: Arc<Slot>,
+}
+
+/// The subscriber limit was reached.
+#[derive(Debug, thiserror::Error)]
+#[error("the server holds its maximum of {0} subscribers")]
+pub struct Full(pub usize);
+
+impl Hub {
+    /// A hub retaining `history` events that cuts subscribers more than
+    /// `max_lag` events behind and admits at most `max_subscribers`.
+    pub fn new(history: u64, max_lag: u64, max_subscribers: usize) -> Arc<Self> {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let capacity = usize::try_from(history).unwrap_or(usize::MAX).max(1);
+        Arc::new(Self {
+            epoch,
+            log: RwLock::new(Log {
+                events: VecDeque::with_capacity(capacity.min(1 << 16)),
+                next_seq: 1,
+                capacity,
+            }),
+            notify: watch::channel(0).0,
+            slots: Mutex::new(Slab::new()),
+            subscribers: AtomicUsize::new(0),
+            max_lag,
+            max_subscribers,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// This run's epoch, the first part of every event id.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The seq of the newest event, 0 before the first.
+    pub fn last_seq(&self) -> u64 {
+        self.log.read().next_seq - 1
+    }
+
+    /// The oldest retained seq and the next seq to be assigned.
+    pub(crate) fn bounds(&self) -> (u64, u64) {
+        let log = self.log.read();
+        (log.first_seq(), log.next_seq)
+    }
+
+    /// Number of events in the history.
+    pub fn history_len(&self) -> usize {
+        self.log.read().events.len()
+    }
+
+    /// Number of connected subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// The token cancelled at shutdown.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Ends every stream: called once at shutdown.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stores `message` under `topic`, framed once, and wakes subscribers.
+    pub fn publish(&self, topic: &str, message: String) -> (EventId, ServerEvent) {
+        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let topic_arc: Arc<str> = Arc::from(topic);
+        let (id, event) = {
+            let mut log = self.log.write();
+            let seq = log.next_seq;
+            let id = EventId::new(self.epoch, seq);
+            let event = ServerEvent {
+                id: Uuid::new_v4(),
+                seq,
+                topic: topic.to_owned(),
+                message,
+                time,
+            };
+            let frame = frame_event(&id, &event);
+            if log.events.len() == log.capacity {
+                log.events.pop_front();
+            }
+            log.events.push_back(Stored {
+                seq,
+                topic: topic_arc,
+                frame,
+            });
+            log.next_seq += 1;
+            (id, event)
+        };
+        self.notify.send_replace(id.seq);
+        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
+        (id, event)
+    }
+
+    /// Registers a subscriber starting at `cursor`, with `kill` closing its
+    /// connection.
+    ///
+    /// # Errors
+    /// [`Full`] when the subscriber limit is reached.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        cursor: u64,
+        kill: CancellationToken,
+    ) -> Result<Subscription, Full> {
+        let slot = Arc::new(Slot {
+            cursor: AtomicU64::new(cursor),
+            strikes: AtomicU8::new(0),
+            kill,
+        });
+        let mut slots = self.slots.lock();
+        if slots.len() >= self.max_subscribers {
+            return Err(Full(self.max_subscribers));
+        }
+        let key = slots.insert(slot.clone());
+        self.subscribers.store(slots.len(), Ordering::Relaxed);
+        Ok(Subscription {
+            hub: self.clone(),
+            key,
+            slot,
+        })
+    }
+
+    /// A receiver that changes after every publish.
+    pub(crate) fn watch(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// The frames after `cursor` whose topic `topics` matches, up to about
+    /// [`MAX_BATCH_BYTES`].
+    pub(crate) fn read(&self, cursor: u64, topics: &Topics) -> Read {
+        let log = self.log.read();
+        let first = log.first_seq();
+        if cursor < first {
+            return Read::Lost { first };
+        }
+        let start = (cursor - first) as usize;
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        let mut next = cursor;
+        for stored in log.events.range(start..) {
+            if size >= MAX_BATCH_BYTES {
+                break;
+            }
+            next = stored.seq + 1;
+            if topics.matches(&stored.topic) {
+                size += stored.frame.len();
+                frames.push(stored.frame.clone());
+            }
+        }
+        drop(log);
+        let count = frames.len() as u64;
+        let bytes = match frames.len() {
+            0 => None,
+            1 => frames.pop(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(size);
+                for frame in &frames {
+                    buf.extend_from_slice(frame);
+                }
+                Some(buf.freeze())
+            }
+        };
+        Read::Frames { bytes, count, next }
+    }
+
+    /// One lag check over all subscribers: a subscriber found more than
+    /// `max_lag` events behind at two checks in a row is disconnected.
+    /// Returns how many were cut.
+    pub fn reap(&self) -> usize {
+        let head = self.log.read().next_seq;
+        let slots = self.slots.lock();
+        let mut cut = 0;
+        for (_, slot) in slots.iter() {
+            let lag = head.saturating_sub(slot.cursor.load(Ordering::Relaxed));
+            if lag > self.max_lag {
+                if slot.strikes.fetch_add(1, Ordering::Relaxed) >= 1 && !slot.kill.is_cancelled() {
+                    slot.kill.cancel();
+                    cut += 1;
+                    tracing::info!(lag, "disconnecting a subscriber that fell behind");
+                }
+            } else {
+                slot.strikes.store(0, Ordering::Relaxed);
+            }
+        }
+        drop(slots);
+        self.metrics
+            .dropped
+            .fetch_add(cut as u64, Ordering::Relaxed);
+        cut
+    }
+
+    /// Runs [`Hub::reap`] every `every` until shutdown.
+    pub async fn run_reaper(self: Arc<Self>, every: Duration) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = interval.tick() => { self.reap(); }
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// Records how far this subscriber has read.
+    pub(crate) fn advance(&self, next: u64) {
+        self.slot.cursor.store(next, Ordering::Relaxed);
+    }
+
+    /// Resolves when the hub cuts this subscriber.
+    pub(crate) fn kill(&self) -> &CancellationToken {
+        &self.slot.kill
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut slots = self.hub.slots.lock();
+        slots.remove(self.key);
+        self.hub.subscribers.store(slots.len(), Ordering::Relaxed);
+    }
+}
+
+/// The SSE frame of an ordinary event: unnamed, so `onmessage` receives it.
+fn frame_event(id: &EventId, event: &ServerEvent) -> Bytes {
+    // Serializing a struct of strings and numbers cannot fail.
+    let json = serde_json::to_string(event).unwrap_or_default();
+    let id = id.to_string();
+    let mut out = String::with_capacity(json.len() + id.len() + 16);
+    // The id is digits and '-', the JSON has no raw line breaks: encoding succeeds.
+    let _ = encode_into(
+        &mut out,
+        &Frame {
+            id: Some(&id),
+            data: &json,
+            ..Frame::default()
+        },
+    );
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(read: Read) -> (String, u64, u64) {
+        match read {
+            Read::Frames { bytes, count, next } => (
+                String::from_utf8(bytes.map(|b| b.to_vec()).unwrap_or_default()).unwrap(),
+                count,
+                next,
+            ),
+            Read::Lost { first } => panic!("lost up to {first}"),
+        }
+    }
+
+    #[test]
+    fn seqs_are_contiguous_and_history_is_bounded() {
+        let hub = Hub::new(3, 3, 10);
+        for i in 0..5 {
+            let (id, event) = hub.publish("t", format!("m{i}"));
+            assert_eq!(id.seq, i + 1);
+            assert_eq!(event.seq, i + 1);
+            assert_eq!(id.epoch, hub.epoch());
+        }
+        assert_eq!(hub.bounds(), (3, 6));
+        assert!(matches!(hub.read(2, &Topics::All), Read::Lost { first: 3 }));
+        let (text, count, next) = frames(hub.read(4, &Topics::All));
+        assert_eq!((count, next), (2, 6));
+        assert!(text.contains("\"message\":\"m3\"") && text.contains("\"message\":\"m4\""));
+        assert!(text.starts_with(&format!("id: {}-4\ndata: {{", hub.epoch())));
+    }
+
+    #[test]
+    fn topic_filter_skips_but_advances() {
+        let hub = Hub::new(10, 10, 10);
+        hub.publish("a", "1".into());
+        hub.publish("b", "2".into());
+        hub.publish("a", "3".into());
+        let only_b = Topics::Only(vec![Arc::from("b")].into_boxed_slice());
+        let (text, count, next) = frames(hub.read(1, &only_b));
+        assert_eq!((count, next), (1, 4));
+        assert!(text.contains("\"seq\":2"));
+        let (_, count, next) = frames(hub.read(4, &only_b));
+        assert_eq!((count, next), (0, 4));
+    }
+
+    #[test]
+    fn reaper_cuts_after_two_strikes_and_limit_holds() {
+        let hub = Hub::new(100, 2, 2);
+        let slow = hub.subscribe(1, CancellationToken::new()).unwrap();
+        let fast = hub.subscribe(1, CancellationToken::new()).unwrap();
+        assert!(hub.subscribe(1, CancellationToken::new()).is_err());
+        for i in 0..5 {
+            hub.publish("t", i.to_string());
+        }
+        fast.advance(6);
+        assert_eq!(hub.reap(), 0);
+        assert_eq!(hub.reap(), 1);
+        assert!(slow.kill().is_cancelled());
+        assert!(!fast.kill().is_cancelled());
+        drop(slow);
+        assert_eq!(hub.subscribers(), 1);
+        assert_eq!(hub.metrics.dropped.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,316 @@
+//! One subscriber's response to `GET /stream`: where it starts (live, or
+//! after its Last-Event-ID, with a reset notice when the history cannot cover
+//! the gap), then the live events, keep-alive comments on a quiet stream, and
+//! a clean end at shutdown.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use shared::{encode_into, EventId, Frame, ResetNotice, ResetReason, RESET_EVENT};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use warp::http::{header, HeaderValue, Response};
+use warp::Reply;
+
+use crate::error::ApiError;
+use crate::hub::{Hub, Read, Subscription, Topics};
+use crate::metrics::Metrics;
+
+/// What a stream request asks for.
+#[derive(Debug, Clone, Default)]
+pub struct StreamRequest {
+    /// The id the client last received (the `Last-Event-ID` header, else the
+    /// `lastEventId` query parameter).
+    pub last_event_id: Option<String>,
+    /// The topics to receive.
+    pub topics: Topics,
+}
+
+impl StreamRequest {
+    /// Reads `topic` (repeatable) and `lastEventId` from a query string; the
+    /// `Last-Event-ID` header, sent by a reconnecting `EventSource`, wins over
+    /// the query parameter, which stays the same across reconnects.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidTopic`] for a topic name that breaks the rules.
+    pub fn from_query(query: &str, header_id: Option<String>) -> Result<Self, ApiError> {
+        let mut topics: Vec<Arc<str>> = Vec::new();
+        let mut query_id = None;
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "topic" => {
+                    shared::validate_topic(&value).map_err(ApiError::InvalidTopic)?;
+                    if !topics.iter().any(|t| **t == *value) {
+                        topics.push(Arc::from(value.as_ref()));
+                    }
+                }
+                "lastEventId" => query_id = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            last_event_id: header_id.or(query_id),
+            topics: if topics.is_empty() {
+                Topics::All
+            } else {
+                Topics::Only(topics.into_boxed_slice())
+            },
+        })
+    }
+}
+
+/// Per-server stream settings.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// Quiet time after which a keep-alive comment is sent.
+    pub keep_alive: Duration,
+    /// Reconnection delay advised in the `retry:` field.
+    pub retry: Duration,
+}
+
+/// Where a new subscriber starts, and the notice to send first if the
+/// history cannot take it exactly where it left off.
+pub(crate) fn resume_point(hub: &Hub, last_event_id: Option<&str>) -> (u64, Option<ResetNotice>) {
+    let (first, next) = hub.bounds();
+    // A malformed id counts as none: the stream starts live.
+    let Some((raw, id)) = last_event_id.and_then(|raw| Some((raw, raw.parse::<EventId>().ok()?)))
+    else {
+        return (next, None);
+    };
+    if id.epoch != hub.epoch() {
+        let missed = (first > 1).then(|| (1, first - 1));
+        let notice = ResetNotice {
+            reason: ResetReason::ServerRestarted,
+            requested: Some(raw.to_owned()),
+            missed_from: missed.map(|m| m.0),
+            missed_to: missed.map(|m| m.1),
+            resume_seq: first,
+            message: format!(
+                "The server restarted: events of its earlier run are gone. \
+                 Replaying this run from seq {first}."
+            ),
+        };
+        return (first, Some(notice));
+    }
+    if id.seq >= next {
+        // An id this run has not issued yet: nothing to replay.
+        return (next, None);
+    }
+    let wanted = id.seq + 1;
+    if wanted < first {
+        let notice = ResetNotice {
+            reason: ResetReason::HistoryExceeded,
+            requested: Some(raw.to_owned()),
+            missed_from: Some(wanted),
+            missed_to: Some(first - 1),
+            resume_seq: first,
+            message: format!(
+                "Events {wanted} to {} are older than the history the server keeps \
+                 and were missed. Resuming from seq {first}.",
+                first - 1
+            ),
+        };
+        return (first, Some(notice));
+    }
+    (wanted, None)
+}
+
+/// The `event: reset` frame; its id makes a later reconnect resume right
+/// after the notice.
+fn reset_frame(hub: &Hub, notice: &ResetNotice) -> Bytes {
+    let json = serde_json::to_string(notice).unwrap_or_default();
+    let id = EventId::new(hub.epoch(), notice.resume_seq - 1).to_string();
+    let mut out = String::with_capacity(json.len() + 48);
+    let _ = encode_into(
+        &mut out,
+        &Frame {
+            event: Some(RESET_EVENT),
+            id: Some(&id),
+            data: &json,
+            ..Frame::default()
+        },
+    );
+    Metrics::add(&hub.metrics.resets, 1);
+    Bytes::from(out)
+}
+
+/// The state of one subscriber's body.
+struct Subscriber {
+    /// The hub to read from.
+    hub: Arc<Hub>,
+    /// Registration: lag tracking and the kill switch.
+    sub: Subscription,
+    /// The next seq to read.
+    cursor: u64,
+    /// The topics to deliver.
+    topics: Topics,
+    /// Changes after every publish.
+    wake: watch::Receiver<u64>,
+    /// Bytes to send before anything else (the opening and any reset notice).
+    first: Option<Bytes>,
+    /// Quiet time before a keep-alive.
+    keep_alive: Duration,
+    /// Fires when the stream has been quiet for `keep_alive`.
+    quiet: Pin<Box<Sleep>>,
+    /// Ends the stream at shutdown.
+    shutdown: CancellationToken,
+}
+
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl Subscriber {
+    /// The next bytes to write, or `None` when the stream ends.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
+            return Some(first);
+        }
+        loop {
+            // Mark the current version seen before reading, so a publish
+            // racing with the read still wakes us.
+            self.wake.borrow_and_update();
+            match self.hub.read(self.cursor, &self.topics) {
+                Read::Lost { first } => {
+                    // Only reachable when the history is smaller than a burst:
+                    // say so in-band rather than skip silently.
+                    let notice = ResetNotice {
+                        reason: ResetReason::FellBehind,
+                        requested: None,
+                        missed_from: Some(self.cursor),
+                        missed_to: Some(first - 1),
+                        resume_seq: first,
+                        message: format!(
+                            "This subscriber fell behind: events {} to {} left the history \
+                             before they could be sent.",
+                            self.cursor,
+                            first - 1
+                        ),
+                    };
+                    self.cursor = first;
+                    self.sub.advance(first);
+                    return Some(reset_frame(&self.hub, &notice));
+                }
+                Read::Frames { bytes, count, next } => {
+                    self.cursor = next;
+                    self.sub.advance(next);
+                    if let Some(bytes) = bytes {
+                        Metrics::add(&self.hub.metrics.delivered, count);
+                        self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
+                        return Some(bytes);
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                () = self.sub.kill().cancelled() => return None,
+                changed = self.wake.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = self.quiet.as_mut() => {
+                    self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
+                    return Some(Bytes::from_static(KEEP_ALIVE));
+                }
+            }
+        }
+    }
+}
+
+/// The body of a stream: pre-framed bytes, several pending events in one chunk.
+fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
+    let stream = futures_util::stream::unfold(subscriber, |mut s| async move {
+        let chunk = s.next_chunk().await?;
+        Some((Ok(chunk), s))
+    });
+    sync_wrapper::SyncStream::new(stream)
+}
+
+/// Answers `GET /stream`.
+///
+/// # Errors
+/// [`ApiError::TooManySubscribers`] at the subscriber limit.
+pub(crate) fn open(
+    hub: &Arc<Hub>,
+    request: StreamRequest,
+    kill: CancellationToken,
+    settings: StreamSettings,
+) -> Result<warp::reply::Response, ApiError> {
+    let (cursor, notice) = resume_point(hub, request.last_event_id.as_deref());
+    let sub = hub.subscribe(cursor, kill).map_err(|full| {
+        Metrics::add(&hub.metrics.refused, 1);
+        ApiError::TooManySubscribers(full.0)
+    })?;
+    Metrics::add(&hub.metrics.subscriptions, 1);
+
+    // The opening goes out at once so clients and proxies see the stream live.
+    let mut first =
+        format!(": stream open\nretry: {}\n\n", settings.retry.as_millis()).into_bytes();
+    if let Some(notice) = &notice {
+        first.extend_from_slice(&reset_frame(hub, notice));
+    }
+    let subscriber = Subscriber {
+        hub: hub.clone(),
+        sub,
+        cursor,
+        topics: request.topics,
+        wake: hub.watch(),
+        first: Some(Bytes::from(first)),
+        keep_alive: settings.keep_alive,
+        quiet: Box::pin(tokio::time::sleep(settings.keep_alive)),
+        shutdown: hub.shutdown_token().clone(),
+    };
+
+    let mut response: Response<_> = warp::reply::stream(body(subscriber)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points() {
+        let hub = Hub::new(3, 3, 10);
+        assert_eq!(resume_point(&hub, None), (1, None));
+        for i in 0..5 {
+            hub.publish("t", i.to_string());
+        }
+        let epoch = hub.epoch();
+        // Live when there is no usable id.
+        assert_eq!(resume_point(&hub, None), (6, None));
+        assert_eq!(resume_point(&hub, Some("garbage")), (6, None));
+        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-99"))), (6, None));
+        // Exactly after the id when the history covers it.
+        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-2"))), (3, None));
+        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-5"))), (6, None));
+        // Too old.
+        let (cursor, notice) = resume_point(&hub, Some(&format!("{epoch}-0")));
+        let notice = notice.unwrap();
+        assert_eq!(cursor, 3);
+        assert_eq!(notice.reason, ResetReason::HistoryExceeded);
+        assert_eq!((notice.missed_from, notice.missed_to), (Some(1), Some(2)));
+        // Another run.
+        let (cursor, notice) = resume_point(&hub, Some(&format!("{}-4", epoch + 1)));
+        let notice = notice.unwrap();
+        assert_eq!(cursor, 3);
+        assert_eq!(notice.reason, ResetReason::ServerRestarted);
+        assert_eq!(
+            notice.requested.as_deref(),
+            Some(format!("{}-4", epoch + 1).as_str())
+        );
+    }
+}
