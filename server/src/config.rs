@@ -12,6 +12,7 @@ use clap::Parser;
 #[command(
     name = "server",
     version,
+    args_override_self = true,
     about = "A Server-Sent Events server: GET /stream, POST /publish, resumable with Last-Event-ID."
 )]
 pub struct Config {

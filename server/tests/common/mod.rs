@@ -1,0 +1,251 @@
+//! Test support: the real server on 127.0.0.1:0 and small HTTP/SSE clients
+//! over real TCP.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use server::Config;
+use shared::{Item, ParsedEvent, Parser, ServerEvent};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A safety net so a broken server fails a test instead of hanging it; the
+/// tests never wait on a timer to synchronize.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts the server with `args` (after `--addr 127.0.0.1:0`; the ticker is
+/// off unless `args` turn it on).
+pub async fn start(args: &[&str]) -> TestServer {
+    let mut argv = vec![
+        "server",
+        "--addr",
+        "127.0.0.1:0",
+        "--ticker-interval",
+        "off",
+    ];
+    argv.extend_from_slice(args);
+    let config = <Config as clap::Parser>::try_parse_from(&argv).expect("valid test arguments");
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestServer {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Triggers shutdown and waits for `run` to return.
+    pub async fn stop(mut self) {
+        self.stop.take().expect("running").send(()).ok();
+        tokio::time::timeout(PATIENCE, self.task.take().expect("running"))
+            .await
+            .expect("server stops")
+            .expect("server task ends cleanly");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Sends one request on a fresh connection.
+pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<Incoming> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut request = request;
+    request
+        .headers_mut()
+        .entry(hyper::header::HOST)
+        .or_insert_with(|| addr.to_string().parse().expect("host header"));
+    tokio::time::timeout(PATIENCE, sender.send_request(request))
+        .await
+        .expect("answer in time")
+        .expect("response")
+}
+
+/// A whole response: status, headers, body text.
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub async fn fetch(addr: SocketAddr, request: Request<Full<Bytes>>) -> Answer {
+    let response = send(addr, request).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).expect("utf-8 body"),
+    }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Answer {
+    fetch(
+        addr,
+        Request::get(path).body(Full::default()).expect("request"),
+    )
+    .await
+}
+
+/// `POST /publish` with a JSON content type.
+pub async fn publish_raw(addr: SocketAddr, body: &str) -> Answer {
+    fetch(
+        addr,
+        Request::post("/publish")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request"),
+    )
+    .await
+}
+
+/// Publishes and returns the answer's seq.
+pub async fn publish(addr: SocketAddr, topic: &str, message: &str) -> u64 {
+    let body = serde_json::json!({ "message": message, "topic": topic }).to_string();
+    let answer = publish_raw(addr, &body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["seq"].as_u64().expect("seq")
+}
+
+/// The value of one metric from `/metrics`.
+pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics").await.body;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// An open `/stream`, read through the shared parser.
+pub struct Sse {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    body: Incoming,
+    parser: Parser,
+    items: VecDeque<Item>,
+}
+
+impl Sse {
+    pub async fn open(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> Sse {
+        let mut request = Request::get(path);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = send(
+            addr,
+            request
+                .header("accept", "text/event-stream")
+                .header("accept-encoding", "gzip, br")
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+        Sse {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.into_body(),
+            parser: Parser::new(),
+            items: VecDeque::new(),
+        }
+    }
+
+    /// The next item, or `None` when the stream ended.
+    pub async fn next_item(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.items.pop_front() {
+                return Some(item);
+            }
+            let frame = tokio::time::timeout(PATIENCE, self.body.frame())
+                .await
+                .expect("stream item in time")?
+                .expect("stream body");
+            if let Ok(data) = frame.into_data() {
+                let mut out = Vec::new();
+                self.parser.feed(&data, &mut out);
+                self.items.extend(out);
+            }
+        }
+    }
+
+    /// The next dispatched event, skipping comments and retry.
+    pub async fn next_event(&mut self) -> ParsedEvent {
+        loop {
+            match self.next_item().await.expect("stream still open") {
+                Item::Event(event) => return event,
+                Item::Comment(_) | Item::Retry(_) => {}
+            }
+        }
+    }
+
+    /// The next ordinary event, decoded.
+    pub async fn next_message(&mut self) -> (ParsedEvent, ServerEvent) {
+        let event = self.next_event().await;
+        assert_eq!(
+            event.event, "message",
+            "expected an ordinary event: {event:?}"
+        );
+        let message = serde_json::from_str(&event.data).expect("ServerEvent JSON");
+        (event, message)
+    }
+
+    /// Reads until the server ends the stream.
+    pub async fn until_end(&mut self) -> Vec<Item> {
+        let mut rest = Vec::new();
+        while let Some(item) = self.next_item().await {
+            rest.push(item);
+        }
+        rest
+    }
+}
