@@ -82,7 +82,9 @@ pub(crate) enum Read {
 struct Slot {
     /// The next seq this subscriber needs; written by its stream.
     cursor: AtomicU64,
-    /// Consecutive reaper scans that found it over the lag limit.
+    /// The cursor the reaper saw at its previous scan.
+    seen: AtomicU64,
+    /// Consecutive reaper scans that found it over the lag limit and stuck.
     strikes: AtomicU8,
     /// Cancelled to close the subscriber's connection.
     kill: CancellationToken,
@@ -252,6 +254,7 @@ impl Hub {
     ) -> Result<Subscription, Full> {
         let slot = Arc::new(Slot {
             cursor: AtomicU64::new(cursor),
+            seen: AtomicU64::new(cursor),
             strikes: AtomicU8::new(0),
             kill,
         });
@@ -312,15 +315,18 @@ impl Hub {
     }
 
     /// One lag check over all subscribers: a subscriber found more than
-    /// `max_lag` events behind at two checks in a row is disconnected.
-    /// Returns how many were cut.
+    /// `max_lag` events behind, and no further than at the previous check,
+    /// at two checks in a row is disconnected. One that is catching up (a
+    /// long replay) is left alone. Returns how many were cut.
     pub fn reap(&self) -> usize {
         let head = self.log.read().next_seq;
         let slots = self.slots.lock();
         let mut cut = 0;
         for (_, slot) in slots.iter() {
-            let lag = head.saturating_sub(slot.cursor.load(Ordering::Relaxed));
-            if lag > self.max_lag {
+            let cursor = slot.cursor.load(Ordering::Relaxed);
+            let stuck = slot.seen.swap(cursor, Ordering::Relaxed) == cursor;
+            let lag = head.saturating_sub(cursor);
+            if lag > self.max_lag && stuck {
                 if slot.strikes.fetch_add(1, Ordering::Relaxed) >= 1 && !slot.kill.is_cancelled() {
                     slot.kill.cancel();
                     cut += 1;
@@ -436,16 +442,26 @@ mod tests {
 
     #[test]
     fn reaper_cuts_after_two_strikes_and_limit_holds() {
-        let hub = Hub::new(100, 2, 2);
+        let hub = Hub::new(100, 2, 3);
         let slow = hub.subscribe(1, CancellationToken::new()).unwrap();
         let fast = hub.subscribe(1, CancellationToken::new()).unwrap();
+        let third = hub.subscribe(1, CancellationToken::new()).unwrap();
         assert!(hub.subscribe(1, CancellationToken::new()).is_err());
+        drop(third);
         for i in 0..5 {
             hub.publish("t", i.to_string());
         }
         fast.advance(6);
         assert_eq!(hub.reap(), 0);
         assert_eq!(hub.reap(), 1);
+        // One far behind but moving is left alone.
+        let catching_up = hub.subscribe(1, CancellationToken::new()).unwrap();
+        for cursor in 2..5 {
+            catching_up.advance(cursor);
+            assert_eq!(hub.reap(), 0);
+        }
+        assert!(!catching_up.kill().is_cancelled());
+        drop(catching_up);
         assert!(slow.kill().is_cancelled());
         assert!(!fast.kill().is_cancelled());
         drop(slow);
