@@ -1,1 +1,67 @@
-//! placeholder
+//! A load generator for Server-Sent Events servers, and the harness that
+//! compares servers with it.
+//!
+//! The `bench` binary opens many subscribers (split across worker processes
+//! that it spawns from itself, each with its own loopback source address),
+//! publishes at a fixed open-loop rate with a send timestamp and a sequence
+//! number in every payload, and measures what subscribers see: latency of
+//! every delivery, time until the last subscriber has each event, loss,
+//! duplicates and reordering, the saturation point, reconnect storms with
+//! `Last-Event-ID` and slow consumers. It reads the server's CPU time and
+//! memory from `/proc`.
+//!
+//! Modules, each named for what it holds:
+//! - [`payload`]: the benchmark payload (sequence, send time, padding) and
+//!   how it is found in an event's `data`.
+//! - [`target`]: where to subscribe and how to publish on one server.
+//! - [`http`]: the subscriber side of HTTP/1.1: request, response head,
+//!   chunked body decoding.
+//! - [`tracker`]: per-subscriber sequence bookkeeping and a worker's
+//!   histograms.
+//! - [`protocol`]: the commands and replies between the coordinator and its
+//!   worker processes.
+//! - [`worker`]: a worker process: its subscribers and command loop.
+//! - [`fleet`]: the coordinator's handle on its workers.
+//! - [`publisher`]: the open-loop publisher.
+//! - [`procstat`]: CPU time and resident memory of a process tree.
+//! - [`server_proc`]: starting and stopping the servers under test.
+//! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer and
+//!   the smoke run.
+//! - [`suite`]: the configuration file and a run of every workload against
+//!   every server.
+//! - [`report`]: `BENCHMARKS.md` tables and the latency plot.
+//! - [`baseline`]: the comparison server written the usual warp way.
+//! - [`cli`]: the command line.
+
+pub mod baseline;
+pub mod cli;
+pub mod fleet;
+pub mod http;
+pub mod payload;
+pub mod procstat;
+pub mod protocol;
+pub mod publisher;
+pub mod report;
+pub mod server_proc;
+pub mod suite;
+pub mod target;
+pub mod tracker;
+pub mod worker;
+pub mod workloads;
+
+/// Raises this process's soft open-files limit to its hard limit and
+/// returns the new soft limit.
+///
+/// # Errors
+/// When the limit cannot be read or set.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// Nanoseconds since the Unix epoch on the wall clock, which every process
+/// on the machine shares: the unit of send and receive timestamps.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,625 @@
+//! `BENCHMARKS.md` and the latency plot, from a suite's results.
+//!
+//! The markdown is a template (prose kept in a file next to the suite's
+//! configuration) whose `{{name}}` placeholders are replaced by tables
+//! generated here. Every table puts each server next to the reference
+//! server (nchan) measured in the same run, as a ratio: absolute numbers
+//! drift on a shared machine, ratios measured minutes apart hold.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::suite::{ServerResults, SuiteResults};
+use crate::workloads::StepResult;
+
+/// Formats milliseconds with a sensible precision.
+fn ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else if v >= 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+/// Formats a count with thin groupings (12 345 678).
+fn count(v: f64) -> String {
+    let n = v.round().max(0.0) as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
+}
+
+/// `value (ratio×)` against `reference`, or just `value`.
+fn with_ratio(text: String, value: f64, reference: Option<f64>) -> String {
+    match reference {
+        Some(r) if r > 0.0 && value.is_finite() => format!("{text} ({:.2}×)", value / r),
+        _ => text,
+    }
+}
+
+/// Loss summary: `0` or `lost/dup/reordered`.
+fn integrity(lost: u64, duplicated: u64, reordered: u64) -> String {
+    if lost == 0 && duplicated == 0 && reordered == 0 {
+        "0 / 0 / 0".to_owned()
+    } else {
+        format!(
+            "**{} / {} / {}**",
+            count(lost as f64),
+            count(duplicated as f64),
+            count(reordered as f64)
+        )
+    }
+}
+
+/// The Unix time as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+struct Ctx<'a> {
+    results: &'a SuiteResults,
+    reference: Option<&'a ServerResults>,
+}
+
+impl<'a> Ctx<'a> {
+    fn fanout_at(server: &'a ServerResults, n: u32) -> Option<&'a crate::workloads::FanoutResult> {
+        server.fanout.iter().find(|f| f.step.subscribers == n)
+    }
+
+    fn machine(&self) -> String {
+        let m = &self.results.machine;
+        let mut out = String::new();
+        let _ = writeln!(out, "- CPU: {} ({} cores available)", m.cpu, m.cpus);
+        let _ = writeln!(out, "- Memory: {} MiB; Linux {}", m.memory_mib, m.kernel);
+        for (name, version) in &m.versions {
+            let _ = writeln!(out, "- {name}: `{version}`");
+        }
+        let c = &self.results.config;
+        let _ = writeln!(
+            out,
+            "- Pinning: every server on CPU {} (`taskset -c {}`), the load generator (coordinator, publisher and workers) on CPU {}",
+            c.server_cpus.as_deref().unwrap_or("any"),
+            c.server_cpus.as_deref().unwrap_or("-"),
+            c.loadgen_cpus.as_deref().unwrap_or("any")
+        );
+        let _ = writeln!(
+            out,
+            "- Run: {}, {:.1} minutes",
+            utc(self.results.started_unix),
+            self.results.seconds / 60.0
+        );
+        out
+    }
+
+    fn servers(&self) -> String {
+        let mut out =
+            String::from("| server | what | resumes from Last-Event-ID |\n|---|---|---|\n");
+        for s in &self.results.servers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                s.name,
+                s.description,
+                if s.resumes { "yes" } else { "no" }
+            );
+        }
+        out
+    }
+
+    fn parameters(&self) -> String {
+        let c = &self.results.config;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "- Fan-out: {} subscribers; {} events/s for {} s, {}-byte payloads.",
+            c.fanout
+                .subscribers
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.fanout.rate,
+            c.fanout.seconds,
+            c.fanout.payload_bytes
+        );
+        let _ = writeln!(
+            out,
+            "- Saturation: {} subscribers; event rates {} per second, {} s each, {}-byte payloads; a rate passes with nothing lost, duplicated or reordered and p99 under {} ms; {} bisection probes after the first failure, each on a restarted server.",
+            c.saturation.subscribers,
+            c.saturation
+                .rates
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.saturation.seconds,
+            c.saturation.payload_bytes,
+            c.saturation.p99_limit_ms,
+            c.saturation.refine
+        );
+        let _ = writeln!(
+            out,
+            "- Reconnect storm: {} subscribers, {} events/s; after {} s all of them drop and reconnect at once with the `Last-Event-ID` of the event {} behind their newest; publishing goes on for {} s.",
+            c.storm.subscribers, c.storm.rate, c.storm.before_seconds, c.storm.behind, c.storm.during_seconds
+        );
+        let _ = writeln!(
+            out,
+            "- Slow consumer: {} subscribers of which {} stop reading (keeping their connections open); {} events/s for {} s, {}-byte payloads.",
+            c.slow.subscribers, c.slow.stalled, c.slow.rate, c.slow.seconds, c.slow.payload_bytes
+        );
+        let _ = writeln!(
+            out,
+            "- Load generator: at most {} subscribers per worker process, {} connection attempts in flight per worker, {} publishing connections.",
+            c.per_worker, c.connect_concurrency, c.publish_connections
+        );
+        out
+    }
+
+    fn fanout(&self) -> String {
+        let mut out = String::from(
+            "| subscribers | server | p50 | p99 | p99.9 | max | last subscriber p99 | lost / dup / reordered | server CPU s per M deliveries | load generator CPU |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for &n in &self.results.config.fanout.subscribers {
+            let reference = self
+                .reference
+                .and_then(|r| Self::fanout_at(r, n))
+                .map(|f| &f.step);
+            for s in &self.results.servers {
+                let Some(f) = Self::fanout_at(s, n) else {
+                    let _ = writeln!(out, "| {n} | {} | failed | | | | | | | |", s.name);
+                    continue;
+                };
+                let st = &f.step;
+                let r = reference;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+                    count(f64::from(st.active)),
+                    s.name,
+                    with_ratio(
+                        ms(st.latency.p50_ms),
+                        st.latency.p50_ms,
+                        r.map(|r| r.latency.p50_ms)
+                    ),
+                    with_ratio(
+                        ms(st.latency.p99_ms),
+                        st.latency.p99_ms,
+                        r.map(|r| r.latency.p99_ms)
+                    ),
+                    ms(st.latency.p999_ms),
+                    ms(st.latency.max_ms),
+                    with_ratio(
+                        ms(st.completion.p99_ms),
+                        st.completion.p99_ms,
+                        r.map(|r| r.completion.p99_ms)
+                    ),
+                    integrity(st.lost, st.duplicated, st.reordered),
+                    cpu_cell(st, r),
+                    st.loadgen_cpu_share * 100.0
+                );
+            }
+        }
+        out
+    }
+
+    fn memory(&self) -> String {
+        let ns = &self.results.config.fanout.subscribers;
+        let mut out = String::from("| server |");
+        let mut rule = String::from("|---|");
+        for n in ns {
+            let _ = write!(out, " {} idle subscribers |", count(f64::from(*n)));
+            rule.push_str("---:|");
+        }
+        out.push('\n');
+        out.push_str(&rule);
+        out.push('\n');
+        for s in &self.results.servers {
+            let _ = write!(out, "| {} |", s.name);
+            for &n in ns {
+                let reference = self
+                    .reference
+                    .and_then(|r| Self::fanout_at(r, n))
+                    .and_then(|f| f.idle_memory)
+                    .map(|m| m.per_subscriber);
+                match Self::fanout_at(s, n).and_then(|f| f.idle_memory) {
+                    Some(m) => {
+                        let _ = write!(
+                            out,
+                            " {} per subscriber, RSS {} → {} |",
+                            with_ratio(kib(m.per_subscriber), m.per_subscriber, reference),
+                            mib(m.rss_before as f64),
+                            mib(m.rss_after as f64)
+                        );
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn saturation(&self) -> String {
+        let mut out = String::from(
+            "| server | most deliveries/s, clean | at events/s | p99 there | last subscriber p99 there | server CPU s per M deliveries | load generator CPU | first failing rate: why |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+        );
+        let reference = self
+            .reference
+            .and_then(|r| r.saturation.as_ref())
+            .and_then(|s| s.best.as_ref());
+        for s in &self.results.servers {
+            let Some(sat) = &s.saturation else {
+                let _ = writeln!(out, "| {} | failed | | | | | | |", s.name);
+                continue;
+            };
+            let fail = sat
+                .steps
+                .iter()
+                .filter(|(ok, _)| !ok)
+                .min_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+                .map_or_else(
+                    || "none up to the highest rate tried".to_owned(),
+                    |(_, st)| {
+                        format!(
+                            "{}: {}",
+                            st.rate,
+                            failure(st, self.results.config.saturation.p99_limit_ms)
+                        )
+                    },
+                );
+            match &sat.best {
+                Some(b) => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+                        s.name,
+                        with_ratio(
+                            count(b.deliveries_per_s),
+                            b.deliveries_per_s,
+                            reference.map(|r| r.deliveries_per_s)
+                        ),
+                        b.rate,
+                        ms(b.latency.p99_ms),
+                        ms(b.completion.p99_ms),
+                        cpu_cell(b, reference),
+                        b.loadgen_cpu_share * 100.0,
+                        fail
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "| {} | none clean | | | | | | {} |", s.name, fail);
+                }
+            }
+        }
+        out
+    }
+
+    fn storm(&self) -> String {
+        let mut out = String::from(
+            "| server | caught up | catch-up p50 | catch-up p99 | all caught up after | lost (gaps) | duplicated | reordered | resets | connect errors | p99 of live events meanwhile |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let reference = self.reference.and_then(|r| r.storm.as_ref());
+        for s in &self.results.servers {
+            let Some(st) = &s.storm else {
+                let _ = writeln!(out, "| {} | failed | | | | | | | | | |", s.name);
+                continue;
+            };
+            let all = st.caught_up >= st.subscribers && st.subscribers > 0;
+            let _ = writeln!(
+                out,
+                "| {} | {} of {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                count(f64::from(st.caught_up)),
+                count(f64::from(st.subscribers)),
+                if st.caught_up > 0 {
+                    ms(st.catch_up.p50_ms)
+                } else {
+                    "–".to_owned()
+                },
+                if st.caught_up > 0 {
+                    ms(st.catch_up.p99_ms)
+                } else {
+                    "–".to_owned()
+                },
+                if all {
+                    with_ratio(
+                        ms(st.catch_up.max_ms),
+                        st.catch_up.max_ms,
+                        reference
+                            .filter(|r| r.caught_up >= r.subscribers)
+                            .map(|r| r.catch_up.max_ms),
+                    )
+                } else {
+                    "never".to_owned()
+                },
+                if st.lost == 0 {
+                    "0".to_owned()
+                } else {
+                    format!("**{}**", count(st.lost as f64))
+                },
+                count(st.duplicated as f64),
+                count(st.reordered as f64),
+                count(st.resets as f64),
+                count(st.connect_errors as f64),
+                ms(st.during.latency.p99_ms),
+            );
+        }
+        out
+    }
+
+    fn slow(&self) -> String {
+        let mut out = String::from(
+            "| server | others' p50 | others' p99 | others' max | others lost / dup / reordered | server RSS before → peak | streams ended by the server |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let reference = self
+            .reference
+            .and_then(|r| r.slow.as_ref())
+            .map(|s| &s.step);
+        for s in &self.results.servers {
+            let Some(slow) = &s.slow else {
+                let _ = writeln!(out, "| {} | failed | | | | | |", s.name);
+                continue;
+            };
+            let st = &slow.step;
+            let rss = match (st.server_rss_before, st.server_rss_peak) {
+                (Some(b), Some(p)) => format!("{} → {}", mib(b as f64), mib(p.max(b) as f64)),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                ms(st.latency.p50_ms),
+                with_ratio(
+                    ms(st.latency.p99_ms),
+                    st.latency.p99_ms,
+                    reference.map(|r| r.latency.p99_ms)
+                ),
+                ms(st.latency.max_ms),
+                integrity(st.lost, st.duplicated, st.reordered),
+                rss,
+                count(st.disconnects as f64),
+            );
+        }
+        out
+    }
+
+    fn errors(&self) -> String {
+        let mut out = String::new();
+        for s in &self.results.servers {
+            for e in &s.errors {
+                let _ = writeln!(out, "- {}: {}", s.name, e.replace('\n', " "));
+            }
+        }
+        if out.is_empty() {
+            out.push_str("None: every workload ran against every server.\n");
+        }
+        out
+    }
+}
+
+fn cpu_cell(step: &StepResult, reference: Option<&StepResult>) -> String {
+    match step.server_cpu_s_per_million {
+        Some(v) => with_ratio(
+            format!("{v:.2}"),
+            v,
+            reference.and_then(|r| r.server_cpu_s_per_million),
+        ),
+        None => "–".to_owned(),
+    }
+}
+
+/// Why a saturation step failed.
+pub fn failure(step: &StepResult, p99_limit_ms: f64) -> String {
+    let mut why = Vec::new();
+    if step.lost > 0 {
+        why.push(format!("{} deliveries lost", count(step.lost as f64)));
+    }
+    if step.duplicated > 0 {
+        why.push(format!("{} duplicated", count(step.duplicated as f64)));
+    }
+    if step.reordered > 0 {
+        why.push(format!("{} reordered", count(step.reordered as f64)));
+    }
+    if step.publish_failed > 0 {
+        why.push(format!(
+            "{} publishes failed",
+            count(step.publish_failed as f64)
+        ));
+    }
+    if step.latency.p99_ms >= p99_limit_ms {
+        why.push(format!("p99 {}", ms(step.latency.p99_ms)));
+    }
+    if !step.drained && step.lost == 0 {
+        why.push("not drained in time".to_owned());
+    }
+    if step.connect_failed > 0 {
+        why.push(format!(
+            "{} subscribers could not connect",
+            step.connect_failed
+        ));
+    }
+    if why.is_empty() {
+        why.push("incomplete".to_owned());
+    }
+    why.join(", ")
+}
+
+/// Fills `template`'s placeholders from `results`, with ratios against the
+/// server named `reference`.
+pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> String {
+    let ctx = Ctx {
+        results,
+        reference: results.servers.iter().find(|s| s.name == reference),
+    };
+    let parts = [
+        ("{{machine}}", ctx.machine()),
+        ("{{servers}}", ctx.servers()),
+        ("{{parameters}}", ctx.parameters()),
+        ("{{fanout}}", ctx.fanout()),
+        ("{{memory}}", ctx.memory()),
+        ("{{saturation}}", ctx.saturation()),
+        ("{{storm}}", ctx.storm()),
+        ("{{slow}}", ctx.slow()),
+        ("{{errors}}", ctx.errors()),
+        ("{{reference}}", reference.to_owned()),
+    ];
+    let mut out = template.to_owned();
+    for (key, value) in parts {
+        out = out.replace(key, value.trim_end());
+    }
+    out
+}
+
+/// One plotted fan-out run: subscribers, p99 ms, p50 ms.
+type Point = (f64, f64, f64);
+
+/// Draws p99 (solid) and p50 (thin) publish-to-receive latency against
+/// subscribers, one colour per server, log–log, as an SVG file.
+///
+/// # Errors
+/// When the file cannot be written or there is nothing to plot.
+pub fn latency_svg(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
+    let series: Vec<(&str, Vec<Point>)> = results
+        .servers
+        .iter()
+        .map(|s| {
+            let points = s
+                .fanout
+                .iter()
+                .filter(|f| f.step.latency.count > 0)
+                .map(|f| {
+                    (
+                        f64::from(f.step.active),
+                        f.step.latency.p99_ms.max(0.01),
+                        f.step.latency.p50_ms.max(0.01),
+                    )
+                })
+                .collect();
+            (s.name.as_str(), points)
+        })
+        .collect();
+    let all: Vec<&Point> = series.iter().flat_map(|(_, p)| p).collect();
+    anyhow::ensure!(!all.is_empty(), "no fan-out results to plot");
+    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max) * 1.3;
+    let x_min = all.iter().map(|p| p.0).fold(f64::MAX, f64::min) / 1.3;
+    let y_max = all.iter().map(|p| p.1).fold(0.1, f64::max) * 2.0;
+    let y_min = all.iter().map(|p| p.2).fold(f64::MAX, f64::min) / 2.0;
+
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let title = format!(
+        "Publish-to-receive latency at {} events/s (p99 solid, p50 dashed)",
+        results.config.fanout.rate
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("subscribers")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&|v| count(*v))
+        .y_label_formatter(&|v| {
+            if *v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .draw()?;
+    let palette = [
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0xff, 0x7f, 0x0e),
+    ];
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(3),
+            ))?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+            });
+        chart.draw_series(
+            points
+                .iter()
+                .map(|p| Circle::new((p.0, p.1), 4, color.filled())),
+        )?;
+        chart.draw_series(DashedLineSeries::new(
+            points.iter().map(|p| (p.0, p.2)),
+            6,
+            4,
+            color.stroke_width(1),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13 UTC");
+        assert_eq!(count(1_234_567.4), "1,234,567");
+        assert_eq!(count(12.0), "12");
+        assert_eq!(ms(0.1234), "0.12 ms");
+        assert_eq!(ms(12.34), "12.3 ms");
+        assert_eq!(with_ratio("2".into(), 2.0, Some(4.0)), "2 (0.50×)");
+        assert_eq!(with_ratio("2".into(), 2.0, None), "2");
+        assert_eq!(integrity(0, 0, 0), "0 / 0 / 0");
+        assert_eq!(integrity(1, 2, 3), "**1 / 2 / 3**");
+    }
+}

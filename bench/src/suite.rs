@@ -1,0 +1,378 @@
+//! The suite: a configuration file naming the servers and the workload
+//! parameters, and a run of every workload against every server.
+//!
+//! Workloads run one after another, and within a workload every server in
+//! turn, each on a freshly started process, so that the servers of one
+//! workload are measured minutes apart at most and their ratios hold even
+//! when the machine's speed drifts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{AddrPool, FleetConfig};
+use crate::server_proc::{RunningServer, ServerSpec};
+use crate::target::Target;
+use crate::workloads::{
+    self, FanoutParams, FanoutResult, Harness, Restart, SaturationParams, SaturationResult,
+    SlowParams, SlowResult, StormParams, StormResult,
+};
+
+/// The fan-out sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// Subscriber counts, one run each.
+    pub subscribers: Vec<u32>,
+    /// Events per second.
+    pub rate: f64,
+    /// Publishing time per run, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// The suite's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    /// CPUs the servers are pinned to (`taskset -c` list).
+    pub server_cpus: Option<String>,
+    /// CPUs the load generator runs on (informational: the script pins it).
+    pub loadgen_cpus: Option<String>,
+    /// Subscribers per worker process at most.
+    pub per_worker: u32,
+    /// Connection attempts in flight per worker at most.
+    pub connect_concurrency: u32,
+    /// Publishing connections.
+    pub publish_connections: usize,
+    /// The fan-out sweep.
+    pub fanout: FanoutConfig,
+    /// The saturation search.
+    pub saturation: SaturationParams,
+    /// The reconnect storm.
+    pub storm: StormParams,
+    /// The slow-consumer case.
+    pub slow: SlowParams,
+    /// The servers.
+    #[serde(rename = "server")]
+    pub servers: Vec<ServerSpec>,
+    /// Commands whose output names a version, for the report: name → argv.
+    #[serde(default)]
+    pub versions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl SuiteConfig {
+    /// Reads a TOML configuration file.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not a valid configuration.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+}
+
+/// The machine the suite ran on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// CPUs available.
+    pub cpus: usize,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// Tool versions: name → first line of its version output.
+    pub versions: Vec<(String, String)>,
+}
+
+impl Machine {
+    /// Reads `/proc` and runs the version commands.
+    pub fn detect(versions: &std::collections::BTreeMap<String, Vec<String>>) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default();
+        let memory_mib = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let versions = versions
+            .iter()
+            .filter_map(|(name, argv)| {
+                let out = std::process::Command::new(argv.first()?)
+                    .args(&argv[1..])
+                    .output()
+                    .ok()?;
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Some((name.clone(), text.lines().next()?.trim().to_owned()))
+            })
+            .collect();
+        Self {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            memory_mib,
+            kernel,
+            versions,
+        }
+    }
+}
+
+/// Everything measured for one server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerResults {
+    /// Its name.
+    pub name: String,
+    /// What it is.
+    pub description: String,
+    /// Whether it resumes from `Last-Event-ID`.
+    pub resumes: bool,
+    /// One entry per fan-out subscriber count.
+    pub fanout: Vec<FanoutResult>,
+    /// The saturation search.
+    pub saturation: Option<SaturationResult>,
+    /// The reconnect storm.
+    pub storm: Option<StormResult>,
+    /// The slow-consumer case.
+    pub slow: Option<SlowResult>,
+    /// Workloads that could not run, and why.
+    pub errors: Vec<String>,
+}
+
+/// A suite run's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteResults {
+    /// The machine.
+    pub machine: Machine,
+    /// The configuration used.
+    pub config: SuiteConfig,
+    /// When the run started, seconds since the Unix epoch.
+    pub started_unix: u64,
+    /// How long it took, s.
+    pub seconds: f64,
+    /// Per server, in configuration order.
+    pub servers: Vec<ServerResults>,
+}
+
+/// A server that the suite (re)starts from its spec.
+#[derive(Debug)]
+struct Managed<'a> {
+    spec: &'a ServerSpec,
+    root: &'a Path,
+    cpus: Option<&'a str>,
+    current: Option<RunningServer>,
+}
+
+impl Managed<'_> {
+    async fn stop(&mut self) {
+        if let Some(server) = self.current.take() {
+            server.stop().await;
+        }
+    }
+}
+
+impl Restart for Managed<'_> {
+    async fn restart(&mut self) -> anyhow::Result<(Target, Option<u32>)> {
+        self.stop().await;
+        let server = RunningServer::start(self.spec, self.root, self.cpus).await?;
+        let started = (server.target.clone(), Some(server.pid()));
+        self.current = Some(server);
+        Ok(started)
+    }
+}
+
+/// Which workloads to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// The fan-out sweep (latency and idle memory against subscribers).
+    pub fanout: bool,
+    /// The saturation search.
+    pub saturation: bool,
+    /// The reconnect storm.
+    pub storm: bool,
+    /// The slow-consumer case.
+    pub slow: bool,
+}
+
+impl Selection {
+    /// Every workload.
+    pub const ALL: Self = Self {
+        fanout: true,
+        saturation: true,
+        storm: true,
+        slow: true,
+    };
+}
+
+/// Runs the selected workloads against `servers` (all when empty).
+///
+/// `root` is the directory that relative paths in the configuration start
+/// from; `worker_exe` is the `bench` binary.
+///
+/// # Errors
+/// Only when nothing can run at all; a workload that fails for one server
+/// is recorded in that server's `errors` and the suite goes on.
+pub async fn run(
+    config: &SuiteConfig,
+    root: &Path,
+    worker_exe: PathBuf,
+    servers: &[String],
+    selection: Selection,
+) -> anyhow::Result<SuiteResults> {
+    let started = Instant::now();
+    let started_unix = crate::now_ns() / 1_000_000_000;
+    let specs: Vec<&ServerSpec> = config
+        .servers
+        .iter()
+        .filter(|s| servers.is_empty() || servers.contains(&s.name))
+        .collect();
+    anyhow::ensure!(!specs.is_empty(), "no server selected");
+    let mut harness = Harness {
+        fleet: FleetConfig {
+            worker_exe,
+            per_worker: config.per_worker,
+            connect_concurrency: config.connect_concurrency,
+            connect_timeout: Duration::from_secs(60),
+        },
+        addrs: AddrPool::new(),
+        publish_connections: config.publish_connections,
+    };
+    let mut results: Vec<ServerResults> = specs
+        .iter()
+        .map(|s| ServerResults {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            resumes: s.resumes,
+            ..ServerResults::default()
+        })
+        .collect();
+    let cpus = config.server_cpus.as_deref();
+    let managed = |spec| Managed {
+        spec,
+        root,
+        cpus,
+        current: None,
+    };
+
+    if selection.fanout {
+        for &n in &config.fanout.subscribers {
+            for (spec, out) in specs.iter().zip(&mut results) {
+                tracing::info!(server = %spec.name, subscribers = n, "fan-out");
+                let mut server = managed(spec);
+                let params = FanoutParams {
+                    subscribers: n,
+                    rate: config.fanout.rate,
+                    seconds: config.fanout.seconds,
+                    payload_bytes: config.fanout.payload_bytes,
+                };
+                let r = match server.restart().await {
+                    Ok((target, pid)) => {
+                        workloads::fanout(&mut harness, &target, pid, params).await
+                    }
+                    Err(e) => Err(e),
+                };
+                server.stop().await;
+                match r {
+                    Ok(r) => {
+                        log_step(&spec.name, "fan-out", &r.step);
+                        out.fanout.push(r);
+                    }
+                    Err(e) => out.errors.push(format!("fan-out {n}: {e:#}")),
+                }
+            }
+        }
+    }
+    if selection.saturation {
+        for (spec, out) in specs.iter().zip(&mut results) {
+            tracing::info!(server = %spec.name, "saturation");
+            let mut server = managed(spec);
+            let r = workloads::saturation(&mut harness, &mut server, &config.saturation).await;
+            server.stop().await;
+            match r {
+                Ok(r) => out.saturation = Some(r),
+                Err(e) => out.errors.push(format!("saturation: {e:#}")),
+            }
+        }
+    }
+    if selection.storm {
+        for (spec, out) in specs.iter().zip(&mut results) {
+            tracing::info!(server = %spec.name, "reconnect storm");
+            let mut server = managed(spec);
+            let r = match server.restart().await {
+                Ok((target, pid)) => {
+                    workloads::reconnect_storm(&mut harness, &target, pid, config.storm).await
+                }
+                Err(e) => Err(e),
+            };
+            server.stop().await;
+            match r {
+                Ok(r) => out.storm = Some(r),
+                Err(e) => out.errors.push(format!("reconnect storm: {e:#}")),
+            }
+        }
+    }
+    if selection.slow {
+        for (spec, out) in specs.iter().zip(&mut results) {
+            tracing::info!(server = %spec.name, "slow consumer");
+            let mut server = managed(spec);
+            let r = match server.restart().await {
+                Ok((target, pid)) => {
+                    workloads::slow_consumer(&mut harness, &target, pid, config.slow).await
+                }
+                Err(e) => Err(e),
+            };
+            server.stop().await;
+            match r {
+                Ok(r) => {
+                    log_step(&spec.name, "slow consumer", &r.step);
+                    out.slow = Some(r);
+                }
+                Err(e) => out.errors.push(format!("slow consumer: {e:#}")),
+            }
+        }
+    }
+    for r in &results {
+        for e in &r.errors {
+            tracing::warn!(server = %r.name, "{e}");
+        }
+    }
+    Ok(SuiteResults {
+        machine: Machine::detect(&config.versions),
+        config: config.clone(),
+        started_unix,
+        seconds: started.elapsed().as_secs_f64(),
+        servers: results,
+    })
+}
+
+fn log_step(server: &str, workload: &str, s: &workloads::StepResult) {
+    tracing::info!(
+        server,
+        workload,
+        subscribers = s.active,
+        p50_ms = s.latency.p50_ms,
+        p99_ms = s.latency.p99_ms,
+        lost = s.lost,
+        cpu_per_m = s.server_cpu_s_per_million.unwrap_or(f64::NAN),
+        loadgen = s.loadgen_cpu_share,
+        "done"
+    );
+}

@@ -1,0 +1,121 @@
+//! One server under test: where subscribers connect, where and how events are
+//! published, and where the payload sits in an event.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::payload::DataFormat;
+
+/// How an event is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublishFormat {
+    /// `POST` of a [`shared::PublishRequest`] JSON (our server, the baseline).
+    Json,
+    /// `POST` of the payload as a `text/plain` body (nchan's publisher).
+    Raw,
+}
+
+/// An `http://` URL on an IP address, split into what a raw HTTP/1.1 client
+/// needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+/// Why a URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("{0:?} is not a URL")]
+    Invalid(String),
+    /// Only plain `http://` is supported.
+    #[error("{0:?}: only http:// URLs are supported")]
+    Scheme(String),
+    /// The host must be an IP address (or `localhost`): the benchmark stays
+    /// on loopback and does no name resolution.
+    #[error("{0:?}: the host must be an IP address or localhost")]
+    Host(String),
+}
+
+impl Endpoint {
+    /// Parses `http://<ip>[:port]/path?query`.
+    ///
+    /// # Errors
+    /// [`UrlError`] when the URL is not `http://` on an IP address.
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let uri: http::Uri = url.parse().map_err(|_| UrlError::Invalid(url.to_owned()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(UrlError::Scheme(url.to_owned()));
+        }
+        let host = uri.host().ok_or_else(|| UrlError::Host(url.to_owned()))?;
+        let ip: IpAddr = if host == "localhost" {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| UrlError::Host(url.to_owned()))?
+        };
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        Ok(Self {
+            addr: SocketAddr::new(ip, uri.port_u16().unwrap_or(80)),
+            path,
+        })
+    }
+
+    /// The `Host` header value.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// Everything the load generator needs to know about one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Where subscribers connect (`GET`, `Accept: text/event-stream`).
+    pub subscribe: Endpoint,
+    /// Where events are published (`POST`).
+    pub publish: Endpoint,
+    /// The publish body's form.
+    pub publish_format: PublishFormat,
+    /// Where the payload sits in an event's `data`.
+    pub data_format: DataFormat,
+    /// The topic to publish to when the format has one.
+    pub topic: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loopback_urls() {
+        let e = Endpoint::parse("http://127.0.0.1:8080/sub?id=bench").unwrap();
+        assert_eq!(e.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(e.path, "/sub?id=bench");
+        assert_eq!(e.host(), "127.0.0.1:8080");
+        let e = Endpoint::parse("http://localhost/stream").unwrap();
+        assert_eq!(e.addr, "127.0.0.1:80".parse().unwrap());
+        assert_eq!(Endpoint::parse("http://127.0.0.1:1").unwrap().path, "/");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_reach() {
+        assert!(matches!(
+            Endpoint::parse("https://127.0.0.1/"),
+            Err(UrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("http://example.com/"),
+            Err(UrlError::Host(_))
+        ));
+        assert!(Endpoint::parse("::").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-subscriber sequence bookkeeping: which measured events arrived, how
+//! often, and in which order.
+//!
+//! Each subscriber keeps a bitmap of the sequence numbers it received. An
+//! event whose bit is already set is a duplicate; one below the highest seen
+//! whose bit is not set arrived out of order; a bit still clear at the end of
+//! a step is a lost event. When a subscriber reconnects with `Last-Event-ID`
+//! of event `r`, the bits after `r` are cleared: those events are expected
+//! once more, from the server's replay.
+
+use hdrhistogram::Histogram;
+
+/// What recording one event found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// First arrival, in order.
+    InOrder,
+    /// First arrival, after a later event.
+    Reordered,
+    /// Already received.
+    Duplicate,
+}
+
+/// The received-set of one subscriber.
+#[derive(Debug, Clone, Default)]
+pub struct SeqTracker {
+    bits: Vec<u64>,
+    /// One past the highest seq received, 0 when none.
+    end: u64,
+    /// The lowest seq from `floor` up that has not been received.
+    contiguous: u64,
+    /// Seqs below this are not expected (the subscriber joined later).
+    floor: u64,
+}
+
+impl SeqTracker {
+    /// A tracker expecting seqs from `floor` on.
+    pub fn new(floor: u64) -> Self {
+        Self {
+            bits: Vec::new(),
+            end: 0,
+            contiguous: floor,
+            floor,
+        }
+    }
+
+    fn word(seq: u64) -> (usize, u64) {
+        (
+            usize::try_from(seq / 64).unwrap_or(usize::MAX),
+            1 << (seq % 64),
+        )
+    }
+
+    /// Whether `seq` has been received.
+    pub fn has(&self, seq: u64) -> bool {
+        let (i, bit) = Self::word(seq);
+        self.bits.get(i).is_some_and(|w| w & bit != 0)
+    }
+
+    /// Records the arrival of `seq`.
+    pub fn record(&mut self, seq: u64) -> Arrival {
+        let (i, bit) = Self::word(seq);
+        if i >= self.bits.len() {
+            self.bits.resize(i + 1, 0);
+        }
+        if self.bits[i] & bit != 0 {
+            return Arrival::Duplicate;
+        }
+        self.bits[i] |= bit;
+        let arrival = if seq + 1 < self.end {
+            Arrival::Reordered
+        } else {
+            Arrival::InOrder
+        };
+        self.end = self.end.max(seq + 1);
+        while self.has(self.contiguous) {
+            self.contiguous += 1;
+        }
+        arrival
+    }
+
+    /// The lowest expected seq not yet received: everything from the floor
+    /// below it has arrived.
+    pub fn contiguous(&self) -> u64 {
+        self.contiguous
+    }
+
+    /// Forgets the arrivals after `seq` (and all of them when `None`):
+    /// called on a reconnect that asks the server to resume after `seq`.
+    pub fn rewind_after(&mut self, seq: Option<u64>) {
+        let from = seq.map_or(0, |s| s + 1);
+        for s in from..self.end {
+            let (i, bit) = Self::word(s);
+            if let Some(w) = self.bits.get_mut(i) {
+                *w &= !bit;
+            }
+        }
+        self.end = self.end.min(from);
+        self.contiguous = self.contiguous.min(from).max(self.floor);
+    }
+
+    /// How many seqs in `from..=to` (and not below the floor) have not been
+    /// received.
+    pub fn missing(&self, from: u64, to: u64) -> u64 {
+        let from = from.max(self.floor);
+        if to < from {
+            return 0;
+        }
+        (from..=to).filter(|&s| !self.has(s)).count() as u64
+    }
+}
+
+/// A latency histogram in microseconds, from 1 µs to 10 minutes with three
+/// significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records `micros` into `hist`, clamped to its range.
+pub fn record_clamped(hist: &mut Histogram<u64>, micros: u64) {
+    hist.saturating_record(micros.max(1));
+}
+
+/// A histogram as `(value, count)` pairs, for the wire.
+pub fn histogram_to_pairs(hist: &Histogram<u64>) -> Vec<(u64, u64)> {
+    hist.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Adds `(value, count)` pairs into `hist`.
+pub fn add_pairs(hist: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
+    for &(value, count) in pairs {
+        // Values came from a histogram with the same bounds.
+        let _ = hist.record_n(value.max(1), count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_duplicate_reordered_missing() {
+        let mut t = SeqTracker::new(0);
+        assert_eq!(t.record(0), Arrival::InOrder);
+        assert_eq!(t.record(1), Arrival::InOrder);
+        assert_eq!(t.record(3), Arrival::InOrder);
+        assert_eq!(t.contiguous(), 2);
+        assert_eq!(t.missing(0, 3), 1);
+        assert_eq!(t.record(2), Arrival::Reordered);
+        assert_eq!(t.contiguous(), 4);
+        assert_eq!(t.record(2), Arrival::Duplicate);
+        assert_eq!(t.missing(0, 3), 0);
+        assert_eq!(t.missing(0, 200), 197);
+        assert_eq!(t.record(200), Arrival::InOrder);
+        assert_eq!(t.missing(0, 200), 196);
+    }
+
+    #[test]
+    fn rewinding_expects_the_replay_once() {
+        let mut t = SeqTracker::new(0);
+        for s in 0..10 {
+            t.record(s);
+        }
+        t.rewind_after(Some(6));
+        assert_eq!(t.contiguous(), 7);
+        assert_eq!(t.missing(0, 9), 3);
+        for s in 7..12 {
+            assert_eq!(t.record(s), Arrival::InOrder, "{s}");
+        }
+        assert_eq!(t.contiguous(), 12);
+        t.rewind_after(None);
+        assert_eq!(t.contiguous(), 0);
+        assert_eq!(t.record(0), Arrival::InOrder);
+    }
+
+    #[test]
+    fn floor_excludes_earlier_events() {
+        let mut t = SeqTracker::new(5);
+        assert_eq!(t.contiguous(), 5);
+        assert_eq!(t.missing(0, 6), 2);
+        t.record(5);
+        assert_eq!(t.contiguous(), 6);
+        t.rewind_after(None);
+        assert_eq!(t.contiguous(), 5);
+    }
+
+    #[test]
+    fn histogram_pairs_round_trip() {
+        let mut h = latency_histogram();
+        for v in [1, 10, 10, 1000, 5_000_000] {
+            record_clamped(&mut h, v);
+        }
+        record_clamped(&mut h, u64::MAX);
+        let mut back = latency_histogram();
+        add_pairs(&mut back, &histogram_to_pairs(&h));
+        assert_eq!(back.len(), h.len());
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        assert_eq!(back.max(), h.max());
+    }
+}

@@ -1,0 +1,779 @@
+//! The workloads: fan-out, saturation, reconnect storm, slow consumer, and
+//! the quick smoke run that the tests use.
+//!
+//! Every workload works on a [`Session`]: N subscribers connected through a
+//! fleet of workers, warmed up (warm-up events are published until every
+//! subscriber has received one, so no measured event races a subscription),
+//! and a publisher. A *step* publishes measured events open-loop at a fixed
+//! rate, waits (bounded) until every subscriber holds every event, and
+//! collects latency, completion time, loss, duplicates, reordering and the
+//! server's CPU time and memory.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::fleet::{AddrPool, Fleet, FleetConfig, StepReport};
+use crate::procstat;
+use crate::publisher::Publisher;
+use crate::target::Target;
+
+/// What every workload shares: how to spread subscribers over processes and
+/// where source addresses come from.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    /// Worker processes.
+    pub fleet: FleetConfig,
+    /// Source addresses, never reused within a run.
+    pub addrs: AddrPool,
+    /// Publishing connections.
+    pub publish_connections: usize,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// How many values.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Reads a µs histogram.
+    pub fn of(hist: &Histogram<u64>) -> Self {
+        if hist.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: hist.len(),
+            p50_ms: ms(hist.value_at_quantile(0.5)),
+            p99_ms: ms(hist.value_at_quantile(0.99)),
+            p999_ms: ms(hist.value_at_quantile(0.999)),
+            max_ms: ms(hist.max()),
+        }
+    }
+}
+
+/// The results of one measured step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// Subscribers asked for.
+    pub subscribers: u32,
+    /// Subscribers counted (connected and not stalled).
+    pub active: u32,
+    /// Subscribers that could not connect.
+    pub connect_failed: u32,
+    /// Events published per second.
+    pub rate: f64,
+    /// Events published in the step.
+    pub events: u64,
+    /// Payload size in bytes.
+    pub payload_bytes: usize,
+    /// Publish-to-receive latency of every delivery.
+    pub latency: Percentiles,
+    /// Per event, the time until the last active subscriber had it.
+    pub completion: Percentiles,
+    /// First arrivals.
+    pub delivered: u64,
+    /// Events × active subscribers.
+    pub expected: u64,
+    /// Deliveries that never happened.
+    pub lost: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Events received after a later one.
+    pub reordered: u64,
+    /// `reset` notices received.
+    pub resets: u64,
+    /// Streams the server ended or broke.
+    pub disconnects: u64,
+    /// Failed (re)connection attempts.
+    pub connect_errors: u64,
+    /// Publish requests that failed.
+    pub publish_failed: u64,
+    /// The first error anywhere, for the log.
+    pub first_error: Option<String>,
+    /// How late the publisher's schedule ran at worst, ms.
+    pub publish_lateness_ms: f64,
+    /// Whether every subscriber had every event before the drain timeout.
+    pub drained: bool,
+    /// Wall time of the step (publishing and draining), s.
+    pub seconds: f64,
+    /// Deliveries per second over the step.
+    pub deliveries_per_s: f64,
+    /// Server CPU time during the step, s.
+    pub server_cpu_s: Option<f64>,
+    /// Server CPU seconds per million deliveries.
+    pub server_cpu_s_per_million: Option<f64>,
+    /// Load generator CPU time during the step, as a share of one core.
+    pub loadgen_cpu_share: f64,
+    /// Server resident memory before the step, bytes.
+    pub server_rss_before: Option<u64>,
+    /// Server resident memory at its highest during the step, bytes.
+    pub server_rss_peak: Option<u64>,
+}
+
+impl StepResult {
+    /// Nothing lost, duplicated or reordered, every publish accepted.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.reordered == 0
+            && self.publish_failed == 0
+            && self.connect_failed == 0
+            && self.drained
+            && self.delivered == self.expected
+    }
+}
+
+/// Memory of the server before and after the subscribers connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct IdleMemory {
+    /// RSS with no subscribers, bytes.
+    pub rss_before: u64,
+    /// RSS with every subscriber connected and idle, bytes.
+    pub rss_after: u64,
+    /// The difference per connected subscriber, bytes.
+    pub per_subscriber: f64,
+}
+
+/// N subscribers connected to one server, warmed up, and a publisher.
+#[derive(Debug)]
+pub struct Session {
+    fleet: Fleet,
+    publisher: Publisher,
+    pid: Option<u32>,
+    next_seq: u64,
+    warmups: u64,
+    connect_failed: u32,
+    /// Subscribers connected.
+    pub connected: u32,
+    /// How long connecting took.
+    pub connect_time: Duration,
+    /// Server memory per idle subscriber, when the server's pid is known.
+    pub idle_memory: Option<IdleMemory>,
+}
+
+fn loadgen_pids(fleet: &Fleet) -> Vec<u32> {
+    let mut pids = fleet.pids();
+    pids.push(std::process::id());
+    pids
+}
+
+impl Session {
+    /// Connects `subscribers` to `target` (whose process is `pid`, when
+    /// known), measures the server's memory per idle subscriber and warms
+    /// up.
+    ///
+    /// # Errors
+    /// When workers cannot start or stop answering, or no subscriber
+    /// connects.
+    pub async fn open(
+        h: &mut Harness,
+        target: &Target,
+        pid: Option<u32>,
+        subscribers: u32,
+    ) -> anyhow::Result<Self> {
+        let (mut fleet, sources) = Fleet::spawn(&h.fleet, subscribers, &mut h.addrs)?;
+        let before = pid.and_then(|p| procstat::sample_tree(p).ok());
+        let connected = fleet
+            .connect(&h.fleet, &target.subscribe, target.data_format, &sources)
+            .await?;
+        if connected.ok == 0 {
+            fleet.shutdown().await;
+            anyhow::bail!(
+                "no subscriber could connect: {}",
+                connected.first_error.unwrap_or_default()
+            );
+        }
+        if connected.failed > 0 {
+            tracing::warn!(
+                failed = connected.failed,
+                error = connected.first_error.as_deref().unwrap_or(""),
+                "some subscribers could not connect"
+            );
+        }
+        // Let the server finish setting the connections up before reading
+        // its memory.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let after = pid.and_then(|p| procstat::sample_tree(p).ok());
+        let idle_memory = before.zip(after).map(|(b, a)| IdleMemory {
+            rss_before: b.rss_bytes,
+            rss_after: a.rss_bytes,
+            per_subscriber: (a.rss_bytes as f64 - b.rss_bytes as f64) / f64::from(connected.ok),
+        });
+        let publisher = Publisher::new(target, h.publish_connections);
+        let mut session = Self {
+            fleet,
+            publisher,
+            pid,
+            next_seq: 0,
+            warmups: 0,
+            connect_failed: connected.failed,
+            connected: connected.ok,
+            connect_time: connected.elapsed,
+            idle_memory,
+        };
+        session.warm_up().await?;
+        Ok(session)
+    }
+
+    /// Publishes warm-up events until every open subscriber has one (at
+    /// most 20 s).
+    async fn warm_up(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.publisher.publish(crate::payload::warmup(self.warmups));
+            self.warmups += 1;
+            self.publisher.wait_idle(Duration::from_secs(5)).await;
+            let (status, done) = self
+                .fleet
+                .wait_for(Duration::from_millis(200), |s| {
+                    s.warm >= s.open && s.open > 0
+                })
+                .await?;
+            if done {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(warm = status.warm, open = status.open, "warm-up incomplete");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes `count` subscribers stop reading.
+    ///
+    /// # Errors
+    /// When a worker stops answering.
+    pub async fn stall(&mut self, count: u32) -> anyhow::Result<()> {
+        self.fleet.stall(count).await?;
+        // Stalled subscribers stop counting once they have seen the command.
+        let active = self.fleet.subscribers.saturating_sub(count);
+        self.fleet
+            .wait_for(Duration::from_secs(5), |s| s.active <= active)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes `rate × seconds` measured events, waits at most
+    /// `drain_timeout` for them to reach every subscriber, and reports.
+    ///
+    /// # Errors
+    /// When a worker stops answering.
+    pub async fn step(
+        &mut self,
+        rate: f64,
+        seconds: f64,
+        size: usize,
+        drain_timeout: Duration,
+    ) -> anyhow::Result<StepResult> {
+        let count = ((rate * seconds).round() as u64).max(1);
+        self.step_count(rate, count, size, drain_timeout).await
+    }
+
+    /// As [`Session::step`] with `count` events.
+    async fn step_count(
+        &mut self,
+        rate: f64,
+        count: u64,
+        size: usize,
+        drain_timeout: Duration,
+    ) -> anyhow::Result<StepResult> {
+        let from = self.next_seq;
+        let to = from + count - 1;
+        self.next_seq = to + 1;
+        self.fleet.measure(from).await?;
+        let publish_before = self.publisher.counts();
+        let server_before = self.pid.and_then(|p| procstat::sample_tree(p).ok());
+        let lg_pids = loadgen_pids(&self.fleet);
+        let lg_before = procstat::sample_pids(&lg_pids);
+        let start = Instant::now();
+
+        let peak = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = self.pid.map(|pid| {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(s) = procstat::sample_tree(pid) {
+                        peak.fetch_max(s.rss_bytes, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+
+        let answer_timeout = drain_timeout.max(Duration::from_secs(5));
+        let run = self
+            .publisher
+            .open_loop(from, count, rate, size, answer_timeout)
+            .await;
+        let (_, drained) = self
+            .fleet
+            .wait_for(drain_timeout, |s| s.contiguous_min > to)
+            .await?;
+        let elapsed = start.elapsed();
+        let server_after = self.pid.and_then(|p| procstat::sample_tree(p).ok());
+        let lg_after = procstat::sample_pids(&lg_pids);
+        stop.store(true, Ordering::Relaxed);
+        if let Some(sampler) = sampler {
+            let _ = sampler.await;
+        }
+        let report = self.fleet.report(from, to).await?;
+        let publish_after = self.publisher.counts();
+        let server_cpu_s = server_before
+            .zip(server_after)
+            .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
+        Ok(self.result(StepInputs {
+            rate,
+            count,
+            size,
+            report: &report,
+            drained,
+            elapsed,
+            server_cpu_s,
+            loadgen_cpu_s: lg_after.cpu_seconds - lg_before.cpu_seconds,
+            rss_before: server_before.map(|s| s.rss_bytes),
+            rss_peak: self.pid.map(|_| peak.load(Ordering::Relaxed)),
+            publish_failed: publish_after.failed - publish_before.failed,
+            publish_error: publish_after.first_error,
+            lateness: run.max_lateness,
+        }))
+    }
+
+    fn result(&self, i: StepInputs<'_>) -> StepResult {
+        let t = &i.report.totals;
+        let secs = i.elapsed.as_secs_f64();
+        StepResult {
+            subscribers: self.fleet.subscribers,
+            active: t.active,
+            connect_failed: self.connect_failed,
+            rate: i.rate,
+            events: i.count,
+            payload_bytes: i.size,
+            latency: Percentiles::of(&i.report.latency),
+            completion: Percentiles::of(&i.report.completion),
+            delivered: t.delivered,
+            expected: i.count * u64::from(t.active),
+            lost: t.lost,
+            duplicated: t.duplicated,
+            reordered: t.reordered,
+            resets: t.resets,
+            disconnects: t.disconnects,
+            connect_errors: t.connect_errors,
+            publish_failed: i.publish_failed,
+            first_error: i.publish_error.or_else(|| t.first_error.clone()),
+            publish_lateness_ms: i.lateness.as_secs_f64() * 1000.0,
+            drained: i.drained,
+            seconds: secs,
+            deliveries_per_s: t.delivered as f64 / secs.max(1e-9),
+            server_cpu_s: i.server_cpu_s,
+            server_cpu_s_per_million: i
+                .server_cpu_s
+                .filter(|_| t.delivered > 0)
+                .map(|c| c / t.delivered as f64 * 1e6),
+            loadgen_cpu_share: i.loadgen_cpu_s / secs.max(1e-9),
+            server_rss_before: i.rss_before,
+            server_rss_peak: i.rss_peak,
+        }
+    }
+
+    /// Closes the subscribers and the publisher.
+    pub async fn close(self) {
+        self.fleet.shutdown().await;
+        self.publisher.shutdown().await;
+    }
+}
+
+struct StepInputs<'a> {
+    rate: f64,
+    count: u64,
+    size: usize,
+    report: &'a StepReport,
+    drained: bool,
+    elapsed: Duration,
+    server_cpu_s: Option<f64>,
+    loadgen_cpu_s: f64,
+    rss_before: Option<u64>,
+    rss_peak: Option<u64>,
+    publish_failed: u64,
+    publish_error: Option<String>,
+    lateness: Duration,
+}
+
+/// One fan-out measurement: N idle subscribers' memory, then latency at a
+/// fixed rate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FanoutResult {
+    /// Server memory per idle subscriber.
+    pub idle_memory: Option<IdleMemory>,
+    /// Time to connect every subscriber, s.
+    pub connect_seconds: f64,
+    /// The measured step.
+    pub step: StepResult,
+}
+
+/// Parameters of a fan-out run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FanoutParams {
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Events per second.
+    pub rate: f64,
+    /// Publishing time, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// Connects `p.subscribers`, reads idle memory, publishes at `p.rate` for
+/// `p.seconds`.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn fanout(
+    h: &mut Harness,
+    target: &Target,
+    pid: Option<u32>,
+    p: FanoutParams,
+) -> anyhow::Result<FanoutResult> {
+    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let step = session
+        .step(p.rate, p.seconds, p.payload_bytes, Duration::from_secs(10))
+        .await;
+    let result = step.map(|step| FanoutResult {
+        idle_memory: session.idle_memory,
+        connect_seconds: session.connect_time.as_secs_f64(),
+        step,
+    });
+    session.close().await;
+    result
+}
+
+/// Restarts the server under test so that a step starts from a clean state.
+pub trait Restart {
+    /// Stops the server if it runs, starts a fresh one, and returns where it
+    /// listens and its pid.
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<(Target, Option<u32>)>>;
+}
+
+/// Parameters of a saturation search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaturationParams {
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Event rates to try in order, each higher than the last.
+    pub rates: Vec<f64>,
+    /// Publishing time per step, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+    /// A step passes when p99 latency stays under this, ms.
+    pub p99_limit_ms: f64,
+    /// After the first failing rate, this many bisection probes between it
+    /// and the last passing one.
+    pub refine: u32,
+}
+
+/// The saturation search's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaturationResult {
+    /// Every step tried, in order, with whether it passed.
+    pub steps: Vec<(bool, StepResult)>,
+    /// The passing step with the most deliveries per second.
+    pub best: Option<StepResult>,
+}
+
+fn passes(step: &StepResult, p99_limit_ms: f64) -> bool {
+    step.is_clean() && step.latency.p99_ms < p99_limit_ms
+}
+
+/// Steps the rate up until a step loses events or its p99 exceeds the
+/// limit, then bisects; each probe after a failure runs on a restarted
+/// server.
+///
+/// # Errors
+/// When the server cannot restart or a session cannot open.
+pub async fn saturation(
+    h: &mut Harness,
+    server: &mut impl Restart,
+    p: &SaturationParams,
+) -> anyhow::Result<SaturationResult> {
+    let mut result = SaturationResult::default();
+    let (target, pid) = server.restart().await?;
+    let mut session = Session::open(h, &target, pid, p.subscribers).await?;
+    let mut last_pass: Option<f64> = None;
+    let mut first_fail: Option<f64> = None;
+    for &rate in &p.rates {
+        let step = session
+            .step(rate, p.seconds, p.payload_bytes, Duration::from_secs(5))
+            .await?;
+        let ok = passes(&step, p.p99_limit_ms);
+        tracing::info!(
+            rate,
+            ok,
+            p99_ms = step.latency.p99_ms,
+            lost = step.lost,
+            "saturation step"
+        );
+        result.steps.push((ok, step));
+        if ok {
+            last_pass = Some(rate);
+        } else {
+            first_fail = Some(rate);
+            break;
+        }
+    }
+    session.close().await;
+    if let (Some(mut lo), Some(mut hi)) = (last_pass, first_fail) {
+        for _ in 0..p.refine {
+            let rate = ((lo + hi) / 2.0).round();
+            if rate <= lo || rate >= hi {
+                break;
+            }
+            let (target, pid) = server.restart().await?;
+            let mut session = Session::open(h, &target, pid, p.subscribers).await?;
+            let step = session
+                .step(rate, p.seconds, p.payload_bytes, Duration::from_secs(5))
+                .await;
+            session.close().await;
+            let step = step?;
+            let ok = passes(&step, p.p99_limit_ms);
+            tracing::info!(
+                rate,
+                ok,
+                p99_ms = step.latency.p99_ms,
+                lost = step.lost,
+                "saturation probe"
+            );
+            result.steps.push((ok, step));
+            if ok {
+                lo = rate;
+            } else {
+                hi = rate;
+            }
+        }
+    }
+    result.best = result
+        .steps
+        .iter()
+        .filter(|(ok, _)| *ok)
+        .map(|(_, s)| s)
+        .max_by(|a, b| a.deliveries_per_s.total_cmp(&b.deliveries_per_s))
+        .cloned();
+    Ok(result)
+}
+
+/// Parameters of a reconnect storm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StormParams {
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Events per second, throughout.
+    pub rate: f64,
+    /// Publishing before the storm, s.
+    pub before_seconds: f64,
+    /// Publishing during and after the storm, s.
+    pub during_seconds: f64,
+    /// Each subscriber resumes this many events behind its newest.
+    pub behind: u32,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// The reconnect storm's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StormResult {
+    /// Subscribers that reconnected.
+    pub subscribers: u32,
+    /// How far behind they resumed.
+    pub behind: u32,
+    /// Per subscriber, time from the drop until it held every event
+    /// published before the drop.
+    pub catch_up: Percentiles,
+    /// Subscribers that caught up.
+    pub caught_up: u32,
+    /// Deliveries never made over the whole run (gaps).
+    pub lost: u64,
+    /// Events received twice (beyond the asked-for replay).
+    pub duplicated: u64,
+    /// Events received out of order.
+    pub reordered: u64,
+    /// `reset` notices (the server could not resume).
+    pub resets: u64,
+    /// Failed reconnection attempts.
+    pub connect_errors: u64,
+    /// Streams that broke.
+    pub disconnects: u64,
+    /// The step during and after the storm (latency includes replays).
+    pub during: StepResult,
+}
+
+/// Publishes for a while, then every subscriber drops its connection and
+/// reconnects with the id of the event `behind` events before its newest,
+/// while publishing goes on.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn reconnect_storm(
+    h: &mut Harness,
+    target: &Target,
+    pid: Option<u32>,
+    p: StormParams,
+) -> anyhow::Result<StormResult> {
+    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let result = storm_on(&mut session, p).await;
+    session.close().await;
+    result
+}
+
+async fn storm_on(session: &mut Session, p: StormParams) -> anyhow::Result<StormResult> {
+    let before = session
+        .step(
+            p.rate,
+            p.before_seconds,
+            p.payload_bytes,
+            Duration::from_secs(10),
+        )
+        .await?;
+    let caught_up_seq = session.next_seq - 1;
+    session.fleet.reconnect(p.behind, caught_up_seq).await?;
+    let count = ((p.rate * p.during_seconds).round() as u64).max(1);
+    let during = session
+        .step_count(p.rate, count, p.payload_bytes, Duration::from_secs(10))
+        .await?;
+    // Catch-up is judged over the whole run, from seq 0.
+    let last = session.next_seq - 1;
+    let whole = session.fleet.report(0, last).await?;
+    let t = &whole.totals;
+    Ok(StormResult {
+        subscribers: before.active,
+        behind: p.behind,
+        catch_up: Percentiles::of(&whole.catch_up),
+        caught_up: t.caught_up,
+        lost: t.lost,
+        duplicated: t.duplicated,
+        reordered: t.reordered,
+        resets: t.resets,
+        connect_errors: t.connect_errors,
+        disconnects: t.disconnects,
+        during,
+    })
+}
+
+/// Parameters of the slow-consumer case.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SlowParams {
+    /// Subscribers.
+    pub subscribers: u32,
+    /// Of them, how many stop reading.
+    pub stalled: u32,
+    /// Events per second.
+    pub rate: f64,
+    /// Publishing time, s.
+    pub seconds: f64,
+    /// Payload size, bytes (large, so that stalled sockets fill up).
+    pub payload_bytes: usize,
+}
+
+/// The slow-consumer case's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlowResult {
+    /// Subscribers that stopped reading.
+    pub stalled: u32,
+    /// The other subscribers' step, with the server's memory.
+    pub step: StepResult,
+}
+
+/// Stalls `p.stalled` subscribers, then publishes and measures the others.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn slow_consumer(
+    h: &mut Harness,
+    target: &Target,
+    pid: Option<u32>,
+    p: SlowParams,
+) -> anyhow::Result<SlowResult> {
+    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let result = async {
+        session.stall(p.stalled).await?;
+        let step = session
+            .step(p.rate, p.seconds, p.payload_bytes, Duration::from_secs(10))
+            .await?;
+        Ok(SlowResult {
+            stalled: p.stalled,
+            step,
+        })
+    }
+    .await;
+    session.close().await;
+    result
+}
+
+/// The smoke run's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SmokeResult {
+    /// A small fan-out step.
+    pub fanout: StepResult,
+    /// A small reconnect storm, for servers that resume.
+    pub storm: Option<StormResult>,
+}
+
+/// A few seconds of everything at small scale: `subscribers` subscribers
+/// (spread over at least two workers when there are two or more), 60
+/// events, and a reconnect storm five events behind when `resumes`.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn smoke(
+    h: &mut Harness,
+    target: &Target,
+    pid: Option<u32>,
+    subscribers: u32,
+    resumes: bool,
+) -> anyhow::Result<SmokeResult> {
+    let mut h = h.clone();
+    h.fleet.per_worker = h.fleet.per_worker.min(subscribers.div_ceil(2).max(1));
+    let mut session = Session::open(&mut h, target, pid, subscribers).await?;
+    let result = async {
+        let fanout = session
+            .step(200.0, 0.3, 128, Duration::from_secs(10))
+            .await?;
+        let storm = if resumes {
+            Some(
+                storm_on(
+                    &mut session,
+                    StormParams {
+                        subscribers,
+                        rate: 200.0,
+                        before_seconds: 0.1,
+                        during_seconds: 0.2,
+                        behind: 5,
+                        payload_bytes: 128,
+                    },
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok(SmokeResult { fanout, storm })
+    }
+    .await;
+    session.close().await;
+    result
+}
