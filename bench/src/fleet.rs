@@ -204,7 +204,7 @@ impl Fleet {
     }
 
     /// Connects every subscriber to `endpoint` from the `sources` given by
-    /// [`Fleet::spawn`].
+    /// [`Fleet::spawn`]; events will be published over `lanes` connections.
     ///
     /// # Errors
     /// When a worker fails or stops answering.
@@ -213,6 +213,7 @@ impl Fleet {
         config: &FleetConfig,
         endpoint: &Endpoint,
         data_format: DataFormat,
+        lanes: u32,
         sources: &[Ipv4Addr],
     ) -> anyhow::Result<Connected> {
         let start = Instant::now();
@@ -221,6 +222,7 @@ impl Fleet {
             .call_each(|i, w| Command::Connect {
                 endpoint: endpoint.clone(),
                 data_format,
+                lanes,
                 count: w.count,
                 source: sources[i],
                 concurrency: config.connect_concurrency,

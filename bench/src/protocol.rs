@@ -21,6 +21,9 @@ pub enum Command {
         endpoint: Endpoint,
         /// Where the payload sits in an event's data.
         data_format: DataFormat,
+        /// Publishing connections: seq `s` is published on lane `s % lanes`,
+        /// and order is judged within a lane.
+        lanes: u32,
         /// How many subscribers.
         count: u32,
         /// The local address to connect from.

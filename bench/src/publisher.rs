@@ -2,7 +2,9 @@
 //!
 //! Events are scheduled at fixed intervals from the start of a run and
 //! handed to a pool of keep-alive HTTP/1.1 connections; the scheduler never
-//! waits for answers. Each payload carries its scheduled send time, so when
+//! waits for answers. Event `seq` always goes out on connection (lane)
+//! `seq % connections`, one request after the other, so the publishing
+//! order is defined within a lane (lanes run concurrently). Each payload carries its scheduled send time, so when
 //! the server (or the publisher) falls behind, the delay shows in every
 //! subscriber's latency instead of silently lowering the rate.
 
@@ -68,7 +70,8 @@ pub struct OpenLoopRun {
 /// A pool of publishing connections to one server.
 #[derive(Debug)]
 pub struct Publisher {
-    jobs: Option<mpsc::UnboundedSender<Bytes>>,
+    lanes: Vec<mpsc::UnboundedSender<Bytes>>,
+    next_lane: AtomicU64,
     counters: Arc<Counters>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     format: PublishFormat,
@@ -79,26 +82,27 @@ impl Publisher {
     /// Starts `connections` publishing connections (opened lazily) to
     /// `target`.
     pub fn new(target: &Target, connections: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let counters = Arc::new(Counters::default());
         let endpoint = Arc::new(target.publish.clone());
         let content_type = match target.publish_format {
             PublishFormat::Json => "application/json",
             PublishFormat::Raw => "text/plain",
         };
-        let tasks = (0..connections.max(1))
+        let (lanes, tasks) = (0..connections.max(1))
             .map(|_| {
-                tokio::spawn(connection(
+                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                let task = tokio::spawn(connection(
                     endpoint.clone(),
                     content_type,
-                    rx.clone(),
+                    rx,
                     counters.clone(),
-                ))
+                ));
+                (tx, task)
             })
-            .collect();
+            .unzip();
         Self {
-            jobs: Some(tx),
+            lanes,
+            next_lane: AtomicU64::new(0),
             counters,
             tasks,
             format: target.publish_format,
@@ -106,8 +110,21 @@ impl Publisher {
         }
     }
 
-    /// Queues the publication of `text` without waiting for it.
+    /// How many lanes (connections) there are.
+    pub fn lanes(&self) -> u64 {
+        self.lanes.len() as u64
+    }
+
+    /// Queues the publication of `text` on the next lane in turn, without
+    /// waiting for it.
     pub fn publish(&self, text: String) {
+        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed);
+        self.publish_on(lane, text);
+    }
+
+    /// Queues the publication of `text` on lane `lane % lanes`, without
+    /// waiting for it.
+    pub fn publish_on(&self, lane: u64, text: String) {
         let body = match self.format {
             PublishFormat::Raw => Bytes::from(text),
             PublishFormat::Json => Bytes::from(
@@ -119,10 +136,9 @@ impl Publisher {
             ),
         };
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        if let Some(jobs) = &self.jobs {
-            if jobs.send(body).is_err() {
-                self.counters.fail("the publisher is shut down".to_owned());
-            }
+        let lane = usize::try_from(lane % self.lanes()).unwrap_or(0);
+        if self.lanes.get(lane).is_none_or(|l| l.send(body).is_err()) {
+            self.counters.fail("the publisher is shut down".to_owned());
         }
     }
 
@@ -180,7 +196,8 @@ impl Publisher {
             }
             max_lateness = max_lateness.max(start.elapsed().saturating_sub(due));
             let sent_ns = start_ns + u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
-            self.publish(payload::measured(first_seq + i, sent_ns, size));
+            let seq = first_seq + i;
+            self.publish_on(seq, payload::measured(seq, sent_ns, size));
         }
         self.wait_idle(answer_timeout).await;
         OpenLoopRun {
@@ -193,7 +210,7 @@ impl Publisher {
 
     /// Closes the pool after the queued requests.
     pub async fn shutdown(mut self) {
-        self.jobs = None;
+        self.lanes.clear();
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -263,12 +280,12 @@ async fn send(
 async fn connection(
     endpoint: Arc<Endpoint>,
     content_type: &'static str,
-    jobs: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Bytes>>>,
+    mut jobs: mpsc::UnboundedReceiver<Bytes>,
     counters: Arc<Counters>,
 ) {
     let mut sender: Option<Sender> = None;
     loop {
-        let Some(body) = jobs.lock().await.recv().await else {
+        let Some(body) = jobs.recv().await else {
             return;
         };
         // One retry on a fresh connection when the request never left: the

@@ -2,9 +2,12 @@
 //! often, and in which order.
 //!
 //! Each subscriber keeps a bitmap of the sequence numbers it received. An
-//! event whose bit is already set is a duplicate; one below the highest seen
-//! whose bit is not set arrived out of order; a bit still clear at the end of
-//! a step is a lost event. When a subscriber reconnects with `Last-Event-ID`
+//! event whose bit is already set is a duplicate; a bit still clear at the
+//! end of a step is a lost event. Order is only defined per publishing
+//! connection (a *lane*: seq `s` goes out on lane `s % lanes`, one request
+//! after the other, while lanes run concurrently and the server may
+//! interleave them), so an event arrived out of order when a later event of
+//! its own lane came first. When a subscriber reconnects with `Last-Event-ID`
 //! of event `r`, the bits after `r` are cleared: those events are expected
 //! once more, from the server's replay.
 
@@ -27,6 +30,8 @@ pub struct SeqTracker {
     bits: Vec<u64>,
     /// One past the highest seq received, 0 when none.
     end: u64,
+    /// Per lane, one past the highest seq received.
+    lane_ends: Vec<u64>,
     /// The lowest seq from `floor` up that has not been received.
     contiguous: u64,
     /// Seqs below this are not expected (the subscriber joined later).
@@ -34,11 +39,13 @@ pub struct SeqTracker {
 }
 
 impl SeqTracker {
-    /// A tracker expecting seqs from `floor` on.
-    pub fn new(floor: u64) -> Self {
+    /// A tracker expecting seqs from `floor` on, published over `lanes`
+    /// connections (at least one).
+    pub fn new(floor: u64, lanes: u32) -> Self {
         Self {
             bits: Vec::new(),
             end: 0,
+            lane_ends: vec![0; usize::try_from(lanes.max(1)).unwrap_or(1)],
             contiguous: floor,
             floor,
         }
@@ -67,11 +74,16 @@ impl SeqTracker {
             return Arrival::Duplicate;
         }
         self.bits[i] |= bit;
-        let arrival = if seq + 1 < self.end {
+        if self.lane_ends.is_empty() {
+            self.lane_ends.push(0);
+        }
+        let lane = usize::try_from(seq % self.lane_ends.len() as u64).unwrap_or(0);
+        let arrival = if seq + 1 < self.lane_ends[lane] {
             Arrival::Reordered
         } else {
             Arrival::InOrder
         };
+        self.lane_ends[lane] = self.lane_ends[lane].max(seq + 1);
         self.end = self.end.max(seq + 1);
         while self.has(self.contiguous) {
             self.contiguous += 1;
@@ -96,6 +108,9 @@ impl SeqTracker {
             }
         }
         self.end = self.end.min(from);
+        for end in &mut self.lane_ends {
+            *end = (*end).min(from);
+        }
         self.contiguous = self.contiguous.min(from).max(self.floor);
     }
 
@@ -142,7 +157,7 @@ mod tests {
 
     #[test]
     fn in_order_duplicate_reordered_missing() {
-        let mut t = SeqTracker::new(0);
+        let mut t = SeqTracker::new(0, 1);
         assert_eq!(t.record(0), Arrival::InOrder);
         assert_eq!(t.record(1), Arrival::InOrder);
         assert_eq!(t.record(3), Arrival::InOrder);
@@ -159,7 +174,7 @@ mod tests {
 
     #[test]
     fn rewinding_expects_the_replay_once() {
-        let mut t = SeqTracker::new(0);
+        let mut t = SeqTracker::new(0, 1);
         for s in 0..10 {
             t.record(s);
         }
@@ -177,12 +192,26 @@ mod tests {
 
     #[test]
     fn floor_excludes_earlier_events() {
-        let mut t = SeqTracker::new(5);
+        let mut t = SeqTracker::new(5, 1);
         assert_eq!(t.contiguous(), 5);
         assert_eq!(t.missing(0, 6), 2);
         t.record(5);
         assert_eq!(t.contiguous(), 6);
         t.rewind_after(None);
+        assert_eq!(t.contiguous(), 5);
+    }
+
+    #[test]
+    fn order_is_judged_within_a_lane() {
+        let mut t = SeqTracker::new(0, 2);
+        // Lanes interleave freely...
+        assert_eq!(t.record(1), Arrival::InOrder);
+        assert_eq!(t.record(3), Arrival::InOrder);
+        assert_eq!(t.record(0), Arrival::InOrder);
+        assert_eq!(t.record(2), Arrival::InOrder);
+        // ...but within lane 0, 4 after 6 is out of order.
+        assert_eq!(t.record(6), Arrival::InOrder);
+        assert_eq!(t.record(4), Arrival::Reordered);
         assert_eq!(t.contiguous(), 5);
     }
 

@@ -65,6 +65,7 @@ struct Sub {
 struct State {
     subs: Vec<Sub>,
     data_format: DataFormat,
+    lanes: u32,
     measure_from: u64,
     latency: Histogram<u64>,
     worst_us: Vec<u64>,
@@ -85,10 +86,16 @@ struct State {
 }
 
 impl State {
-    fn new(count: usize, data_format: DataFormat) -> Self {
+    fn new(count: usize, data_format: DataFormat, lanes: u32) -> Self {
         Self {
-            subs: (0..count).map(|_| Sub::default()).collect(),
+            subs: (0..count)
+                .map(|_| Sub {
+                    tracker: SeqTracker::new(0, lanes),
+                    ..Sub::default()
+                })
+                .collect(),
             data_format,
+            lanes,
             measure_from: 0,
             latency: latency_histogram(),
             worst_us: Vec::new(),
@@ -256,7 +263,7 @@ impl State {
             // Events before the step are not expected of subscribers that
             // had none yet.
             if sub.tracker.contiguous() == 0 && !sub.tracker.has(0) {
-                sub.tracker = SeqTracker::new(from);
+                sub.tracker = SeqTracker::new(from, self.lanes);
             }
         }
     }
@@ -479,6 +486,7 @@ impl Worker {
             Command::Connect {
                 endpoint,
                 data_format,
+                lanes,
                 count,
                 source,
                 concurrency,
@@ -488,7 +496,7 @@ impl Worker {
                     return (Reply::Error("already connected".to_owned()), false);
                 }
                 let n = usize::try_from(count).unwrap_or(0);
-                let state = Rc::new(RefCell::new(State::new(n, data_format)));
+                let state = Rc::new(RefCell::new(State::new(n, data_format, lanes)));
                 self.state = Some(state.clone());
                 let endpoint = Rc::new(endpoint);
                 let gate = Rc::new(Semaphore::new(

@@ -189,7 +189,13 @@ impl Session {
         let (mut fleet, sources) = Fleet::spawn(&h.fleet, subscribers, &mut h.addrs)?;
         let before = pid.and_then(|p| procstat::sample_tree(p).ok());
         let connected = fleet
-            .connect(&h.fleet, &target.subscribe, target.data_format, &sources)
+            .connect(
+                &h.fleet,
+                &target.subscribe,
+                target.data_format,
+                u32::try_from(h.publish_connections.max(1)).unwrap_or(1),
+                &sources,
+            )
             .await?;
         if connected.ok == 0 {
             fleet.shutdown().await;

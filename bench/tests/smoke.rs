@@ -1,0 +1,167 @@
+//! The load generator's smoke run against the real servers: our `server`
+//! binary and the warp baseline, each on 127.0.0.1:0, with subscribers in two
+//! worker processes. Asserts correctness only (every event delivered once
+//! and in order, nothing lost, the reconnect storm resumes without gaps);
+//! timings are measured but never judged here.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bench::fleet::{AddrPool, FleetConfig};
+use bench::payload::DataFormat;
+use bench::target::{Endpoint, PublishFormat, Target};
+use bench::workloads::{self, Harness, SmokeResult, StepResult};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SUBSCRIBERS: u32 = 40;
+
+/// The workspace's `server` binary, next to this package's binaries; built
+/// when a narrower test run did not build it.
+fn server_binary() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_bench"));
+    let server = bench.with_file_name(format!("server{}", std::env::consts::EXE_SUFFIX));
+    if !server.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "server", "--bin", "server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the server failed");
+    }
+    server
+}
+
+/// Starts `program args`, which prints `listening on http://ADDR` on stdout,
+/// and returns the process and that address.
+async fn start(program: &Path, args: &[&str]) -> (Child, std::net::SocketAddr) {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server announces its address within 30 s")
+        .expect("stdout readable")
+        .expect("a line on stdout");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("an address");
+    (child, addr)
+}
+
+fn harness() -> Harness {
+    Harness {
+        fleet: FleetConfig {
+            worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_bench")),
+            per_worker: SUBSCRIBERS / 2,
+            connect_concurrency: 16,
+            connect_timeout: Duration::from_secs(30),
+        },
+        addrs: AddrPool::new(),
+        publish_connections: 4,
+    }
+}
+
+fn target(addr: std::net::SocketAddr, data_format: DataFormat) -> Target {
+    Target {
+        subscribe: Endpoint {
+            addr,
+            path: "/stream".to_owned(),
+        },
+        publish: Endpoint {
+            addr,
+            path: "/publish".to_owned(),
+        },
+        publish_format: PublishFormat::Json,
+        data_format,
+        topic: None,
+    }
+}
+
+fn assert_every_event_once_in_order(step: &StepResult) {
+    assert_eq!(step.subscribers, SUBSCRIBERS);
+    assert_eq!(
+        step.active, SUBSCRIBERS,
+        "every subscriber connected: {step:?}"
+    );
+    assert_eq!(step.connect_failed, 0, "{step:?}");
+    assert!(step.events > 0);
+    assert_eq!(step.expected, step.events * u64::from(SUBSCRIBERS));
+    assert_eq!(step.delivered, step.expected, "{step:?}");
+    assert_eq!(step.lost, 0, "{step:?}");
+    assert_eq!(step.duplicated, 0, "{step:?}");
+    assert_eq!(step.reordered, 0, "{step:?}");
+    assert_eq!(step.publish_failed, 0, "{step:?}");
+    assert!(step.drained, "{step:?}");
+    assert_eq!(step.latency.count, step.delivered);
+    assert_eq!(step.completion.count, step.events);
+}
+
+#[tokio::test]
+async fn smoke_against_our_server() {
+    let (mut server, addr) = start(
+        &server_binary(),
+        &["--addr", "127.0.0.1:0", "--ticker-interval", "off"],
+    )
+    .await;
+    let pid = server.id();
+    let SmokeResult { fanout, storm } = workloads::smoke(
+        &mut harness(),
+        &target(addr, DataFormat::ServerEvent),
+        pid,
+        SUBSCRIBERS,
+        true,
+    )
+    .await
+    .expect("the smoke run completes");
+    assert_every_event_once_in_order(&fanout);
+    assert!(
+        fanout.server_cpu_s.is_some(),
+        "the server's /proc entry is read"
+    );
+
+    let storm = storm.expect("a storm for a resuming server");
+    assert_eq!(storm.caught_up, SUBSCRIBERS, "{storm:?}");
+    assert_eq!(storm.lost, 0, "resuming leaves no gap: {storm:?}");
+    assert_eq!(storm.duplicated, 0, "{storm:?}");
+    assert_eq!(storm.reordered, 0, "{storm:?}");
+    assert_eq!(storm.resets, 0, "{storm:?}");
+    assert_eq!(storm.connect_errors, 0, "{storm:?}");
+    assert_eq!(storm.catch_up.count, u64::from(SUBSCRIBERS));
+    assert_every_event_once_in_order(&storm.during);
+    server.kill().await.expect("the server stops");
+}
+
+#[tokio::test]
+async fn smoke_against_the_baseline() {
+    let (mut server, addr) = start(
+        Path::new(env!("CARGO_BIN_EXE_baseline")),
+        &["--addr", "127.0.0.1:0"],
+    )
+    .await;
+    let pid = server.id();
+    let result = workloads::smoke(
+        &mut harness(),
+        &target(addr, DataFormat::Raw),
+        pid,
+        SUBSCRIBERS,
+        false,
+    )
+    .await
+    .expect("the smoke run completes");
+    assert_every_event_once_in_order(&result.fanout);
+    assert!(result.storm.is_none());
+    server.kill().await.expect("the baseline stops");
+}
