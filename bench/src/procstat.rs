@@ -116,6 +116,74 @@ pub fn sample_tree(pid: u32) -> io::Result<Sample> {
     Ok(sample_pids(&tree(pid)))
 }
 
+/// Cumulative time of one CPU from `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// user + nice + system + irq + softirq.
+    pub busy: u64,
+    /// Of `busy`, softirq (network processing that no process is charged
+    /// for when ksoftirqd does it).
+    pub softirq: u64,
+    /// Taken by the hypervisor.
+    pub steal: u64,
+    /// Everything, idle and iowait included.
+    pub total: u64,
+}
+
+fn parse_cpu_line(line: &str) -> Option<CpuTicks> {
+    let mut fields = line.split_whitespace();
+    let name = fields.next()?;
+    if !name.starts_with("cpu") || name == "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    Some(CpuTicks {
+        busy,
+        softirq: get(6),
+        steal: get(7),
+        total: busy + get(3) + get(4) + get(7),
+    })
+}
+
+/// Every CPU's cumulative times, in CPU order.
+pub fn cpu_ticks() -> Vec<CpuTicks> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(parse_cpu_line)
+        .collect()
+}
+
+/// How one CPU was used between two readings, as shares of the elapsed time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuUse {
+    /// Busy (user, system, irq, softirq).
+    pub busy: f64,
+    /// Softirq alone.
+    pub softirq: f64,
+    /// Stolen by the hypervisor.
+    pub steal: f64,
+}
+
+/// Per-CPU use between `before` and `after`.
+pub fn cpu_use(before: &[CpuTicks], after: &[CpuTicks]) -> Vec<CpuUse> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let total = a.total.saturating_sub(b.total).max(1) as f64;
+            CpuUse {
+                busy: a.busy.saturating_sub(b.busy) as f64 / total,
+                softirq: a.softirq.saturating_sub(b.softirq) as f64 / total,
+                steal: a.steal.saturating_sub(b.steal) as f64 / total,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +193,36 @@ mod tests {
         let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 200 18446744073709551615";
         assert_eq!(parse_stat(stat), Some((1, 300)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_lines() {
+        assert_eq!(parse_cpu_line("cpu  1 2 3 4 5 6 7 8 0 0"), None);
+        assert_eq!(
+            parse_cpu_line("cpu1 10 1 5 100 2 3 4 6 0 0"),
+            Some(CpuTicks {
+                busy: 23,
+                softirq: 4,
+                steal: 6,
+                total: 131
+            })
+        );
+        let before = [CpuTicks {
+            busy: 0,
+            softirq: 0,
+            steal: 0,
+            total: 100,
+        }];
+        let after = [CpuTicks {
+            busy: 50,
+            softirq: 10,
+            steal: 5,
+            total: 200,
+        }];
+        let used = cpu_use(&before, &after);
+        assert!((used[0].busy - 0.5).abs() < 1e-9);
+        assert!((used[0].softirq - 0.1).abs() < 1e-9);
+        assert!(!cpu_ticks().is_empty());
     }
 
     #[test]

@@ -95,11 +95,11 @@ struct Ctx<'a> {
     reference: Option<&'a ServerResults>,
 }
 
-impl<'a> Ctx<'a> {
-    fn fanout_at(server: &'a ServerResults, n: u32) -> Option<&'a crate::workloads::FanoutResult> {
-        server.fanout.iter().find(|f| f.step.subscribers == n)
-    }
+fn fanout_at(server: &ServerResults, n: u32) -> Option<&crate::workloads::FanoutResult> {
+    server.fanout.iter().find(|f| f.step.subscribers == n)
+}
 
+impl Ctx<'_> {
     fn machine(&self) -> String {
         let m = &self.results.machine;
         let mut out = String::new();
@@ -118,9 +118,10 @@ impl<'a> Ctx<'a> {
         );
         let _ = writeln!(
             out,
-            "- Run: {}, {:.1} minutes",
+            "- Run: {}, {:.1} minutes; CPU time used by neither the servers nor the load generator (other processes, and network softirq work charged to no process) was at most {:.0}% of a core in any step",
             utc(self.results.started_unix),
-            self.results.seconds / 60.0
+            self.results.seconds / 60.0,
+            self.disturbance() * 100.0
         );
         out
     }
@@ -196,10 +197,10 @@ impl<'a> Ctx<'a> {
         for &n in &self.results.config.fanout.subscribers {
             let reference = self
                 .reference
-                .and_then(|r| Self::fanout_at(r, n))
+                .and_then(|r| fanout_at(r, n))
                 .map(|f| &f.step);
             for s in &self.results.servers {
-                let Some(f) = Self::fanout_at(s, n) else {
+                let Some(f) = fanout_at(s, n) else {
                     let _ = writeln!(out, "| {n} | {} | failed | | | | | | | |", s.name);
                     continue;
                 };
@@ -252,10 +253,10 @@ impl<'a> Ctx<'a> {
             for &n in ns {
                 let reference = self
                     .reference
-                    .and_then(|r| Self::fanout_at(r, n))
+                    .and_then(|r| fanout_at(r, n))
                     .and_then(|f| f.idle_memory)
                     .map(|m| m.per_subscriber);
-                match Self::fanout_at(s, n).and_then(|f| f.idle_memory) {
+                match fanout_at(s, n).and_then(|f| f.idle_memory) {
                     Some(m) => {
                         let _ = write!(
                             out,
@@ -418,6 +419,157 @@ impl<'a> Ctx<'a> {
         out
     }
 
+    /// One row per headline metric, one column per server, with ratios to
+    /// the reference.
+    fn summary(&self) -> String {
+        let servers = &self.results.servers;
+        let mut out = String::from("| |");
+        let mut rule = String::from("|---|");
+        for s in servers {
+            let _ = write!(out, " {} |", s.name);
+            rule.push_str("---:|");
+        }
+        out.push('\n');
+        out.push_str(&rule);
+        out.push('\n');
+        let max_n = self
+            .results
+            .config
+            .fanout
+            .subscribers
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let rate = self.results.config.fanout.rate;
+        type Metric<'m> = (
+            String,
+            Box<dyn Fn(&ServerResults) -> Option<(String, f64)> + 'm>,
+        );
+        let metrics: Vec<Metric<'_>> = vec![
+            (
+                format!(
+                    "p99 latency, {} subscribers at {rate} events/s",
+                    count(f64::from(max_n))
+                ),
+                Box::new(move |s: &ServerResults| {
+                    fanout_at(s, max_n).map(|f| (ms(f.step.latency.p99_ms), f.step.latency.p99_ms))
+                }),
+            ),
+            (
+                format!(
+                    "time until the last of {} subscribers has an event, p99",
+                    count(f64::from(max_n))
+                ),
+                Box::new(move |s: &ServerResults| {
+                    fanout_at(s, max_n)
+                        .map(|f| (ms(f.step.completion.p99_ms), f.step.completion.p99_ms))
+                }),
+            ),
+            (
+                format!(
+                    "most deliveries/s with nothing lost and p99 < {} ms ({} subscribers)",
+                    self.results.config.saturation.p99_limit_ms,
+                    self.results.config.saturation.subscribers
+                ),
+                Box::new(|s: &ServerResults| {
+                    let b = s.saturation.as_ref()?.best.as_ref()?;
+                    Some((count(b.deliveries_per_s), b.deliveries_per_s))
+                }),
+            ),
+            (
+                "server CPU seconds per million deliveries, there".to_owned(),
+                Box::new(|s: &ServerResults| {
+                    let v = s
+                        .saturation
+                        .as_ref()?
+                        .best
+                        .as_ref()?
+                        .server_cpu_s_per_million?;
+                    Some((format!("{v:.2}"), v))
+                }),
+            ),
+            (
+                format!(
+                    "server memory per idle subscriber ({} subscribers)",
+                    count(f64::from(max_n))
+                ),
+                Box::new(move |s: &ServerResults| {
+                    let m = fanout_at(s, max_n)?.idle_memory?;
+                    Some((kib(m.per_subscriber), m.per_subscriber))
+                }),
+            ),
+            (
+                format!(
+                    "reconnect storm ({} subscribers, {} behind): all caught up after",
+                    count(f64::from(self.results.config.storm.subscribers)),
+                    self.results.config.storm.behind
+                ),
+                Box::new(|s: &ServerResults| {
+                    let st = s.storm.as_ref()?;
+                    if st.caught_up >= st.subscribers && st.lost == 0 {
+                        Some((ms(st.catch_up.max_ms), st.catch_up.max_ms))
+                    } else {
+                        Some((
+                            format!("never ({} deliveries lost)", count(st.lost as f64)),
+                            f64::NAN,
+                        ))
+                    }
+                }),
+            ),
+            (
+                format!(
+                    "slow consumers ({} of {} stalled): the others' p99",
+                    self.results.config.slow.stalled, self.results.config.slow.subscribers
+                ),
+                Box::new(|s: &ServerResults| {
+                    let st = &s.slow.as_ref()?.step;
+                    Some((ms(st.latency.p99_ms), st.latency.p99_ms))
+                }),
+            ),
+        ];
+        for (label, get) in &metrics {
+            let reference = self
+                .reference
+                .and_then(|r| get(r))
+                .map(|(_, v)| v)
+                .filter(|v| v.is_finite());
+            let _ = write!(out, "| {label} |");
+            for s in servers {
+                let is_reference = self.reference.is_some_and(|r| r.name == s.name);
+                match get(s) {
+                    Some((text, v)) if !is_reference => {
+                        let _ = write!(out, " {} |", with_ratio(text, v, reference));
+                    }
+                    Some((text, _)) => {
+                        let _ = write!(out, " {text} |");
+                    }
+                    None => out.push_str(" – |"),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The highest share of a core used by neither the server nor the load
+    /// generator during any step.
+    fn disturbance(&self) -> f64 {
+        let mut worst: f64 = 0.0;
+        for s in &self.results.servers {
+            let mut steps: Vec<&StepResult> = s.fanout.iter().map(|f| &f.step).collect();
+            if let Some(sat) = &s.saturation {
+                steps.extend(sat.steps.iter().map(|(_, st)| st));
+            }
+            steps.extend(s.storm.as_ref().map(|st| &st.during));
+            steps.extend(s.slow.as_ref().map(|st| &st.step));
+            for st in steps {
+                worst = worst.max(st.other_cpu_share);
+            }
+        }
+        worst
+    }
+
     fn errors(&self) -> String {
         let mut out = String::new();
         for s in &self.results.servers {
@@ -487,6 +639,7 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> Stri
         reference: results.servers.iter().find(|s| s.name == reference),
     };
     let parts = [
+        ("{{summary}}", ctx.summary()),
         ("{{machine}}", ctx.machine()),
         ("{{servers}}", ctx.servers()),
         ("{{parameters}}", ctx.parameters()),

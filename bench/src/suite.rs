@@ -128,7 +128,11 @@ impl Machine {
             .collect();
         Self {
             cpu,
-            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            // Every CPU of the machine, not only those this process may use.
+            cpus: cpuinfo
+                .lines()
+                .filter(|l| l.starts_with("processor"))
+                .count(),
             memory_mib,
             kernel,
             versions,
@@ -373,6 +377,7 @@ fn log_step(server: &str, workload: &str, s: &workloads::StepResult) {
         lost = s.lost,
         cpu_per_m = s.server_cpu_s_per_million.unwrap_or(f64::NAN),
         loadgen = s.loadgen_cpu_share,
+        other_cpu = s.other_cpu_share,
         "done"
     );
 }

@@ -68,6 +68,7 @@ impl Percentiles {
 
 /// The results of one measured step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepResult {
     /// Subscribers asked for.
     pub subscribers: u32,
@@ -119,6 +120,14 @@ pub struct StepResult {
     pub server_cpu_s_per_million: Option<f64>,
     /// Load generator CPU time during the step, as a share of one core.
     pub loadgen_cpu_share: f64,
+    /// Each CPU's use during the step (network softirq work done by
+    /// ksoftirqd is charged to no process, so this shows saturation that
+    /// process CPU times miss).
+    pub cpus: Vec<procstat::CpuUse>,
+    /// CPU busy time not charged to the server or the load generator, as a
+    /// share of one core: other processes, and softirq work charged to no
+    /// process. High values mean the run was disturbed.
+    pub other_cpu_share: f64,
     /// Server resident memory before the step, bytes.
     pub server_rss_before: Option<u64>,
     /// Server resident memory at its highest during the step, bytes.
@@ -306,6 +315,7 @@ impl Session {
         let server_before = self.pid.and_then(|p| procstat::sample_tree(p).ok());
         let lg_pids = loadgen_pids(&self.fleet);
         let lg_before = procstat::sample_pids(&lg_pids);
+        let cpus_before = procstat::cpu_ticks();
         let start = Instant::now();
 
         let peak = Arc::new(AtomicU64::new(0));
@@ -334,6 +344,7 @@ impl Session {
         let elapsed = start.elapsed();
         let server_after = self.pid.and_then(|p| procstat::sample_tree(p).ok());
         let lg_after = procstat::sample_pids(&lg_pids);
+        let cpus = procstat::cpu_use(&cpus_before, &procstat::cpu_ticks());
         stop.store(true, Ordering::Relaxed);
         if let Some(sampler) = sampler {
             let _ = sampler.await;
@@ -352,6 +363,7 @@ impl Session {
             elapsed,
             server_cpu_s,
             loadgen_cpu_s: lg_after.cpu_seconds - lg_before.cpu_seconds,
+            cpus,
             rss_before: server_before.map(|s| s.rss_bytes),
             rss_peak: self.pid.map(|_| peak.load(Ordering::Relaxed)),
             publish_failed: publish_after.failed - publish_before.failed,
@@ -392,6 +404,10 @@ impl Session {
                 .filter(|_| t.delivered > 0)
                 .map(|c| c / t.delivered as f64 * 1e6),
             loadgen_cpu_share: i.loadgen_cpu_s / secs.max(1e-9),
+            other_cpu_share: i.cpus.iter().map(|c| c.busy).sum::<f64>()
+                - i.server_cpu_s.unwrap_or(0.0) / secs.max(1e-9)
+                - i.loadgen_cpu_s / secs.max(1e-9),
+            cpus: i.cpus,
             server_rss_before: i.rss_before,
             server_rss_peak: i.rss_peak,
         }
@@ -413,6 +429,7 @@ struct StepInputs<'a> {
     elapsed: Duration,
     server_cpu_s: Option<f64>,
     loadgen_cpu_s: f64,
+    cpus: Vec<procstat::CpuUse>,
     rss_before: Option<u64>,
     rss_peak: Option<u64>,
     publish_failed: u64,

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md and bench/results/latency.svg: installs the
+# missing peer (nginx + nchan, from Debian), builds the release binaries,
+# runs every workload against every server on loopback, and writes the
+# report. Takes about 10 minutes on 2 cores.
+#
+# The servers run on CPU 0 and the load generator on CPU 1 (taskset). Other
+# busy processes skew the numbers, so the script first waits (at most
+# BENCH_QUIET_WAIT seconds, default 600) until the machine is nearly idle.
+#
+# Environment:
+#   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
+#   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow)
+#   BENCH_CONFIG=path.toml         another suite configuration
+#   BENCH_QUIET_WAIT=0             do not wait for an idle machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+config=${BENCH_CONFIG:-bench/configs/suite.toml}
+results=bench/results/results.json
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# nginx with the nchan module, from the distribution.
+if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+    echo "installing nginx and libnginx-mod-nchan" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-nchan
+fi
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+if [ "$(nproc)" -lt 2 ]; then
+    echo "warning: fewer than 2 CPUs; server and load generator will share one" >&2
+fi
+
+cargo build --release -p server -p bench
+
+# Subscribers need many file descriptors: take the hard limit.
+ulimit -n "$(ulimit -Hn)"
+
+# Wait until the machine is quiet: less than 10% of all CPUs busy over 2 s.
+busy_share() {
+    local a b
+    a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+    local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+    echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+deadline=$(( SECONDS + ${BENCH_QUIET_WAIT:-600} ))
+while :; do
+    busy=$(busy_share)
+    [ "$busy" -lt 10 ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "warning: the machine is still ${busy}% busy; running anyway (see 'other CPU' in the results)" >&2
+        break
+    fi
+    echo "machine ${busy}% busy; waiting for it to settle" >&2
+    sleep 10
+done
+
+args=(suite --config "$config" --out "$results")
+[ -n "${BENCH_SERVERS:-}" ] && args+=(--servers "$BENCH_SERVERS")
+[ -n "${BENCH_WORKLOADS:-}" ] && args+=(--workloads "$BENCH_WORKLOADS")
+taskset -c 1 target/release/bench "${args[@]}"
+target/release/bench report --results "$results" \
+    --template bench/configs/BENCHMARKS.md.in --out BENCHMARKS.md \
+    --svg bench/results/latency.svg --reference nchan
+echo "wrote BENCHMARKS.md and bench/results/latency.svg" >&2
