@@ -531,7 +531,7 @@ impl Ctx<'_> {
         for (label, get) in &metrics {
             let reference = self
                 .reference
-                .and_then(|r| get(r))
+                .and_then(get)
                 .map(|(_, v)| v)
                 .filter(|v| v.is_finite());
             let _ = write!(out, "| {label} |");
