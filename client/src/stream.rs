@@ -1,0 +1,519 @@
+//! The live connection as signals.
+//!
+//! [`use_stream`] keeps one browser `EventSource` open on `/stream` for the
+//! chosen topic (the browser parses the event stream and reconnects with
+//! `Last-Event-ID` on its own), decodes each event's JSON as
+//! [`shared::ServerEvent`] or [`shared::ResetNotice`], and feeds the bounded
+//! [`Feed`]. Arrivals only touch plain Rust state; the signals the page
+//! renders from are refreshed at most once per animation frame (and by a
+//! quarter-second timer for the clocks), so a fast stream costs one redraw
+//! per frame, not one per event.
+//!
+//! When the browser gives up on a connection (`readyState` CLOSED, e.g. after
+//! a 503), the hook opens a new one after a growing delay, passing the last id
+//! seen as `?lastEventId=` so the server replays what was missed.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use shared::{EventId, ResetNotice, ServerEvent, RESET_EVENT};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{Event, EventSource, MessageEvent};
+
+use crate::feed::{Feed, RateMeter, Row, MAX_ROWS};
+use crate::topic::{stream_url, TopicChoice};
+
+/// How often the clocks (rate, time since last event) are refreshed.
+const TICK: Duration = Duration::from_millis(250);
+/// The window the events-per-second figure averages over.
+const RATE_WINDOW_MS: f64 = 3000.0;
+/// First delay before reopening a connection the browser closed for good.
+const MIN_BACKOFF_MS: u64 = 1000;
+/// Longest delay between such attempts.
+const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// The connection's state, as shown in the status bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Opening the first connection of this subscription.
+    Connecting,
+    /// Connected: events flow.
+    Live,
+    /// The connection dropped; the browser is trying again.
+    Reconnecting,
+    /// The browser gave up on the connection; the page will open a new one.
+    Closed,
+}
+
+impl ConnState {
+    /// A stable name, used as the status element's `data-state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Live => "live",
+            Self::Reconnecting => "reconnecting",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// What a person reads.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connecting => "Connecting…",
+            Self::Live => "Live",
+            Self::Reconnecting => "Reconnecting…",
+            Self::Closed => "Closed",
+        }
+    }
+}
+
+/// The counters shown beside the state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Events taken into the list since the page opened (duplicates excluded).
+    pub received: u64,
+    /// Replayed events dropped because they were already shown.
+    pub duplicates: u64,
+    /// Times a connection came back after having been live.
+    pub reconnects: u64,
+    /// Events per second over the last few seconds.
+    pub per_second: f64,
+    /// The id of the last event or notice taken in.
+    pub last_id: Option<EventId>,
+    /// Milliseconds since the last event or the connection's opening.
+    pub since_last_ms: Option<f64>,
+    /// Milliseconds until the page opens a new connection, when it waits to.
+    pub retry_in_ms: Option<f64>,
+    /// What the open connection is subscribed to (`None` until it opens).
+    pub subscription: Option<String>,
+}
+
+/// The live stream, for components: copyable handles to its signals.
+#[derive(Debug, Clone, Copy)]
+pub struct Stream {
+    /// The connection's state.
+    pub state: ReadSignal<ConnState>,
+    /// The rows to show, newest first (frozen while paused).
+    pub rows: ReadSignal<Vec<Arc<Row>>>,
+    /// The counters.
+    pub stats: ReadSignal<Stats>,
+    shared: StoredValue<Rc<Shared>, LocalStorage>,
+}
+
+impl Stream {
+    /// Empties the list; events already seen still will not come back.
+    pub fn clear(&self) {
+        self.shared.with_value(|shared| {
+            {
+                let mut inner = shared.inner.borrow_mut();
+                inner.feed.clear_rows();
+                inner.rows_dirty = true;
+                inner.force_rows = true;
+            }
+            publish(shared);
+        });
+    }
+}
+
+/// Opens the stream for `topic` (reopening it whenever the choice changes)
+/// and returns its signals. Rendering of new rows stops while `paused` is
+/// true; receiving and counting go on. The connection is closed when the
+/// calling component is cleaned up.
+pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
+    let (state, set_state) = signal(ConnState::Connecting);
+    let (rows, set_rows) = signal(Vec::new());
+    let (stats, set_stats) = signal(Stats::default());
+    let shared = Rc::new(Shared {
+        inner: RefCell::new(Inner::new()),
+        set_state,
+        set_rows,
+        set_stats,
+        paused,
+    });
+
+    Effect::new({
+        let shared = Rc::clone(&shared);
+        move |_| {
+            let choice = topic.get();
+            subscribe(&shared, choice);
+        }
+    });
+    Effect::new({
+        let shared = Rc::clone(&shared);
+        move |_| {
+            if !paused.get() {
+                publish(&shared);
+            }
+        }
+    });
+    let ticker = set_interval_with_handle(
+        {
+            let weak = Rc::downgrade(&shared);
+            move || with_shared(&weak, tick)
+        },
+        TICK,
+    )
+    .ok();
+
+    let owned = SendWrapper::new(Rc::clone(&shared));
+    on_cleanup(move || {
+        if let Some(ticker) = ticker {
+            ticker.clear();
+        }
+        let shared = owned.take();
+        let mut inner = shared.inner.borrow_mut();
+        if let Some(retry) = inner.retry.take() {
+            retry.clear();
+        }
+        inner.connection = None;
+    });
+
+    Stream {
+        state,
+        rows,
+        stats,
+        shared: StoredValue::new_local(shared),
+    }
+}
+
+/// Signal writers plus the plain state the browser callbacks update.
+struct Shared {
+    inner: RefCell<Inner>,
+    set_state: WriteSignal<ConnState>,
+    set_rows: WriteSignal<Vec<Arc<Row>>>,
+    set_stats: WriteSignal<Stats>,
+    paused: Signal<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    feed: Feed,
+    topic: TopicChoice,
+    connection: Option<Connection>,
+    retry: Option<TimeoutHandle>,
+    retry_at: Option<f64>,
+    backoff_ms: u64,
+    state: ConnState,
+    published_state: Option<ConnState>,
+    /// This subscription has been live at least once.
+    opened: bool,
+    /// The current connection is open.
+    open: bool,
+    received: u64,
+    reconnects: u64,
+    last_activity: Option<f64>,
+    rate: RateMeter,
+    per_second: f64,
+    rows_dirty: bool,
+    /// Redraw the rows even while paused (after Clear).
+    force_rows: bool,
+    frame_pending: bool,
+}
+
+impl Inner {
+    fn new() -> Self {
+        Self {
+            feed: Feed::new(MAX_ROWS),
+            topic: TopicChoice::All,
+            connection: None,
+            retry: None,
+            retry_at: None,
+            backoff_ms: MIN_BACKOFF_MS,
+            state: ConnState::Connecting,
+            published_state: None,
+            opened: false,
+            open: false,
+            received: 0,
+            reconnects: 0,
+            last_activity: None,
+            rate: RateMeter::new(RATE_WINDOW_MS),
+            per_second: 0.0,
+            rows_dirty: false,
+            force_rows: false,
+            frame_pending: false,
+        }
+    }
+}
+
+/// One `EventSource` and the callbacks it holds; dropping it closes it.
+struct Connection {
+    source: EventSource,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(Event)>,
+    on_reset: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.source.set_onopen(None);
+        self.source.set_onmessage(None);
+        self.source.set_onerror(None);
+        let _ = self.source.remove_event_listener_with_callback(
+            RESET_EVENT,
+            self.on_reset.as_ref().unchecked_ref(),
+        );
+        self.source.close();
+    }
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+fn with_shared(weak: &Weak<Shared>, f: impl FnOnce(&Rc<Shared>)) {
+    if let Some(shared) = weak.upgrade() {
+        f(&shared);
+    }
+}
+
+/// Starts a fresh subscription: forgets the old rows and position.
+fn subscribe(shared: &Rc<Shared>, choice: TopicChoice) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        if let Some(retry) = inner.retry.take() {
+            retry.clear();
+        }
+        inner.retry_at = None;
+        inner.connection = None;
+        inner.topic = choice;
+        inner.feed.restart();
+        inner.opened = false;
+        inner.open = false;
+        inner.backoff_ms = MIN_BACKOFF_MS;
+        inner.state = ConnState::Connecting;
+        inner.rows_dirty = true;
+        inner.force_rows = true;
+    }
+    open(shared, None);
+    publish(shared);
+}
+
+/// Opens an `EventSource` for the current topic, resuming after `resume`.
+fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
+    let url = stream_url(&shared.inner.borrow().topic, resume);
+    let source = match EventSource::new(&url) {
+        Ok(source) => source,
+        Err(err) => {
+            leptos::logging::warn!("could not open {url}: {err:?}");
+            shared.inner.borrow_mut().state = ConnState::Closed;
+            schedule_retry(shared);
+            return;
+        }
+    };
+    let weak = Rc::downgrade(shared);
+    let on_open = Closure::<dyn FnMut(Event)>::new({
+        let weak = weak.clone();
+        move |_: Event| with_shared(&weak, opened)
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        let weak = weak.clone();
+        move |event: MessageEvent| with_shared(&weak, |shared| message(shared, &event))
+    });
+    let on_reset = Closure::<dyn FnMut(MessageEvent)>::new({
+        let weak = weak.clone();
+        move |event: MessageEvent| with_shared(&weak, |shared| reset(shared, &event))
+    });
+    let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| with_shared(&weak, failed));
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    if let Err(err) =
+        source.add_event_listener_with_callback(RESET_EVENT, on_reset.as_ref().unchecked_ref())
+    {
+        leptos::logging::warn!("could not listen for reset notices: {err:?}");
+    }
+    shared.inner.borrow_mut().connection = Some(Connection {
+        source,
+        _on_open: on_open,
+        _on_message: on_message,
+        _on_error: on_error,
+        on_reset,
+    });
+}
+
+fn opened(shared: &Rc<Shared>) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        if inner.opened {
+            inner.reconnects += 1;
+        }
+        inner.opened = true;
+        inner.open = true;
+        inner.backoff_ms = MIN_BACKOFF_MS;
+        inner.state = ConnState::Live;
+        inner.last_activity = Some(now());
+    }
+    schedule_frame(shared);
+}
+
+fn message(shared: &Rc<Shared>, event: &MessageEvent) {
+    let Some(data) = event.data().as_string() else {
+        return;
+    };
+    let parsed = match serde_json::from_str::<ServerEvent>(&data) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            leptos::logging::warn!("ignoring an event that is not a ServerEvent ({err}): {data}");
+            return;
+        }
+    };
+    let id = event.last_event_id().parse::<EventId>().ok();
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.last_activity = Some(now());
+        if inner.feed.push_event(id, parsed) {
+            inner.received += 1;
+            inner.rows_dirty = true;
+        }
+    }
+    schedule_frame(shared);
+}
+
+fn reset(shared: &Rc<Shared>, event: &MessageEvent) {
+    let Some(data) = event.data().as_string() else {
+        return;
+    };
+    let notice = match serde_json::from_str::<ResetNotice>(&data) {
+        Ok(notice) => notice,
+        Err(err) => {
+            leptos::logging::warn!("ignoring a reset that is not a ResetNotice ({err}): {data}");
+            return;
+        }
+    };
+    let id = event.last_event_id().parse::<EventId>().ok();
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.last_activity = Some(now());
+        inner.feed.push_reset(id, notice);
+        inner.rows_dirty = true;
+    }
+    schedule_frame(shared);
+}
+
+fn failed(shared: &Rc<Shared>) {
+    let closed = {
+        let mut inner = shared.inner.borrow_mut();
+        inner.open = false;
+        let closed = inner
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.source.ready_state() == EventSource::CLOSED);
+        inner.state = if closed {
+            ConnState::Closed
+        } else if inner.opened {
+            ConnState::Reconnecting
+        } else {
+            ConnState::Connecting
+        };
+        closed
+    };
+    if closed {
+        schedule_retry(shared);
+    }
+    schedule_frame(shared);
+}
+
+/// Opens a new connection after the current back-off delay.
+fn schedule_retry(shared: &Rc<Shared>) {
+    let mut inner = shared.inner.borrow_mut();
+    if inner.retry.is_some() {
+        return;
+    }
+    let delay = inner.backoff_ms;
+    inner.backoff_ms = (delay * 2).min(MAX_BACKOFF_MS);
+    inner.retry_at = Some(now() + delay as f64);
+    let weak = Rc::downgrade(shared);
+    inner.retry = set_timeout_with_handle(
+        move || with_shared(&weak, reopen),
+        Duration::from_millis(delay),
+    )
+    .ok();
+}
+
+fn reopen(shared: &Rc<Shared>) {
+    let resume = {
+        let mut inner = shared.inner.borrow_mut();
+        inner.retry = None;
+        inner.retry_at = None;
+        inner.connection = None;
+        inner.state = if inner.opened {
+            ConnState::Reconnecting
+        } else {
+            ConnState::Connecting
+        };
+        inner.feed.last_id()
+    };
+    open(shared, resume);
+    schedule_frame(shared);
+}
+
+fn schedule_frame(shared: &Rc<Shared>) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        if inner.frame_pending {
+            return;
+        }
+        inner.frame_pending = true;
+    }
+    let weak = Rc::downgrade(shared);
+    request_animation_frame(move || {
+        with_shared(&weak, |shared| {
+            shared.inner.borrow_mut().frame_pending = false;
+            publish(shared);
+        });
+    });
+}
+
+fn tick(shared: &Rc<Shared>) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        let total = inner.received;
+        inner.per_second = inner.rate.sample(now(), total);
+    }
+    publish(shared);
+}
+
+/// Copies the plain state into the signals the page renders from.
+fn publish(shared: &Rc<Shared>) {
+    let paused = shared.paused.get_untracked();
+    let (state, stats, rows) = {
+        let mut inner = shared.inner.borrow_mut();
+        let at = now();
+        let stats = Stats {
+            received: inner.received,
+            duplicates: inner.feed.duplicates(),
+            reconnects: inner.reconnects,
+            per_second: inner.per_second,
+            last_id: inner.feed.last_id(),
+            since_last_ms: inner.last_activity.map(|t| at - t),
+            retry_in_ms: inner.retry_at.map(|t| (t - at).max(0.0)),
+            subscription: inner.open.then(|| inner.topic.label().to_owned()),
+        };
+        let rows = (inner.rows_dirty && (!paused || inner.force_rows)).then(|| {
+            inner.rows_dirty = false;
+            inner.force_rows = false;
+            inner.feed.newest_first()
+        });
+        let state = (inner.published_state != Some(inner.state)).then_some(inner.state);
+        inner.published_state = Some(inner.state);
+        (state, stats, rows)
+    };
+    if let Some(state) = state {
+        shared.set_state.set(state);
+    }
+    shared.set_stats.set(stats);
+    if let Some(rows) = rows {
+        shared.set_rows.set(rows);
+    }
+}

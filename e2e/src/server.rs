@@ -1,0 +1,175 @@
+//! The real `server` binary, started as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::workspace_root;
+
+/// How long the server may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How to start the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// The ticker's interval (`--ticker-interval`), e.g. `50ms` or `off`.
+    pub ticker: String,
+    /// More command-line arguments.
+    pub extra: Vec<String>,
+}
+
+impl ServerOptions {
+    /// A server on a free port whose ticker publishes every `ticker`.
+    pub fn ticker(ticker: &str) -> Self {
+        Self {
+            port: 0,
+            ticker: ticker.to_owned(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running server; stopped (killed) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts the server binary serving the workspace's `dist/` and waits
+    /// for its `listening on http://…` line.
+    ///
+    /// # Errors
+    /// When `dist/index.html` is missing (the page must be built first), the
+    /// binary cannot be built or started, or it does not announce its
+    /// address in time.
+    pub fn start(options: &ServerOptions) -> Result<Self> {
+        let dist = workspace_root().join("dist");
+        if !dist.join("index.html").is_file() {
+            bail!(
+                "{} is missing: build the page first with `trunk build --release` \
+                 at the workspace root (scripts/test.sh does this before the tests)",
+                dist.join("index.html").display()
+            );
+        }
+        let binary = server_binary()?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{}", options.port))
+            .arg("--dist")
+            .arg(&dist)
+            .arg("--ticker-interval")
+            .arg(&options.ticker)
+            .args(&options.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("E2E_SERVER_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let mut server = Self {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let announced = rx.recv_timeout(START_TIMEOUT).map_err(|_| {
+            anyhow!(
+                "the server did not print `listening on http://…` within {START_TIMEOUT:?} \
+                 (set E2E_SERVER_LOGS=1 to see its log)"
+            )
+        })?;
+        server.addr = announced
+            .parse()
+            .with_context(|| format!("the server announced {announced:?}"))?;
+        Ok(server)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kills the process (SIGKILL) and reaps it; does nothing the second time.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The path of the `server` binary: `E2E_SERVER_BIN` if set, else what
+/// `cargo build -p server` reports having built (built once per process).
+///
+/// # Errors
+/// When cargo fails or reports no `server` executable.
+pub fn server_binary() -> Result<&'static Path> {
+    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| build_server().map_err(|err| format!("{err:#}")))
+        .as_deref()
+        .map_err(|err| anyhow!("{err}"))
+}
+
+fn build_server() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("E2E_SERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "-p",
+            "server",
+            "--bin",
+            "server",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build -p server")?;
+    if !output.status.success() {
+        bail!("cargo build -p server failed ({})", output.status);
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == "server")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo build -p server reported no server executable")
+}
