@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md and bench/results/latency.svg: installs the
-# missing peer (nginx + nchan, from Debian), builds the release binaries,
-# runs every workload against every server on loopback, and writes the
-# report. Takes about 10 minutes on 2 cores.
+# missing peers (nginx + nchan from Debian; sse-starlette + uvicorn from PyPI
+# into a venv and better-sse from npm, both under target/bench-peers), builds
+# the release binaries, runs every workload against every server on
+# loopback, and writes the report. Takes about 15 minutes on 2 cores.
 #
 # The servers run on CPU 0 and the load generator on CPU 1 (taskset). Other
 # busy processes skew the numbers, so the script first waits (at most
@@ -30,6 +31,27 @@ if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_nchan
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-nchan
 fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+
+# The optional peers: skipped (with a warning) when Python or Node is missing.
+servers="ours,nchan,warp-broadcast"
+peers=target/bench-peers
+if [ ! -x "$peers/venv/bin/uvicorn" ] && command -v python3 >/dev/null; then
+    echo "installing sse-starlette and uvicorn into $peers/venv" >&2
+    python3 -m venv "$peers/venv" &&
+        "$peers/venv/bin/pip" install -q "sse-starlette==3.7.0" "uvicorn[standard]==0.54.0" ||
+        echo "warning: could not install sse-starlette" >&2
+fi
+if [ -x "$peers/venv/bin/uvicorn" ]; then servers="$servers,sse-starlette"; else
+    echo "warning: skipping sse-starlette (needs python3 with venv)" >&2; fi
+if [ ! -d "$peers/node/node_modules/better-sse" ] && command -v npm >/dev/null; then
+    echo "installing better-sse into $peers/node" >&2
+    mkdir -p "$peers/node" &&
+        npm install --prefix "$peers/node" --no-audit --no-fund --silent better-sse@0.16.1 ||
+        echo "warning: could not install better-sse" >&2
+fi
+if [ -d "$peers/node/node_modules/better-sse" ] && command -v node >/dev/null; then
+    servers="$servers,better-sse"; else
+    echo "warning: skipping better-sse (needs node and npm)" >&2; fi
 if [ "$(nproc)" -lt 2 ]; then
     echo "warning: fewer than 2 CPUs; server and load generator will share one" >&2
 fi
@@ -60,8 +82,7 @@ while :; do
     sleep 10
 done
 
-args=(suite --config "$config" --out "$results")
-[ -n "${BENCH_SERVERS:-}" ] && args+=(--servers "$BENCH_SERVERS")
+args=(suite --config "$config" --out "$results" --servers "${BENCH_SERVERS:-$servers}")
 [ -n "${BENCH_WORKLOADS:-}" ] && args+=(--workloads "$BENCH_WORKLOADS")
 taskset -c 1 target/release/bench "${args[@]}"
 target/release/bench report --results "$results" \

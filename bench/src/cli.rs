@@ -120,6 +120,8 @@ pub enum DataFormatArg {
     ServerEvent,
     /// The payload itself.
     Raw,
+    /// The payload as a JSON string literal.
+    JsonString,
 }
 
 /// `suite` options.
@@ -179,6 +181,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         data_format: match args.data_format {
             DataFormatArg::ServerEvent => DataFormat::ServerEvent,
             DataFormatArg::Raw => DataFormat::Raw,
+            DataFormatArg::JsonString => DataFormat::JsonString,
         },
         topic: args.topic.clone(),
     };

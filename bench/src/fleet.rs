@@ -366,6 +366,7 @@ impl Fleet {
             totals.delivered += r.delivered;
             totals.lost += r.lost;
             totals.duplicated += r.duplicated;
+            totals.replayed += r.replayed;
             totals.reordered += r.reordered;
             totals.resets += r.resets;
             totals.connect_errors += r.connect_errors;

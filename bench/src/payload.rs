@@ -69,12 +69,16 @@ pub enum DataFormat {
     ServerEvent,
     /// `data` is the payload.
     Raw,
+    /// `data` is the payload as a JSON string literal (better-sse's default
+    /// serializer).
+    JsonString,
 }
 
 /// The payload text in `data`; `None` when `data` is not in `format`.
 pub fn extract(format: DataFormat, data: &str) -> Option<Cow<'_, str>> {
     match format {
         DataFormat::Raw => Some(Cow::Borrowed(data)),
+        DataFormat::JsonString => serde_json::from_str::<String>(data).ok().map(Cow::Owned),
         DataFormat::ServerEvent => serde_json::from_str::<ServerEvent>(data)
             .ok()
             .map(|event| Cow::Owned(event.message)),
@@ -131,5 +135,10 @@ mod tests {
             extract(DataFormat::Raw, "bench:3:4:").as_deref(),
             Some("bench:3:4:")
         );
+        assert_eq!(
+            extract(DataFormat::JsonString, "\"bench:3:4:\"").as_deref(),
+            Some("bench:3:4:")
+        );
+        assert_eq!(extract(DataFormat::JsonString, "bench:3:4:"), None);
     }
 }

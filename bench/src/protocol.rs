@@ -127,8 +127,10 @@ pub struct WorkerReport {
     /// Events of the step some active subscriber never received (summed
     /// over subscribers).
     pub lost: u64,
-    /// Events received more than once.
+    /// Events received more than once (beyond a resume's replay).
     pub duplicated: u64,
+    /// Events received again as a resume's replay.
+    pub replayed: u64,
     /// Events received after a later one.
     pub reordered: u64,
     /// `reset` events received (our server's notice of a gap).

@@ -1,9 +1,9 @@
 //! Starting and stopping a server under test.
 //!
-//! A server is described by a [`ServerSpec`]: a command line and optional
-//! configuration files, both templates in which `{port}` becomes a free
-//! loopback port and `{dir}` a fresh temporary directory (for pid files,
-//! logs and temp paths). The server is started pinned to the given CPUs
+//! A server is described by a [`ServerSpec`]: a command line, environment
+//! and optional configuration files, all templates in which `{port}` becomes
+//! a free loopback port, `{dir}` a fresh temporary directory (for pid files,
+//! logs and temp paths) and `{root}` the suite's root directory. The server is started pinned to the given CPUs
 //! with `taskset`, its output goes to files in that directory, and it is
 //! ready once `GET <ready>` answers.
 
@@ -31,14 +31,14 @@ pub struct ServerSpec {
     /// One line saying what it is, for the report.
     #[serde(default)]
     pub description: String,
-    /// The command line; `{port}` and `{dir}` are replaced. Relative program
+    /// The command line; `{port}`, `{dir}` and `{root}` are replaced. Relative program
     /// paths are resolved against the suite's root directory.
     pub command: Vec<String>,
     /// Files to write into `{dir}` before starting: file name → template
     /// path (relative to the root directory); placeholders are replaced.
     #[serde(default)]
     pub files: BTreeMap<String, PathBuf>,
-    /// Extra environment variables.
+    /// Extra environment variables (placeholders are replaced).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Path and query that subscribers `GET`.
@@ -59,10 +59,22 @@ pub struct ServerSpec {
     pub resumes: bool,
 }
 
-/// Replaces `{port}` and `{dir}` in `text`.
-pub fn render(text: &str, port: u16, dir: &Path) -> String {
-    text.replace("{port}", &port.to_string())
-        .replace("{dir}", &dir.display().to_string())
+/// The values of a template's placeholders.
+#[derive(Debug, Clone, Copy)]
+pub struct Placeholders<'a> {
+    /// `{port}`.
+    pub port: u16,
+    /// `{dir}`.
+    pub dir: &'a Path,
+    /// `{root}`.
+    pub root: &'a Path,
+}
+
+/// Replaces `{port}`, `{dir}` and `{root}` in `text`.
+pub fn render(text: &str, p: Placeholders<'_>) -> String {
+    text.replace("{port}", &p.port.to_string())
+        .replace("{dir}", &p.dir.display().to_string())
+        .replace("{root}", &p.root.display().to_string())
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it next).
@@ -99,16 +111,22 @@ impl RunningServer {
         // nginx's workers run as another user and need to reach their paths.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let port = free_port()?;
+        let p = Placeholders {
+            port,
+            dir: dir.path(),
+            root,
+        };
         for (name, template) in &spec.files {
             let path = root.join(template);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            std::fs::write(dir.path().join(name), render(&text, port, dir.path()))?;
+            std::fs::write(dir.path().join(name), render(&text, p))?;
         }
-        let mut args: Vec<String> = spec
-            .command
+        let mut args: Vec<String> = spec.command.iter().map(|a| render(a, p)).collect();
+        let env: Vec<(String, String)> = spec
+            .env
             .iter()
-            .map(|a| render(a, port, dir.path()))
+            .map(|(k, v)| (k.clone(), render(v, p)))
             .collect();
         if args.is_empty() {
             bail!("server {} has an empty command", spec.name);
@@ -132,7 +150,7 @@ impl RunningServer {
         let stdout = std::fs::File::create(dir.path().join("stdout.log"))?;
         let stderr = std::fs::File::create(dir.path().join("stderr.log"))?;
         command
-            .envs(&spec.env)
+            .envs(env)
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(stdout)

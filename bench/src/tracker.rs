@@ -7,9 +7,12 @@
 //! connection (a *lane*: seq `s` goes out on lane `s % lanes`, one request
 //! after the other, while lanes run concurrently and the server may
 //! interleave them), so an event arrived out of order when a later event of
-//! its own lane came first. When a subscriber reconnects with `Last-Event-ID`
-//! of event `r`, the bits after `r` are cleared: those events are expected
-//! once more, from the server's replay.
+//! its own lane came first. When a subscriber reconnects with the
+//! `Last-Event-ID` of event `r`, the events after `r` it already holds are
+//! expected once more, from the server's replay: each may arrive a second
+//! time without counting as a duplicate, and until all have, the replay is
+//! incomplete (a server that cannot resume never completes it, but the
+//! subscriber lost nothing it had).
 
 use hdrhistogram::Histogram;
 
@@ -20,8 +23,18 @@ pub enum Arrival {
     InOrder,
     /// First arrival, after a later event.
     Reordered,
+    /// Already received, and expected again from a resume's replay.
+    Replayed,
     /// Already received.
     Duplicate,
+}
+
+/// The re-deliveries a resume asked for: seqs `from..from + seen.len()`.
+#[derive(Debug, Clone, Default)]
+struct Replay {
+    from: u64,
+    seen: Vec<bool>,
+    left: usize,
 }
 
 /// The received-set of one subscriber.
@@ -36,6 +49,8 @@ pub struct SeqTracker {
     contiguous: u64,
     /// Seqs below this are not expected (the subscriber joined later).
     floor: u64,
+    /// The replay asked for by the last resume, until it is complete.
+    replay: Option<Replay>,
 }
 
 impl SeqTracker {
@@ -46,6 +61,7 @@ impl SeqTracker {
             bits: Vec::new(),
             end: 0,
             lane_ends: vec![0; usize::try_from(lanes.max(1)).unwrap_or(1)],
+            replay: None,
             contiguous: floor,
             floor,
         }
@@ -71,6 +87,20 @@ impl SeqTracker {
             self.bits.resize(i + 1, 0);
         }
         if self.bits[i] & bit != 0 {
+            if let Some(replay) = &mut self.replay {
+                let slot = seq
+                    .checked_sub(replay.from)
+                    .and_then(|k| usize::try_from(k).ok())
+                    .filter(|&k| k < replay.seen.len());
+                if let Some(k) = slot.filter(|&k| !replay.seen[k]) {
+                    replay.seen[k] = true;
+                    replay.left -= 1;
+                    if replay.left == 0 {
+                        self.replay = None;
+                    }
+                    return Arrival::Replayed;
+                }
+            }
             return Arrival::Duplicate;
         }
         self.bits[i] |= bit;
@@ -97,21 +127,24 @@ impl SeqTracker {
         self.contiguous
     }
 
-    /// Forgets the arrivals after `seq` (and all of them when `None`):
-    /// called on a reconnect that asks the server to resume after `seq`.
-    pub fn rewind_after(&mut self, seq: Option<u64>) {
-        let from = seq.map_or(0, |s| s + 1);
-        for s in from..self.end {
-            let (i, bit) = Self::word(s);
-            if let Some(w) = self.bits.get_mut(i) {
-                *w &= !bit;
-            }
-        }
-        self.end = self.end.min(from);
-        for end in &mut self.lane_ends {
-            *end = (*end).min(from);
-        }
-        self.contiguous = self.contiguous.min(from).max(self.floor);
+    /// One past the highest seq received (0 when none).
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Expects the seqs after `after` that were already received to arrive
+    /// once more: called on a reconnect that asks the server to resume after
+    /// `after`.
+    pub fn expect_replay(&mut self, after: u64) {
+        let from = after + 1;
+        let seen: Vec<bool> = (from..self.end).map(|s| !self.has(s)).collect();
+        let left = seen.iter().filter(|s| !**s).count();
+        self.replay = (left > 0).then_some(Replay { from, seen, left });
+    }
+
+    /// Whether the replay asked for by the last resume has fully arrived.
+    pub fn replay_done(&self) -> bool {
+        self.replay.is_none()
     }
 
     /// How many seqs in `from..=to` (and not below the floor) have not been
@@ -173,21 +206,35 @@ mod tests {
     }
 
     #[test]
-    fn rewinding_expects_the_replay_once() {
+    fn a_resume_expects_its_replay_once() {
         let mut t = SeqTracker::new(0, 1);
         for s in 0..10 {
             t.record(s);
         }
-        t.rewind_after(Some(6));
-        assert_eq!(t.contiguous(), 7);
-        assert_eq!(t.missing(0, 9), 3);
-        for s in 7..12 {
-            assert_eq!(t.record(s), Arrival::InOrder, "{s}");
+        t.expect_replay(6);
+        assert!(!t.replay_done());
+        assert_eq!(t.record(7), Arrival::Replayed);
+        assert_eq!(t.record(7), Arrival::Duplicate);
+        assert_eq!(t.record(8), Arrival::Replayed);
+        assert!(!t.replay_done());
+        assert_eq!(t.record(9), Arrival::Replayed);
+        assert!(t.replay_done());
+        assert_eq!(t.record(10), Arrival::InOrder);
+        assert_eq!(t.record(9), Arrival::Duplicate);
+        // Nothing held after the resume point: nothing to replay.
+        t.expect_replay(10);
+        assert!(t.replay_done());
+        // A hole in the window is filled as an ordinary (late) arrival.
+        let mut t = SeqTracker::new(0, 1);
+        for s in [0, 1, 3] {
+            t.record(s);
         }
-        assert_eq!(t.contiguous(), 12);
-        t.rewind_after(None);
-        assert_eq!(t.contiguous(), 0);
-        assert_eq!(t.record(0), Arrival::InOrder);
+        t.expect_replay(0);
+        assert_eq!(t.record(1), Arrival::Replayed);
+        assert_eq!(t.record(2), Arrival::Reordered);
+        assert_eq!(t.record(3), Arrival::Replayed);
+        assert!(t.replay_done());
+        assert_eq!(t.missing(0, 3), 0);
     }
 
     #[test]
@@ -197,8 +244,6 @@ mod tests {
         assert_eq!(t.missing(0, 6), 2);
         t.record(5);
         assert_eq!(t.contiguous(), 6);
-        t.rewind_after(None);
-        assert_eq!(t.contiguous(), 5);
     }
 
     #[test]

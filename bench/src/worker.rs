@@ -72,6 +72,7 @@ struct State {
     received_by: Vec<u32>,
     delivered: u64,
     received: u64,
+    replayed: u64,
     duplicated: u64,
     reordered: u64,
     resets: u64,
@@ -102,6 +103,7 @@ impl State {
             received_by: Vec::new(),
             delivered: 0,
             received: 0,
+            replayed: 0,
             duplicated: 0,
             reordered: 0,
             resets: 0,
@@ -153,6 +155,11 @@ impl State {
                 self.duplicated += 1;
                 return;
             }
+            Arrival::Replayed => {
+                self.replayed += 1;
+                self.check_caught_up(idx);
+                return;
+            }
             Arrival::Reordered => self.reordered += 1,
             Arrival::InOrder => {}
         }
@@ -162,12 +169,7 @@ impl State {
             }
             sub.ring.push_back((seq, id));
         }
-        if let (Some(target), Some(at)) = (self.caught_up_seq, self.reconnect_at) {
-            if !sub.caught_up && sub.tracker.contiguous() > target {
-                sub.caught_up = true;
-                record_clamped(&mut self.catch_up, duration_us(at.elapsed()));
-            }
-        }
+        self.check_caught_up(idx);
         if seq >= self.measure_from {
             let latency_us = latency_ns / 1000;
             record_clamped(&mut self.latency, latency_us);
@@ -182,6 +184,22 @@ impl State {
         }
     }
 
+    /// Marks subscriber `idx` caught up once, after the last reconnect, it
+    /// holds every event up to the target with no hole and has received the
+    /// replay it asked for.
+    fn check_caught_up(&mut self, idx: usize) {
+        let (Some(target), Some(at)) = (self.caught_up_seq, self.reconnect_at) else {
+            return;
+        };
+        let sub = &mut self.subs[idx];
+        let t = &sub.tracker;
+        if !sub.caught_up && t.contiguous() > target && t.contiguous() == t.end() && t.replay_done()
+        {
+            sub.caught_up = true;
+            record_clamped(&mut self.catch_up, duration_us(at.elapsed()));
+        }
+    }
+
     /// Prepares subscriber `idx` for a reconnect `behind` events back: the
     /// id to send, with the tracker rewound to expect the replay.
     fn prepare_reconnect(&mut self, idx: usize, behind: u32) -> Option<String> {
@@ -192,8 +210,7 @@ impl State {
         let behind = usize::try_from(behind).unwrap_or(usize::MAX);
         let pick = sub.ring.len().saturating_sub(1 + behind);
         let (seq, id) = sub.ring.get(pick).cloned()?;
-        sub.tracker.rewind_after(Some(seq));
-        sub.ring.truncate(pick + 1);
+        sub.tracker.expect_replay(seq);
         Some(id)
     }
 
@@ -239,6 +256,7 @@ impl State {
             delivered: self.delivered,
             lost: active.iter().map(|s| s.tracker.missing(from, to)).sum(),
             duplicated: self.duplicated,
+            replayed: self.replayed,
             reordered: self.reordered,
             resets: self.resets,
             connect_errors: self.connect_errors,
@@ -256,6 +274,7 @@ impl State {
         self.received_by.clear();
         self.delivered = 0;
         self.received = 0;
+        self.replayed = 0;
         self.duplicated = 0;
         self.reordered = 0;
         self.resets = 0;

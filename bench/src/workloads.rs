@@ -619,6 +619,7 @@ pub struct StormParams {
 
 /// The reconnect storm's findings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StormResult {
     /// Subscribers that reconnected.
     pub subscribers: u32,
@@ -633,6 +634,8 @@ pub struct StormResult {
     pub lost: u64,
     /// Events received twice (beyond the asked-for replay).
     pub duplicated: u64,
+    /// Events received again as the asked-for replay.
+    pub replayed: u64,
     /// Events received out of order.
     pub reordered: u64,
     /// `reset` notices (the server could not resume).
@@ -689,6 +692,7 @@ async fn storm_on(session: &mut Session, p: StormParams) -> anyhow::Result<Storm
         caught_up: t.caught_up,
         lost: t.lost,
         duplicated: t.duplicated,
+        replayed: t.replayed,
         reordered: t.reordered,
         resets: t.resets,
         connect_errors: t.connect_errors,

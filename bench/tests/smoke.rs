@@ -136,6 +136,11 @@ async fn smoke_against_our_server() {
     assert_eq!(storm.caught_up, SUBSCRIBERS, "{storm:?}");
     assert_eq!(storm.lost, 0, "resuming leaves no gap: {storm:?}");
     assert_eq!(storm.duplicated, 0, "{storm:?}");
+    assert_eq!(
+        storm.replayed,
+        5 * u64::from(SUBSCRIBERS),
+        "each subscriber got the 5 events it asked for again: {storm:?}"
+    );
     assert_eq!(storm.reordered, 0, "{storm:?}");
     assert_eq!(storm.resets, 0, "{storm:?}");
     assert_eq!(storm.connect_errors, 0, "{storm:?}");
