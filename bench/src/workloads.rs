@@ -296,21 +296,28 @@ impl Session {
         drain_timeout: Duration,
     ) -> anyhow::Result<StepResult> {
         let count = ((rate * seconds).round() as u64).max(1);
-        self.step_count(rate, count, size, drain_timeout).await
+        self.step_count(rate, count, size, drain_timeout, None)
+            .await
     }
 
-    /// As [`Session::step`] with `count` events.
+    /// As [`Session::step`] with `count` events; with `storm = Some((behind,
+    /// caught_up_seq))`, every subscriber reconnects that far behind once
+    /// the step's counters are reset, just before publishing starts.
     async fn step_count(
         &mut self,
         rate: f64,
         count: u64,
         size: usize,
         drain_timeout: Duration,
+        storm: Option<(u32, u64)>,
     ) -> anyhow::Result<StepResult> {
         let from = self.next_seq;
         let to = from + count - 1;
         self.next_seq = to + 1;
         self.fleet.measure(from).await?;
+        if let Some((behind, caught_up_seq)) = storm {
+            self.fleet.reconnect(behind, caught_up_seq).await?;
+        }
         let publish_before = self.publisher.counts();
         let server_before = self.pid.and_then(|p| procstat::sample_tree(p).ok());
         let lg_pids = loadgen_pids(&self.fleet);
@@ -676,10 +683,15 @@ async fn storm_on(session: &mut Session, p: StormParams) -> anyhow::Result<Storm
         )
         .await?;
     let caught_up_seq = session.next_seq - 1;
-    session.fleet.reconnect(p.behind, caught_up_seq).await?;
     let count = ((p.rate * p.during_seconds).round() as u64).max(1);
     let during = session
-        .step_count(p.rate, count, p.payload_bytes, Duration::from_secs(10))
+        .step_count(
+            p.rate,
+            count,
+            p.payload_bytes,
+            Duration::from_secs(10),
+            Some((p.behind, caught_up_seq)),
+        )
         .await?;
     // Catch-up is judged over the whole run, from seq 0.
     let last = session.next_seq - 1;
