@@ -23,7 +23,7 @@ pub fn MessageList(
         <section class="card feed" aria-labelledby="feed-title">
             <header class="feed-head">
                 <h2 id="feed-title">"Messages"</h2>
-                <span class="hint">{format!("newest first · keeps the last {MAX_ROWS}")}</span>
+                <span class="hint">{format!("newest first · times in UTC · keeps the last {MAX_ROWS}")}</span>
                 <div class="feed-actions">
                     <button
                         id="pause"

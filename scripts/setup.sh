@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what building the page (and, with --with-browser, its browser
+# tests) needs, skipping whatever is already there: the wasm32 target,
+# rustfmt and clippy, trunk, the wasm-bindgen CLI matching Cargo.lock, and
+# for the tests Debian's chromium and chromium-driver. Then downloads the
+# crates so later builds can run with --offline.
+#
+# Idempotent and quick when everything is present. Works unattended as root
+# on a fresh Debian machine with a Rust toolchain (rustup) installed; as
+# another user, apt-get runs through sudo.
+#
+#   scripts/setup.sh                 # build tools only
+#   scripts/setup.sh --with-browser  # also chromium + chromedriver
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+with_browser=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-browser) with_browser=1 ;;
+        *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+    esac
+done
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null || ! command -v rustup >/dev/null; then
+    echo "[setup] cargo and rustup are needed first: https://rustup.rs" >&2
+    exit 1
+fi
+
+# --- Debian packages (one apt-get update, only when something is missing) ---
+apt_packages=()
+command -v cc >/dev/null || apt_packages+=(build-essential)
+command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
+if [ "$with_browser" = 1 ]; then
+    [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
+    [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    log "apt-get install ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" </dev/null
+fi
+
+# --- Rust components and the wasm target ---
+installed_targets=$(rustup target list --installed)
+if ! grep -qx wasm32-unknown-unknown <<<"$installed_targets"; then
+    log "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+        log "rustup component add $component"
+        rustup component add "$component"
+    fi
+done
+
+# --- trunk ---
+if [ "$(trunk --version 2>/dev/null || true)" != "trunk $TRUNK_VERSION" ]; then
+    log "cargo install trunk $TRUNK_VERSION (takes several minutes)"
+    cargo install trunk --version "$TRUNK_VERSION" --locked
+fi
+
+# --- wasm-bindgen CLI, exactly the version the page links against ---
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ -z "$bindgen_version" ]; then
+    log "generating Cargo.lock"
+    cargo generate-lockfile
+    bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_version" ]; then
+    log "cargo install wasm-bindgen-cli $bindgen_version (takes a few minutes)"
+    cargo install wasm-bindgen-cli --version "$bindgen_version" --force
+fi
+
+# --- crates, for every target (the page's wasm-only dependencies too) ---
+cargo fetch --quiet
+
+log "ready"
