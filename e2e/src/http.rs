@@ -73,6 +73,34 @@ pub async fn publish_error(addr: SocketAddr, json: &str) -> Result<ErrorBody> {
     Ok(serde_json::from_slice(&answer.body)?)
 }
 
+/// Opens `GET /stream` and waits for its first bytes, so the server counts
+/// the subscriber; it stays subscribed until the connection is dropped.
+///
+/// # Errors
+/// When the connection fails or the server answers anything but 200.
+pub async fn hold_stream(addr: SocketAddr) -> Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let request =
+        format!("GET /stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut buf = [0; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buf).await?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET /stream answered {head:?}");
+    }
+    Ok(stream)
+}
+
 fn parse_answer(raw: &[u8]) -> Result<Answer> {
     let split = raw
         .windows(4)

@@ -7,6 +7,7 @@
 //! - [`page`]: reads the page's state (status, rows, counters) in one call and
 //!   waits, with a deadline, for a condition on it.
 //! - [`http`]: a minimal HTTP/1.1 client to publish from outside the browser.
+//! - [`proxy`]: a TCP proxy whose connections a test can cut.
 //!
 //! The tests need `dist/index.html` (run `trunk build --release` first, as
 //! `scripts/test.sh` does), `/usr/bin/chromium` and `/usr/bin/chromedriver`
@@ -15,6 +16,7 @@
 pub mod browser;
 pub mod http;
 pub mod page;
+pub mod proxy;
 pub mod server;
 
 use std::path::PathBuf;

@@ -31,6 +31,7 @@ return {
   reconnects: num(text('#stat-reconnects')),
   duplicates: num(text('#stat-duplicates')),
   last_id: text('#stat-last-id'),
+  retry_note: text('#retry-note') || null,
   publish_error: shown('#publish-error'),
   publish_result: text('#publish-result'),
   topic_error: shown('#topic-error'),
@@ -83,6 +84,8 @@ pub struct Snapshot {
     pub duplicates: Option<u64>,
     /// The last event id shown.
     pub last_id: Option<String>,
+    /// When the page waits before opening a new connection, what it says.
+    pub retry_note: Option<String>,
     /// The publish form's error, when shown.
     pub publish_error: Option<String>,
     /// The publish form's success note.
@@ -149,9 +152,10 @@ impl Snapshot {
             })
             .collect();
         format!(
-            "state={:?} subscription={:?} topic={:?} received={:?} reconnects={:?} publish_error={:?} \
+            "state={:?} retry_note={:?} subscription={:?} topic={:?} received={:?} reconnects={:?} publish_error={:?} \
              publish_result={:?} topic_error={:?} paused={} rows={} first={first:?}",
             self.state,
+            self.retry_note,
             self.subscription,
             self.topic,
             self.received,

@@ -7,6 +7,7 @@ use anyhow::{ensure, Context, Result};
 use e2e::browser::Browser;
 use e2e::http;
 use e2e::page::{check_newest_first, Page};
+use e2e::proxy::Proxy;
 use e2e::server::{Server, ServerOptions};
 use shared::{DEFAULT_TOPIC, MAX_TOPIC_LEN, TICKER_TOPIC};
 
@@ -256,6 +257,77 @@ async fn after_a_server_restart_the_page_is_live_again_with_a_reset_notice_and_n
         after.summary()
     );
     check_newest_first(&after.rows)?;
+    browser.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_without_gaps_or_duplicates() -> Result<()> {
+    let _serial = e2e::serial().await;
+    let server = Server::start(&ServerOptions::ticker("50ms"))?;
+    let proxy = Proxy::start(server.addr()).await?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &proxy.url()).await?;
+
+    let before = page
+        .wait_until("live with rows", |s| {
+            s.is("live") && s.events().count() >= 5
+        })
+        .await?;
+    let at_cut = before.max_seq().context("a seq")?;
+    ensure!(proxy.cut() >= 1, "the stream went through the proxy");
+    page.wait_until("the status to say reconnecting", |s| s.is("reconnecting"))
+        .await?;
+    // The browser comes back with Last-Event-ID; the server replays what
+    // was published in between, then goes on live.
+    let after = page
+        .wait_until("live again, well past the cut", |s| {
+            s.is("live") && s.max_seq().is_some_and(|seq| seq >= at_cut + 40)
+        })
+        .await?;
+
+    ensure!(
+        after.duplicate_ids().is_empty(),
+        "duplicates: {:?}",
+        after.duplicate_ids()
+    );
+    ensure!(
+        after.resets().count() == 0,
+        "nothing was lost: {}",
+        after.summary()
+    );
+    ensure!(after.reconnects == Some(1), "{}", after.summary());
+    check_newest_first(&after.rows)?;
+    let seqs: Vec<u64> = after.events().filter_map(|row| row.seq).collect();
+    ensure!(
+        seqs.windows(2).all(|pair| pair[0] == pair[1] + 1),
+        "a gap in the list after the reconnect: {seqs:?}"
+    );
+    browser.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_shows_closed_and_the_page_retries() -> Result<()> {
+    let _serial = e2e::serial().await;
+    let mut options = ServerOptions::ticker("50ms");
+    options.extra = vec!["--max-subscribers".to_owned(), "1".to_owned()];
+    let server = Server::start(&options)?;
+    // The only subscriber slot is taken: the page's EventSource gets a 503
+    // and the browser gives up on it.
+    let taken = http::hold_stream(server.addr()).await?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &server.url()).await?;
+    let closed = page
+        .wait_until("the status to say closed, with a retry planned", |s| {
+            s.is("closed") && s.retry_note.is_some()
+        })
+        .await?;
+    ensure!(closed.rows.is_empty(), "{}", closed.summary());
+
+    drop(taken);
+    page.wait_until("the page's own retry to get through", |s| {
+        s.is("live") && s.events().count() >= 2
+    })
+    .await?;
     browser.close().await
 }
 
