@@ -56,12 +56,34 @@ pub struct SuiteConfig {
     pub storm: StormParams,
     /// The slow-consumer case.
     pub slow: SlowParams,
+    /// A job is run again when CPU time used by neither the server nor
+    /// the load generator exceeded this share of a core in one of its steps.
+    #[serde(default = "default_disturbance_limit")]
+    pub disturbance_limit: f64,
+    /// How many times a disturbed job is run again at most.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// How long to wait for a quiet machine before running again, s.
+    #[serde(default = "default_quiet_wait")]
+    pub quiet_wait_seconds: u64,
     /// The servers.
     #[serde(rename = "server")]
     pub servers: Vec<ServerSpec>,
     /// Commands whose output names a version, for the report: name → argv.
     #[serde(default)]
     pub versions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_disturbance_limit() -> f64 {
+    0.25
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_quiet_wait() -> u64 {
+    180
 }
 
 impl SuiteConfig {
@@ -269,87 +291,60 @@ pub async fn run(
         })
         .collect();
     let cpus = config.server_cpus.as_deref();
-    let managed = |spec| Managed {
-        spec,
-        root,
-        cpus,
-        current: None,
-    };
-
+    let mut jobs = Vec::new();
     if selection.fanout {
-        for &n in &config.fanout.subscribers {
-            for (spec, out) in specs.iter().zip(&mut results) {
-                tracing::info!(server = %spec.name, subscribers = n, "fan-out");
-                let mut server = managed(spec);
-                let params = FanoutParams {
-                    subscribers: n,
-                    rate: config.fanout.rate,
-                    seconds: config.fanout.seconds,
-                    payload_bytes: config.fanout.payload_bytes,
-                };
-                let r = match server.restart().await {
-                    Ok((target, pid)) => {
-                        workloads::fanout(&mut harness, &target, pid, params).await
-                    }
-                    Err(e) => Err(e),
-                };
-                server.stop().await;
-                match r {
-                    Ok(r) => {
-                        log_step(&spec.name, "fan-out", &r.step);
-                        out.fanout.push(r);
-                    }
-                    Err(e) => out.errors.push(format!("fan-out {n}: {e:#}")),
-                }
-            }
-        }
+        jobs.extend(config.fanout.subscribers.iter().map(|&n| Job::Fanout(n)));
     }
     if selection.saturation {
-        for (spec, out) in specs.iter().zip(&mut results) {
-            tracing::info!(server = %spec.name, "saturation");
-            let mut server = managed(spec);
-            let r = workloads::saturation(&mut harness, &mut server, &config.saturation).await;
-            server.stop().await;
-            match r {
-                Ok(r) => out.saturation = Some(r),
-                Err(e) => out.errors.push(format!("saturation: {e:#}")),
-            }
-        }
+        jobs.push(Job::Saturation);
     }
     if selection.storm {
-        for (spec, out) in specs.iter().zip(&mut results) {
-            tracing::info!(server = %spec.name, "reconnect storm");
-            let mut server = managed(spec);
-            let r = match server.restart().await {
-                Ok((target, pid)) => {
-                    workloads::reconnect_storm(&mut harness, &target, pid, config.storm).await
-                }
-                Err(e) => Err(e),
-            };
-            server.stop().await;
-            match r {
-                Ok(r) => out.storm = Some(r),
-                Err(e) => out.errors.push(format!("reconnect storm: {e:#}")),
-            }
-        }
+        jobs.push(Job::Storm);
     }
     if selection.slow {
+        jobs.push(Job::Slow);
+    }
+    for job in jobs {
         for (spec, out) in specs.iter().zip(&mut results) {
-            tracing::info!(server = %spec.name, "slow consumer");
-            let mut server = managed(spec);
-            let r = match server.restart().await {
-                Ok((target, pid)) => {
-                    workloads::slow_consumer(&mut harness, &target, pid, config.slow).await
+            let mut attempt = 0;
+            let outcome = loop {
+                attempt += 1;
+                tracing::info!(server = %spec.name, job = %job, attempt, "start");
+                let mut server = Managed {
+                    spec,
+                    root,
+                    cpus,
+                    current: None,
+                };
+                let outcome = run_job(&mut harness, &mut server, config, job).await;
+                server.stop().await;
+                let disturbance = outcome.as_ref().map_or(0.0, JobResult::disturbance);
+                if disturbance <= config.disturbance_limit || attempt > config.retries {
+                    if disturbance > config.disturbance_limit {
+                        tracing::warn!(server = %spec.name, job = %job, disturbance, "disturbed; keeping the last attempt");
+                    }
+                    break outcome;
                 }
-                Err(e) => Err(e),
+                tracing::warn!(
+                    server = %spec.name,
+                    job = %job,
+                    disturbance,
+                    "other processes used the CPUs; waiting for quiet and running it again"
+                );
+                wait_quiet(Duration::from_secs(config.quiet_wait_seconds)).await;
             };
-            server.stop().await;
-            match r {
-                Ok(r) => {
+            match outcome {
+                Ok(JobResult::Fanout(r)) => {
+                    log_step(&spec.name, "fan-out", &r.step);
+                    out.fanout.push(r);
+                }
+                Ok(JobResult::Saturation(r)) => out.saturation = Some(r),
+                Ok(JobResult::Storm(r)) => out.storm = Some(r),
+                Ok(JobResult::Slow(r)) => {
                     log_step(&spec.name, "slow consumer", &r.step);
                     out.slow = Some(r);
                 }
-                Err(e) => out.errors.push(format!("slow consumer: {e:#}")),
+                Err(e) => out.errors.push(format!("{job}: {e:#}")),
             }
         }
     }
@@ -367,6 +362,100 @@ pub async fn run(
     })
 }
 
+/// One workload for one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Fanout(u32),
+    Saturation,
+    Storm,
+    Slow,
+}
+
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fanout(n) => write!(f, "fan-out {n}"),
+            Self::Saturation => f.write_str("saturation"),
+            Self::Storm => f.write_str("reconnect storm"),
+            Self::Slow => f.write_str("slow consumer"),
+        }
+    }
+}
+
+enum JobResult {
+    Fanout(FanoutResult),
+    Saturation(SaturationResult),
+    Storm(StormResult),
+    Slow(SlowResult),
+}
+
+impl JobResult {
+    /// The most CPU (share of a core) that neither the server nor the load
+    /// generator used during any of the job's steps.
+    fn disturbance(&self) -> f64 {
+        let steps: Vec<&workloads::StepResult> = match self {
+            Self::Fanout(r) => vec![&r.step],
+            Self::Saturation(r) => r.steps.iter().map(|(_, s)| s).collect(),
+            Self::Storm(r) => vec![&r.during],
+            Self::Slow(r) => vec![&r.step],
+        };
+        steps.iter().map(|s| s.other_cpu_share).fold(0.0, f64::max)
+    }
+}
+
+async fn run_job(
+    harness: &mut Harness,
+    server: &mut Managed<'_>,
+    config: &SuiteConfig,
+    job: Job,
+) -> anyhow::Result<JobResult> {
+    if job == Job::Saturation {
+        return workloads::saturation(harness, server, &config.saturation)
+            .await
+            .map(JobResult::Saturation);
+    }
+    let (target, pid) = server.restart().await?;
+    Ok(match job {
+        Job::Fanout(n) => JobResult::Fanout(
+            workloads::fanout(
+                harness,
+                &target,
+                pid,
+                FanoutParams {
+                    subscribers: n,
+                    rate: config.fanout.rate,
+                    seconds: config.fanout.seconds,
+                    payload_bytes: config.fanout.payload_bytes,
+                },
+            )
+            .await?,
+        ),
+        Job::Storm => {
+            JobResult::Storm(workloads::reconnect_storm(harness, &target, pid, config.storm).await?)
+        }
+        Job::Slow => {
+            JobResult::Slow(workloads::slow_consumer(harness, &target, pid, config.slow).await?)
+        }
+        Job::Saturation => unreachable!("handled above"),
+    })
+}
+
+/// Waits until less than 10% of all CPUs were busy over two seconds, or
+/// `max` has passed.
+pub async fn wait_quiet(max: Duration) {
+    let deadline = Instant::now() + max;
+    loop {
+        let before = crate::procstat::cpu_ticks();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let used = crate::procstat::cpu_use(&before, &crate::procstat::cpu_ticks());
+        let busy = used.iter().map(|c| c.busy).sum::<f64>() / used.len().max(1) as f64;
+        if busy < 0.10 || Instant::now() >= deadline {
+            return;
+        }
+        tracing::info!(busy, "waiting for the machine to be quiet");
+    }
+}
+
 fn log_step(server: &str, workload: &str, s: &workloads::StepResult) {
     tracing::info!(
         server,
@@ -380,4 +469,32 @@ fn log_step(server: &str, workload: &str, s: &workloads::StepResult) {
         other_cpu = s.other_cpu_share,
         "done"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let config = SuiteConfig::load(&path).unwrap();
+        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[..3], ["ours", "nchan", "warp-broadcast"]);
+        for spec in &config.servers {
+            for template in spec.files.values() {
+                assert!(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("..")
+                        .join(template)
+                        .is_file(),
+                    "{}",
+                    template.display()
+                );
+            }
+        }
+        assert!(config.fanout.subscribers.windows(2).all(|w| w[0] < w[1]));
+        assert!(config.saturation.rates.windows(2).all(|w| w[0] < w[1]));
+        assert!(config.slow.stalled < config.slow.subscribers);
+    }
 }
