@@ -207,6 +207,9 @@ impl Hub {
     /// Ends every stream: called once at shutdown.
     pub fn shut_down(&self) {
         self.shutdown.cancel();
+        // Streams wait only on the publish notification: wake them all so
+        // they see the cancellation.
+        self.notify.send_modify(|_| {});
     }
 
     /// Stores `message` under `topic`, framed once, and wakes subscribers.
@@ -285,7 +288,11 @@ impl Hub {
             return Read::Lost { first };
         }
         let start = (cursor - first) as usize;
-        let mut frames: Vec<Bytes> = Vec::new();
+        // One pending frame is handed over as is (no copy); several are
+        // joined into one buffer so they go out in one write.
+        let mut single: Option<Bytes> = None;
+        let mut joined: Option<BytesMut> = None;
+        let mut count = 0;
         let mut size = 0;
         let mut next = cursor;
         for stored in log.events.range(start..) {
@@ -293,24 +300,24 @@ impl Hub {
                 break;
             }
             next = stored.seq + 1;
-            if topics.matches(&stored.topic) {
-                size += stored.frame.len();
-                frames.push(stored.frame.clone());
+            if !topics.matches(&stored.topic) {
+                continue;
+            }
+            count += 1;
+            size += stored.frame.len();
+            if let Some(buf) = joined.as_mut() {
+                buf.extend_from_slice(&stored.frame);
+            } else if let Some(previous) = single.take() {
+                let mut buf = BytesMut::with_capacity((previous.len() + stored.frame.len()) * 2);
+                buf.extend_from_slice(&previous);
+                buf.extend_from_slice(&stored.frame);
+                joined = Some(buf);
+            } else {
+                single = Some(stored.frame.clone());
             }
         }
         drop(log);
-        let count = frames.len() as u64;
-        let bytes = match frames.len() {
-            0 => None,
-            1 => frames.pop(),
-            _ => {
-                let mut buf = BytesMut::with_capacity(size);
-                for frame in &frames {
-                    buf.extend_from_slice(frame);
-                }
-                Some(buf.freeze())
-            }
-        };
+        let bytes = joined.map(BytesMut::freeze).or(single);
         Read::Frames { bytes, count, next }
     }
 
@@ -362,7 +369,8 @@ impl Subscription {
         self.slot.cursor.store(next, Ordering::Relaxed);
     }
 
-    /// Resolves when the hub cuts this subscriber.
+    /// The switch the hub pulls to cut this subscriber.
+    #[cfg(test)]
     pub(crate) fn kill(&self) -> &CancellationToken {
         &self.slot.kill
     }

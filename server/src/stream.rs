@@ -140,23 +140,31 @@ fn reset_frame(hub: &Hub, notice: &ResetNotice) -> Bytes {
 }
 
 /// The state of one subscriber's body.
+///
+/// The hot path (woken by a publish, write the new frames) touches no timer
+/// and registers one waiter: the keep-alive timer is re-armed only when it
+/// fires, and shutdown arrives through the same publish notification.
 struct Subscriber {
     /// The hub to read from.
     hub: Arc<Hub>,
-    /// Registration: lag tracking and the kill switch.
+    /// Registration: lag tracking. A subscriber cut for lag is closed with
+    /// its connection, which drops this stream.
     sub: Subscription,
     /// The next seq to read.
     cursor: u64,
     /// The topics to deliver.
     topics: Topics,
-    /// Changes after every publish.
+    /// Changes after every publish, and at shutdown.
     wake: watch::Receiver<u64>,
     /// Bytes to send before anything else (the opening and any reset notice).
     first: Option<Bytes>,
     /// Quiet time before a keep-alive.
     keep_alive: Duration,
-    /// Fires when the stream has been quiet for `keep_alive`.
-    quiet: Pin<Box<Sleep>>,
+    /// Fires every `keep_alive`; a keep-alive goes out only if nothing else
+    /// did since it last fired.
+    tick: Pin<Box<Sleep>>,
+    /// Whether anything was written since `tick` last fired.
+    active: bool,
     /// Ends the stream at shutdown.
     shutdown: CancellationToken,
 }
@@ -167,10 +175,14 @@ impl Subscriber {
     /// The next bytes to write, or `None` when the stream ends.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if let Some(first) = self.first.take() {
-            self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
+            // The opening does not count as activity: a quiet stream gets its
+            // first keep-alive one interval after it opened.
             return Some(first);
         }
         loop {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
             // Mark the current version seen before reading, so a publish
             // racing with the read still wakes us.
             self.wake.borrow_and_update();
@@ -193,6 +205,7 @@ impl Subscriber {
                     };
                     self.cursor = first;
                     self.sub.advance(first);
+                    self.active = true;
                     return Some(reset_frame(&self.hub, &notice));
                 }
                 Read::Frames { bytes, count, next } => {
@@ -200,23 +213,23 @@ impl Subscriber {
                     self.sub.advance(next);
                     if let Some(bytes) = bytes {
                         Metrics::add(&self.hub.metrics.delivered, count);
-                        self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
+                        self.active = true;
                         return Some(bytes);
                     }
                 }
             }
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return None,
-                () = self.sub.kill().cancelled() => return None,
                 changed = self.wake.changed() => {
                     if changed.is_err() {
                         return None;
                     }
                 }
-                () = self.quiet.as_mut() => {
-                    self.quiet.as_mut().reset(Instant::now() + self.keep_alive);
-                    return Some(Bytes::from_static(KEEP_ALIVE));
+                () = self.tick.as_mut() => {
+                    self.tick.as_mut().reset(Instant::now() + self.keep_alive);
+                    if !std::mem::take(&mut self.active) {
+                        return Some(Bytes::from_static(KEEP_ALIVE));
+                    }
                 }
             }
         }
@@ -263,7 +276,8 @@ pub(crate) fn open(
         wake: hub.watch(),
         first: Some(Bytes::from(first)),
         keep_alive: settings.keep_alive,
-        quiet: Box::pin(tokio::time::sleep(settings.keep_alive)),
+        tick: Box::pin(tokio::time::sleep(settings.keep_alive)),
+        active: false,
         shutdown: hub.shutdown_token().clone(),
     };
 
