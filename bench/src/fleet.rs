@@ -372,6 +372,7 @@ impl Fleet {
             totals.connect_errors += r.connect_errors;
             totals.disconnects += r.disconnects;
             totals.caught_up += r.caught_up;
+            totals.stalled_closed += r.stalled_closed;
             totals.first_error = totals.first_error.or(r.first_error);
         }
         let mut completion = latency_histogram();

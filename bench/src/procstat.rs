@@ -184,6 +184,41 @@ pub fn cpu_use(before: &[CpuTicks], after: &[CpuTicks]) -> Vec<CpuUse> {
         .collect()
 }
 
+/// Of the connections from local `ip`, the local ports whose connection the
+/// peer has closed, from a `/proc/net/tcp` `table`: either our side is in
+/// `CLOSE_WAIT`, or (on loopback, where both ends are listed) the peer's side
+/// has left `ESTABLISHED`. A peer that closes with unsent data queued to a
+/// reader that does not read is only seen the second way: its FIN waits
+/// behind the data.
+pub fn closed_by_peer(table: &str, ip: std::net::Ipv4Addr) -> std::collections::HashSet<u16> {
+    // An address is the in-memory (network order) u32 printed as hex on a
+    // little-endian machine, then `:` and the port in hex.
+    let want = format!("{:08X}", u32::from_le_bytes(ip.octets()));
+    let split = |field: &str| -> Option<(String, u16)> {
+        let (addr, port) = field.split_once(':')?;
+        Some((addr.to_owned(), u16::from_str_radix(port, 16).ok()?))
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (
+                split(fields.get(1)?)?,
+                split(fields.get(2)?)?,
+                *fields.get(3)?,
+            );
+            if local.0 == want && state == "08" {
+                Some(local.1)
+            } else if remote.0 == want && state != "01" && state != "0A" {
+                Some(remote.1)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +258,22 @@ mod tests {
         assert!((used[0].busy - 0.5).abs() < 1e-9);
         assert!((used[0].softirq - 0.1).abs() < 1e-9);
         assert!(!cpu_ticks().is_empty());
+    }
+
+    #[test]
+    fn finds_connections_closed_by_the_peer() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0101007F:9C40 0100007F:1F90 08 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 20 4 0 10 -1
+   1: 0101007F:9C41 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 0 10 -1
+   2: 0201007F:9C42 0100007F:1F90 08 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 20 4 0 10 -1
+   3: 0100007F:1F90 0101007F:9C43 04 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 0 10 -1
+   4: 0100007F:1F90 0101007F:9C41 01 00000000:00000000 00:00000000 00000000     0        0 5 1 0000000000000000 20 4 0 10 -1
+";
+        let mut ports: Vec<u16> = closed_by_peer(table, std::net::Ipv4Addr::new(127, 0, 1, 1))
+            .into_iter()
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(ports, vec![0x9C40, 0x9C43]);
     }
 
     #[test]

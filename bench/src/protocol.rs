@@ -143,6 +143,8 @@ pub struct WorkerReport {
     pub catch_up_us: Vec<(u64, u64)>,
     /// Active subscribers that caught up after the last reconnect.
     pub caught_up: u32,
+    /// Stalled subscribers whose connection the server has closed.
+    pub stalled_closed: u32,
     /// The first error seen, for the log.
     pub first_error: Option<String>,
 }

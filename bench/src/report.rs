@@ -384,7 +384,7 @@ impl Ctx<'_> {
 
     fn slow(&self) -> String {
         let mut out = String::from(
-            "| server | others' p50 | others' p99 | others' max | others lost / dup / reordered | server RSS before → peak | streams ended by the server |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            "| server | others' p50 | others' p99 | others' max | others lost / dup / reordered | server RSS before → peak | stalled connections the server closed | others' streams ended |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let reference = self
             .reference
@@ -392,7 +392,7 @@ impl Ctx<'_> {
             .map(|s| &s.step);
         for s in &self.results.servers {
             let Some(slow) = &s.slow else {
-                let _ = writeln!(out, "| {} | failed | | | | | |", s.name);
+                let _ = writeln!(out, "| {} | failed | | | | | | |", s.name);
                 continue;
             };
             let st = &slow.step;
@@ -402,7 +402,7 @@ impl Ctx<'_> {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} of {} | {} |",
                 s.name,
                 ms(st.latency.p50_ms),
                 with_ratio(
@@ -413,6 +413,8 @@ impl Ctx<'_> {
                 ms(st.latency.max_ms),
                 integrity(st.lost, st.duplicated, st.reordered),
                 rss,
+                slow.stalled_closed,
+                slow.stalled,
                 count(st.disconnects as f64),
             );
         }
@@ -474,7 +476,10 @@ impl Ctx<'_> {
                 ),
                 Box::new(|s: &ServerResults| {
                     let b = s.saturation.as_ref()?.best.as_ref()?;
-                    Some((count(b.deliveries_per_s), b.deliveries_per_s))
+                    Some((
+                        format!("{}{}", lower_bound(b), count(b.deliveries_per_s)),
+                        b.deliveries_per_s,
+                    ))
                 }),
             ),
             (
@@ -581,6 +586,20 @@ impl Ctx<'_> {
             out.push_str("None: every workload ran against every server.\n");
         }
         out
+    }
+}
+
+/// The share of a core above which the load generator, not the server, may
+/// have set the limit.
+pub const LOADGEN_BOUND: f64 = 0.9;
+
+/// `≥ ` when the load generator was nearly saturated in `step`, so the
+/// server's capacity is at least the figure shown.
+fn lower_bound(step: &StepResult) -> &'static str {
+    if step.loadgen_cpu_share >= LOADGEN_BOUND {
+        "≥ "
+    } else {
+        ""
     }
 }
 

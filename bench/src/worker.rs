@@ -59,6 +59,8 @@ struct Sub {
     warm: bool,
     stalled: bool,
     caught_up: bool,
+    /// The local port of the current connection.
+    port: u16,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,8 @@ struct State {
     subs: Vec<Sub>,
     data_format: DataFormat,
     lanes: u32,
+    /// The address this worker connects from.
+    source: Ipv4Addr,
     measure_from: u64,
     latency: Histogram<u64>,
     worst_us: Vec<u64>,
@@ -87,7 +91,7 @@ struct State {
 }
 
 impl State {
-    fn new(count: usize, data_format: DataFormat, lanes: u32) -> Self {
+    fn new(count: usize, data_format: DataFormat, lanes: u32, source: Ipv4Addr) -> Self {
         Self {
             subs: (0..count)
                 .map(|_| Sub {
@@ -97,6 +101,7 @@ impl State {
                 .collect(),
             data_format,
             lanes,
+            source,
             measure_from: 0,
             latency: latency_histogram(),
             worst_us: Vec::new(),
@@ -263,8 +268,25 @@ impl State {
             disconnects: self.disconnects,
             catch_up_us: histogram_to_pairs(&self.catch_up),
             caught_up: u32::try_from(active.iter().filter(|s| s.caught_up).count()).unwrap_or(0),
+            stalled_closed: self.stalled_closed(),
             first_error: self.first_error.clone(),
         }
+    }
+
+    /// How many stalled subscribers' connections the server has closed.
+    fn stalled_closed(&self) -> u32 {
+        let ports: std::collections::HashSet<u16> = self
+            .subs
+            .iter()
+            .filter(|s| s.stalled && s.port != 0)
+            .map(|s| s.port)
+            .collect();
+        if ports.is_empty() {
+            return 0;
+        }
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let closed = crate::procstat::closed_by_peer(&table, self.source);
+        u32::try_from(ports.iter().filter(|p| closed.contains(p)).count()).unwrap_or(u32::MAX)
     }
 
     fn start_measure(&mut self, from: u64) {
@@ -386,6 +408,7 @@ async fn subscriber(ctx: Ctx, mut control: watch::Receiver<Control>) {
         };
         {
             let mut state = ctx.state.borrow_mut();
+            state.subs[ctx.idx].port = stream.local_addr().map_or(0, |a| a.port());
             state.subs[ctx.idx].open = true;
             if was_first {
                 state.initial_ok += 1;
@@ -515,7 +538,7 @@ impl Worker {
                     return (Reply::Error("already connected".to_owned()), false);
                 }
                 let n = usize::try_from(count).unwrap_or(0);
-                let state = Rc::new(RefCell::new(State::new(n, data_format, lanes)));
+                let state = Rc::new(RefCell::new(State::new(n, data_format, lanes, source)));
                 self.state = Some(state.clone());
                 let endpoint = Rc::new(endpoint);
                 let gate = Rc::new(Semaphore::new(

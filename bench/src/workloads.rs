@@ -730,9 +730,12 @@ pub struct SlowParams {
 
 /// The slow-consumer case's findings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SlowResult {
     /// Subscribers that stopped reading.
     pub stalled: u32,
+    /// Of them, how many the server had disconnected by the end.
+    pub stalled_closed: u32,
     /// The other subscribers' step, with the server's memory.
     pub step: StepResult,
 }
@@ -753,8 +756,11 @@ pub async fn slow_consumer(
         let step = session
             .step(p.rate, p.seconds, p.payload_bytes, Duration::from_secs(10))
             .await?;
+        let last = session.next_seq - 1;
+        let report = session.fleet.report(last, last).await?;
         Ok(SlowResult {
             stalled: p.stalled,
+            stalled_closed: report.totals.stalled_closed,
             step,
         })
     }
