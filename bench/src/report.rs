@@ -306,8 +306,9 @@ impl Ctx<'_> {
                 Some(b) => {
                     let _ = writeln!(
                         out,
-                        "| {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+                        "| {} | {}{} | {} | {} | {} | {} | {:.0}% | {} |",
                         s.name,
+                        lower_bound(b),
                         with_ratio(
                             count(b.deliveries_per_s),
                             b.deliveries_per_s,
