@@ -69,6 +69,8 @@ pub(crate) enum Read {
         count: u64,
         /// The next seq to read.
         next: u64,
+        /// Whether the read stopped at the batch size with frames left.
+        more: bool,
     },
     /// Events from `cursor` to `first - 1` have left the log.
     Lost {
@@ -316,9 +318,15 @@ impl Hub {
                 single = Some(stored.frame.clone());
             }
         }
+        let more = next < log.next_seq;
         drop(log);
         let bytes = joined.map(BytesMut::freeze).or(single);
-        Read::Frames { bytes, count, next }
+        Read::Frames {
+            bytes,
+            count,
+            next,
+            more,
+        }
     }
 
     /// One lag check over all subscribers: a subscriber found more than
@@ -408,7 +416,9 @@ mod tests {
 
     fn frames(read: Read) -> (String, u64, u64) {
         match read {
-            Read::Frames { bytes, count, next } => (
+            Read::Frames {
+                bytes, count, next, ..
+            } => (
                 String::from_utf8(bytes.map(|b| b.to_vec()).unwrap_or_default()).unwrap(),
                 count,
                 next,

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
@@ -16,9 +17,13 @@ use crate::serve::Connection;
 use crate::stream::{self, StreamRequest};
 
 /// Every route, with errors turned into JSON bodies.
-pub fn routes(
-    app: &App,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+///
+/// Boxed: hyper keeps one allocation of the route future's size for each
+/// connection's whole life, and unboxed that future is as large as the
+/// largest route's (serving files, reading a publish body). Boxed it is a
+/// pointer, and the route's state lives only while a request is answered,
+/// which for `/stream` ends as soon as the headers go out.
+pub fn routes(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
     stream_route(app.clone())
         .or(publish_route(app.clone()))
         .unify()
@@ -32,6 +37,7 @@ pub fn routes(
         .unify()
         .recover(error::recover)
         .unify()
+        .boxed()
 }
 
 fn with_app(app: App) -> impl Filter<Extract = (App,), Error = Infallible> + Clone {

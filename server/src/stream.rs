@@ -165,6 +165,10 @@ struct Subscriber {
     tick: Pin<Box<Sleep>>,
     /// Whether anything was written since `tick` last fired.
     active: bool,
+    /// Whether the log may hold frames not yet read: set by a publish
+    /// notification, or when a read stopped at the batch size. When clear,
+    /// the stream goes straight to waiting instead of reading the log again.
+    dirty: bool,
     /// Ends the stream at shutdown.
     shutdown: CancellationToken,
 }
@@ -183,39 +187,9 @@ impl Subscriber {
             if self.shutdown.is_cancelled() {
                 return None;
             }
-            // Mark the current version seen before reading, so a publish
-            // racing with the read still wakes us.
-            self.wake.borrow_and_update();
-            match self.hub.read(self.cursor, &self.topics) {
-                Read::Lost { first } => {
-                    // Only reachable when the history is smaller than a burst:
-                    // say so in-band rather than skip silently.
-                    let notice = ResetNotice {
-                        reason: ResetReason::FellBehind,
-                        requested: None,
-                        missed_from: Some(self.cursor),
-                        missed_to: Some(first - 1),
-                        resume_seq: first,
-                        message: format!(
-                            "This subscriber fell behind: events {} to {} left the history \
-                             before they could be sent.",
-                            self.cursor,
-                            first - 1
-                        ),
-                    };
-                    self.cursor = first;
-                    self.sub.advance(first);
-                    self.active = true;
-                    return Some(reset_frame(&self.hub, &notice));
-                }
-                Read::Frames { bytes, count, next } => {
-                    self.cursor = next;
-                    self.sub.advance(next);
-                    if let Some(bytes) = bytes {
-                        Metrics::add(&self.hub.metrics.delivered, count);
-                        self.active = true;
-                        return Some(bytes);
-                    }
+            if self.dirty {
+                if let Some(chunk) = self.read_log() {
+                    return Some(chunk);
                 }
             }
             tokio::select! {
@@ -224,6 +198,7 @@ impl Subscriber {
                     if changed.is_err() {
                         return None;
                     }
+                    self.dirty = true;
                 }
                 () = self.tick.as_mut() => {
                     self.tick.as_mut().reset(Instant::now() + self.keep_alive);
@@ -231,6 +206,53 @@ impl Subscriber {
                         return Some(Bytes::from_static(KEEP_ALIVE));
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads what the log holds after the cursor: the bytes to write, or
+    /// `None` when nothing there is for this subscriber.
+    fn read_log(&mut self) -> Option<Bytes> {
+        // Mark the current version seen before reading, so a publish racing
+        // with the read still wakes us.
+        self.wake.borrow_and_update();
+        self.dirty = false;
+        match self.hub.read(self.cursor, &self.topics) {
+            Read::Lost { first } => {
+                // Only reachable when the history is smaller than a burst:
+                // say so in-band rather than skip silently.
+                let notice = ResetNotice {
+                    reason: ResetReason::FellBehind,
+                    requested: None,
+                    missed_from: Some(self.cursor),
+                    missed_to: Some(first - 1),
+                    resume_seq: first,
+                    message: format!(
+                        "This subscriber fell behind: events {} to {} left the history \
+                         before they could be sent.",
+                        self.cursor,
+                        first - 1
+                    ),
+                };
+                self.cursor = first;
+                self.sub.advance(first);
+                self.active = true;
+                self.dirty = true;
+                Some(reset_frame(&self.hub, &notice))
+            }
+            Read::Frames {
+                bytes,
+                count,
+                next,
+                more,
+            } => {
+                self.cursor = next;
+                self.sub.advance(next);
+                self.dirty = more;
+                let bytes = bytes?;
+                Metrics::add(&self.hub.metrics.delivered, count);
+                self.active = true;
+                Some(bytes)
             }
         }
     }
@@ -278,6 +300,7 @@ pub(crate) fn open(
         keep_alive: settings.keep_alive,
         tick: Box::pin(tokio::time::sleep(settings.keep_alive)),
         active: false,
+        dirty: true,
         shutdown: hub.shutdown_token().clone(),
     };
 
