@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -170,8 +169,11 @@ pub async fn run(
         });
         let watcher = graceful.watcher();
         tasks.spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), handler);
+            // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
+            // protocol-sniffing `auto` builder costs about 10 KiB more per
+            // idle connection.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler);
             let conn = watcher.watch(conn);
             tokio::select! {
                 result = conn => {
