@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
 use shared::{encode_into, EventId, Frame, ServerEvent};
 use slab::Slab;
 use tokio::sync::watch;
@@ -229,7 +230,7 @@ impl Hub {
                 message,
                 time,
             };
-            let frame = frame_event(&id, &event);
+            let frame = frame_json(None, &id, &event);
             if log.events.len() == log.capacity {
                 log.events.pop_front();
             }
@@ -372,6 +373,11 @@ impl Hub {
 }
 
 impl Subscription {
+    /// The hub this subscriber reads from.
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
     /// Records how far this subscriber has read.
     pub(crate) fn advance(&self, next: u64) {
         self.slot.cursor.store(next, Ordering::Relaxed);
@@ -392,16 +398,20 @@ impl Drop for Subscription {
     }
 }
 
-/// The SSE frame of an ordinary event: unnamed, so `onmessage` receives it.
-fn frame_event(id: &EventId, event: &ServerEvent) -> Bytes {
-    // Serializing a struct of strings and numbers cannot fail.
-    let json = serde_json::to_string(event).unwrap_or_default();
+/// One SSE frame whose `data:` is `payload` as JSON: `event` names it
+/// (`None` for an ordinary event, which `onmessage` receives).
+pub(crate) fn frame_json(event: Option<&str>, id: &EventId, payload: &impl Serialize) -> Bytes {
+    // Serializing the project's message types (strings, numbers, enums)
+    // cannot fail.
+    let json = serde_json::to_string(payload).unwrap_or_default();
     let id = id.to_string();
-    let mut out = String::with_capacity(json.len() + id.len() + 16);
-    // The id is digits and '-', the JSON has no raw line breaks: encoding succeeds.
+    let mut out = String::with_capacity(json.len() + id.len() + 32);
+    // The id is digits and '-', event names are constants, and JSON has no
+    // raw line breaks: encoding succeeds.
     let _ = encode_into(
         &mut out,
         &Frame {
+            event,
             id: Some(&id),
             data: &json,
             ..Frame::default()

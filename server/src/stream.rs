@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use shared::{encode_into, EventId, Frame, ResetNotice, ResetReason, RESET_EVENT};
+use shared::{EventId, ResetNotice, ResetReason, RESET_EVENT};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use warp::http::{header, HeaderValue, Response};
 use warp::Reply;
 
 use crate::error::ApiError;
-use crate::hub::{Hub, Read, Subscription, Topics};
+use crate::hub::{frame_json, Hub, Read, Subscription, Topics};
 use crate::metrics::Metrics;
 
 /// What a stream request asks for.
@@ -123,20 +123,9 @@ pub(crate) fn resume_point(hub: &Hub, last_event_id: Option<&str>) -> (u64, Opti
 /// The `event: reset` frame; its id makes a later reconnect resume right
 /// after the notice.
 fn reset_frame(hub: &Hub, notice: &ResetNotice) -> Bytes {
-    let json = serde_json::to_string(notice).unwrap_or_default();
-    let id = EventId::new(hub.epoch(), notice.resume_seq - 1).to_string();
-    let mut out = String::with_capacity(json.len() + 48);
-    let _ = encode_into(
-        &mut out,
-        &Frame {
-            event: Some(RESET_EVENT),
-            id: Some(&id),
-            data: &json,
-            ..Frame::default()
-        },
-    );
     Metrics::add(&hub.metrics.resets, 1);
-    Bytes::from(out)
+    let id = EventId::new(hub.epoch(), notice.resume_seq - 1);
+    frame_json(Some(RESET_EVENT), &id, notice)
 }
 
 /// The state of one subscriber's body.
@@ -145,10 +134,8 @@ fn reset_frame(hub: &Hub, notice: &ResetNotice) -> Bytes {
 /// and registers one waiter: the keep-alive timer is re-armed only when it
 /// fires, and shutdown arrives through the same publish notification.
 struct Subscriber {
-    /// The hub to read from.
-    hub: Arc<Hub>,
-    /// Registration: lag tracking. A subscriber cut for lag is closed with
-    /// its connection, which drops this stream.
+    /// Registration with the hub it reads from: lag tracking. A subscriber
+    /// cut for lag is closed with its connection, which drops this stream.
     sub: Subscription,
     /// The next seq to read.
     cursor: u64,
@@ -169,8 +156,6 @@ struct Subscriber {
     /// notification, or when a read stopped at the batch size. When clear,
     /// the stream goes straight to waiting instead of reading the log again.
     dirty: bool,
-    /// Ends the stream at shutdown.
-    shutdown: CancellationToken,
 }
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -184,7 +169,7 @@ impl Subscriber {
             return Some(first);
         }
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.sub.hub().shutdown_token().is_cancelled() {
                 return None;
             }
             if self.dirty {
@@ -217,7 +202,7 @@ impl Subscriber {
         // with the read still wakes us.
         self.wake.borrow_and_update();
         self.dirty = false;
-        match self.hub.read(self.cursor, &self.topics) {
+        match self.sub.hub().read(self.cursor, &self.topics) {
             Read::Lost { first } => {
                 // Only reachable when the history is smaller than a burst:
                 // say so in-band rather than skip silently.
@@ -238,7 +223,7 @@ impl Subscriber {
                 self.sub.advance(first);
                 self.active = true;
                 self.dirty = true;
-                Some(reset_frame(&self.hub, &notice))
+                Some(reset_frame(self.sub.hub(), &notice))
             }
             Read::Frames {
                 bytes,
@@ -250,7 +235,7 @@ impl Subscriber {
                 self.sub.advance(next);
                 self.dirty = more;
                 let bytes = bytes?;
-                Metrics::add(&self.hub.metrics.delivered, count);
+                Metrics::add(&self.sub.hub().metrics.delivered, count);
                 self.active = true;
                 Some(bytes)
             }
@@ -291,7 +276,6 @@ pub(crate) fn open(
         first.extend_from_slice(&reset_frame(hub, notice));
     }
     let subscriber = Subscriber {
-        hub: hub.clone(),
         sub,
         cursor,
         topics: request.topics,
@@ -301,7 +285,6 @@ pub(crate) fn open(
         tick: Box::pin(tokio::time::sleep(settings.keep_alive)),
         active: false,
         dirty: true,
-        shutdown: hub.shutdown_token().clone(),
     };
 
     let mut response: Response<_> = warp::reply::stream(body(subscriber)).into_response();
