@@ -527,8 +527,25 @@ pub struct SaturationResult {
     pub best: Option<StepResult>,
 }
 
-fn passes(step: &StepResult, p99_limit_ms: f64) -> bool {
-    step.is_clean() && step.latency.p99_ms < p99_limit_ms
+/// Judges one saturation step (clean and p99 under the limit), logs it as
+/// `what` and records it; returns whether it passed.
+fn judge(
+    result: &mut SaturationResult,
+    rate: f64,
+    step: StepResult,
+    p99_limit_ms: f64,
+    what: &str,
+) -> bool {
+    let ok = step.is_clean() && step.latency.p99_ms < p99_limit_ms;
+    tracing::info!(
+        rate,
+        ok,
+        p99_ms = step.latency.p99_ms,
+        lost = step.lost,
+        "saturation {what}"
+    );
+    result.steps.push((ok, step));
+    ok
 }
 
 /// Steps the rate up until a step loses events or its p99 exceeds the
@@ -551,16 +568,7 @@ pub async fn saturation(
         let step = session
             .step(rate, p.seconds, p.payload_bytes, Duration::from_secs(5))
             .await?;
-        let ok = passes(&step, p.p99_limit_ms);
-        tracing::info!(
-            rate,
-            ok,
-            p99_ms = step.latency.p99_ms,
-            lost = step.lost,
-            "saturation step"
-        );
-        result.steps.push((ok, step));
-        if ok {
+        if judge(&mut result, rate, step, p.p99_limit_ms, "step") {
             last_pass = Some(rate);
         } else {
             first_fail = Some(rate);
@@ -581,16 +589,7 @@ pub async fn saturation(
                 .await;
             session.close().await;
             let step = step?;
-            let ok = passes(&step, p.p99_limit_ms);
-            tracing::info!(
-                rate,
-                ok,
-                p99_ms = step.latency.p99_ms,
-                lost = step.lost,
-                "saturation probe"
-            );
-            result.steps.push((ok, step));
-            if ok {
+            if judge(&mut result, rate, step, p.p99_limit_ms, "probe") {
                 lo = rate;
             } else {
                 hi = rate;
