@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::event_log::SharedLog;
 use crate::hub::Hub;
 use crate::publish::PublishSettings;
 use crate::stream::StreamSettings;
@@ -12,6 +13,8 @@ use crate::stream::StreamSettings;
 pub struct App {
     /// History and fan-out.
     pub hub: Arc<Hub>,
+    /// Where published events are stored.
+    pub log: SharedLog,
     /// Keep-alive and retry of every stream.
     pub stream: StreamSettings,
     /// Token and size limit of `POST /publish`.

@@ -73,6 +73,25 @@ pub struct Config {
     #[arg(long, env = "SSE_DIST", default_value = "dist")]
     pub dist: PathBuf,
 
+    /// Store events in this Redis (`redis://host:port/db`) as a Redis stream
+    /// shared with every server pointed at it, instead of in memory.
+    #[arg(long, env = "SSE_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// The key of the Redis stream.
+    #[arg(
+        long,
+        env = "SSE_REDIS_KEY",
+        default_value = "sse:events",
+        requires = "redis"
+    )]
+    pub redis_key: String,
+
+    /// The Redis stream is trimmed to this many entries (default: --history;
+    /// must not be smaller).
+    #[arg(long, env = "SSE_REDIS_MAX_LEN", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_max_len: Option<u64>,
+
     /// How long shutdown waits for open connections to finish before
     /// closing them.
     #[arg(long, env = "SSE_SHUTDOWN_GRACE", default_value = "1s", value_parser = duration)]
@@ -94,6 +113,23 @@ pub enum ConfigError {
     /// A CORS origin that is not a valid header value.
     #[error("--cors-origin {0:?} is not a valid origin")]
     BadOrigin(String),
+    /// A stream shorter than the history would let servers hold events the
+    /// stream no longer has.
+    #[error("--redis-max-len ({max_len}) must not be smaller than --history ({history})")]
+    StreamUnderHistory {
+        /// The configured stream length.
+        max_len: u64,
+        /// The configured history size.
+        history: u64,
+    },
+    /// Not a Redis URL.
+    #[error("--redis {url:?} is not a Redis URL: {reason}")]
+    BadRedisUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Config {
@@ -113,7 +149,26 @@ impl Config {
                 return Err(ConfigError::BadOrigin(origin.clone()));
             }
         }
+        if let Some(url) = &self.redis {
+            if let Err(error) = redis::Client::open(url.as_str()) {
+                return Err(ConfigError::BadRedisUrl {
+                    url: url.clone(),
+                    reason: error.to_string(),
+                });
+            }
+            if self.stream_max_len() < self.history {
+                return Err(ConfigError::StreamUnderHistory {
+                    max_len: self.stream_max_len(),
+                    history: self.history,
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The length the Redis stream is trimmed to.
+    pub fn stream_max_len(&self) -> u64 {
+        self.redis_max_len.unwrap_or(self.history)
     }
 }
 
@@ -165,5 +220,29 @@ mod tests {
             config.validate().unwrap_err().to_string(),
             "--max-lag (11) must not exceed --history (10)"
         );
+        let config = Config::try_parse_from([
+            "server",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--history",
+            "10",
+            "--max-lag",
+            "5",
+            "--redis-max-len",
+            "9",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "--redis-max-len (9) must not be smaller than --history (10)"
+        );
+        let config = Config::try_parse_from(["server", "--redis", "http://x/"]).expect("parses");
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--redis \"http://x/\" is not a Redis URL"));
+        let err = Config::try_parse_from(["server", "--redis-key", "k"]).unwrap_err();
+        assert!(err.to_string().contains("--redis <URL>"), "{err}");
     }
 }

@@ -42,6 +42,10 @@ pub enum ApiError {
     /// Subscriber limit reached (503 `too_many_subscribers`, with Retry-After).
     #[error("the server holds its maximum of {0} subscribers; retry later")]
     TooManySubscribers(usize),
+    /// The event log cannot store events now (503 `log_unavailable`, with
+    /// Retry-After).
+    #[error("{0}")]
+    LogUnavailable(String),
     /// The body could not be read (400 `unreadable_body`).
     #[error("the body could not be read: {0}")]
     UnreadableBody(String),
@@ -65,7 +69,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::TooManySubscribers(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManySubscribers(_) | ApiError::LogUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -82,6 +88,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::TooManySubscribers(_) => "too_many_subscribers",
+            ApiError::LogUnavailable(_) => "log_unavailable",
             ApiError::UnreadableBody(_) => "unreadable_body",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -104,6 +111,9 @@ impl Reply for ApiError {
             }
             ApiError::TooManySubscribers(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::LogUnavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

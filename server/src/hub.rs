@@ -9,6 +9,12 @@
 //! costs its cursor and nothing more; the reaper disconnects it once it is
 //! more than `max_lag` events behind, and it resumes from the log when its
 //! `EventSource` reconnects.
+//!
+//! Where the events come from is the [`crate::event_log`]'s business: with
+//! the in-memory log, [`Hub::publish`] numbers and stores each event here;
+//! with Redis Streams, the one reader of this server hands what the stream
+//! holds to [`Hub::replicate`], and the ring is this server's copy of the
+//! stream's recent past.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -44,6 +50,12 @@ struct Stored {
 /// The ring of recent events. Sequence numbers in it are contiguous.
 #[derive(Debug)]
 struct Log {
+    /// The log the seqs count in (first part of every id); 0 while a
+    /// replica has seen no event yet.
+    epoch: u64,
+    /// Whether the seqs are known: always with the in-memory log; for a
+    /// replica, once it has caught up with the shared log after starting.
+    loaded: bool,
     /// The retained events, oldest first.
     events: VecDeque<Stored>,
     /// The seq the next published event gets; seqs start at 1.
@@ -56,6 +68,26 @@ impl Log {
     fn first_seq(&self) -> u64 {
         self.next_seq - self.events.len() as u64
     }
+
+    /// Frames `event` once and appends it as `next_seq`, dropping the oldest
+    /// when full.
+    fn push(&mut self, id: &EventId, event: &ServerEvent) {
+        debug_assert_eq!(id.seq, self.next_seq);
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+        }
+        self.events.push_back(Stored {
+            seq: id.seq,
+            topic: Arc::from(event.topic.as_str()),
+            frame: frame_json(None, id, event),
+        });
+        self.next_seq = id.seq + 1;
+    }
+}
+
+/// The current time as RFC 3339 with milliseconds, as events carry it.
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// What a subscriber finds in the log after its cursor.
@@ -78,6 +110,26 @@ pub(crate) enum Read {
         /// The oldest seq still retained.
         first: u64,
     },
+    /// The log now counts in another epoch: the shared log was replaced.
+    Replaced {
+        /// The new epoch.
+        epoch: u64,
+        /// The oldest seq retained in it.
+        first: u64,
+    },
+}
+
+/// Where the log stands, read under one lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// Whether the seqs are known yet (see [`Hub::replica`]).
+    pub(crate) loaded: bool,
+    /// The epoch the seqs count in.
+    pub(crate) epoch: u64,
+    /// The oldest retained seq.
+    pub(crate) first: u64,
+    /// The seq the next event gets.
+    pub(crate) next: u64,
 }
 
 /// A subscriber as the hub sees it, for lag checks and metrics.
@@ -115,8 +167,6 @@ impl Topics {
 /// Shared state of one server run.
 #[derive(Debug)]
 pub struct Hub {
-    /// This run's id: its start time in ms since the Unix epoch.
-    epoch: u64,
     /// The history, which is also the fan-out buffer.
     log: RwLock<Log>,
     /// Bumped after every publish; subscribers wait on it.
@@ -152,16 +202,36 @@ pub(crate) struct Subscription {
 pub struct Full(pub usize);
 
 impl Hub {
-    /// A hub retaining `history` events that cuts subscribers more than
-    /// `max_lag` events behind and admits at most `max_subscribers`.
+    /// A hub that is the log: retaining `history` events, numbering them in
+    /// an epoch that is this run's start time in ms since the Unix epoch,
+    /// cutting subscribers more than `max_lag` events behind and admitting at
+    /// most `max_subscribers`.
     pub fn new(history: u64, max_lag: u64, max_subscribers: usize) -> Arc<Self> {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        Self::build(epoch, true, history, max_lag, max_subscribers)
+    }
+
+    /// A hub that copies a shared log: empty and not loaded until the log's
+    /// reader hands it events with [`Hub::replicate`] and reports it caught
+    /// up with [`Hub::mark_loaded`].
+    pub fn replica(history: u64, max_lag: u64, max_subscribers: usize) -> Arc<Self> {
+        Self::build(0, false, history, max_lag, max_subscribers)
+    }
+
+    fn build(
+        epoch: u64,
+        loaded: bool,
+        history: u64,
+        max_lag: u64,
+        max_subscribers: usize,
+    ) -> Arc<Self> {
         let capacity = usize::try_from(history).unwrap_or(usize::MAX).max(1);
         Arc::new(Self {
-            epoch,
             log: RwLock::new(Log {
+                epoch,
+                loaded,
                 events: VecDeque::with_capacity(capacity.min(1 << 16)),
                 next_seq: 1,
                 capacity,
@@ -176,9 +246,21 @@ impl Hub {
         })
     }
 
-    /// This run's epoch, the first part of every event id.
+    /// The epoch of the log, the first part of every event id (0 before a
+    /// replica saw its first event).
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.log.read().epoch
+    }
+
+    /// Whether the seqs are known (a replica that has caught up).
+    pub fn is_loaded(&self) -> bool {
+        self.log.read().loaded
+    }
+
+    /// The id of the newest event, if any.
+    pub fn last_id(&self) -> Option<EventId> {
+        let log = self.log.read();
+        (!log.events.is_empty()).then(|| EventId::new(log.epoch, log.next_seq - 1))
     }
 
     /// The seq of the newest event, 0 before the first.
@@ -186,10 +268,15 @@ impl Hub {
         self.log.read().next_seq - 1
     }
 
-    /// The oldest retained seq and the next seq to be assigned.
-    pub(crate) fn bounds(&self) -> (u64, u64) {
+    /// Epoch, oldest retained seq and next seq, read together.
+    pub(crate) fn position(&self) -> Position {
         let log = self.log.read();
-        (log.first_seq(), log.next_seq)
+        Position {
+            loaded: log.loaded,
+            epoch: log.epoch,
+            first: log.first_seq(),
+            next: log.next_seq,
+        }
     }
 
     /// Number of events in the history.
@@ -215,37 +302,85 @@ impl Hub {
         self.notify.send_modify(|_| {});
     }
 
-    /// Stores `message` under `topic`, framed once, and wakes subscribers.
+    /// Numbers `message` under `topic` with the next seq, stores it framed
+    /// once, and wakes subscribers: the in-memory log's append.
     pub fn publish(&self, topic: &str, message: String) -> (EventId, ServerEvent) {
-        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-        let topic_arc: Arc<str> = Arc::from(topic);
+        let time = now_rfc3339();
         let (id, event) = {
             let mut log = self.log.write();
-            let seq = log.next_seq;
-            let id = EventId::new(self.epoch, seq);
+            let id = EventId::new(log.epoch, log.next_seq);
             let event = ServerEvent {
                 id: Uuid::new_v4(),
-                seq,
+                seq: id.seq,
                 topic: topic.to_owned(),
                 message,
                 time,
             };
-            let frame = frame_json(None, &id, &event);
-            if log.events.len() == log.capacity {
-                log.events.pop_front();
-            }
-            log.events.push_back(Stored {
-                seq,
-                topic: topic_arc,
-                frame,
-            });
-            log.next_seq += 1;
+            log.push(&id, &event);
             (id, event)
         };
         self.notify.send_replace(id.seq);
         self.metrics.published.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
         (id, event)
+    }
+
+    /// Adds events read from a shared log, oldest first, and wakes
+    /// subscribers once. Events this hub already holds are skipped; an event
+    /// further on than the next seq (the ones between were trimmed from the
+    /// shared log before this server read them) restarts the ring at it; an
+    /// event of a newer epoch (the shared log was replaced) starts the ring
+    /// over in that epoch. Returns how many were added.
+    pub fn replicate(&self, events: impl IntoIterator<Item = (EventId, ServerEvent)>) -> usize {
+        let mut added = 0;
+        {
+            let mut log = self.log.write();
+            for (id, event) in events {
+                if id.epoch < log.epoch || (id.epoch == log.epoch && id.seq < log.next_seq) {
+                    continue;
+                }
+                if id.epoch != log.epoch || id.seq > log.next_seq {
+                    if id.epoch != log.epoch && log.epoch != 0 {
+                        tracing::warn!(
+                            old = log.epoch,
+                            new = id.epoch,
+                            "the shared log was replaced; resuming clients get a reset notice"
+                        );
+                    }
+                    log.epoch = id.epoch;
+                    log.events.clear();
+                    log.next_seq = id.seq;
+                }
+                log.push(&id, &event);
+                added += 1;
+            }
+        }
+        if added > 0 {
+            self.notify.send_modify(|v| *v += 1);
+            Metrics::add(&self.metrics.published, added as u64);
+        }
+        added
+    }
+
+    /// Resolves once the hub is loaded (at once for the in-memory log).
+    pub async fn until_loaded(&self) {
+        let mut wake = self.watch();
+        while !self.is_loaded() {
+            if wake.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Records that a replica has caught up with the shared log: subscribers
+    /// waiting to learn where to start are woken.
+    pub fn mark_loaded(&self) {
+        let mut log = self.log.write();
+        if !log.loaded {
+            log.loaded = true;
+            drop(log);
+            self.notify.send_modify(|v| *v += 1);
+        }
     }
 
     /// Registers a subscriber starting at `cursor`, with `kill` closing its
@@ -282,11 +417,17 @@ impl Hub {
         self.notify.subscribe()
     }
 
-    /// The frames after `cursor` whose topic `topics` matches, up to about
-    /// [`MAX_BATCH_BYTES`].
-    pub(crate) fn read(&self, cursor: u64, topics: &Topics) -> Read {
+    /// The frames after `cursor` of `epoch` whose topic `topics` matches,
+    /// up to about [`MAX_BATCH_BYTES`].
+    pub(crate) fn read(&self, epoch: u64, cursor: u64, topics: &Topics) -> Read {
         let log = self.log.read();
         let first = log.first_seq();
+        if epoch != log.epoch {
+            return Read::Replaced {
+                epoch: log.epoch,
+                first,
+            };
+        }
         if cursor < first {
             return Read::Lost { first };
         }
@@ -434,6 +575,7 @@ mod tests {
                 next,
             ),
             Read::Lost { first } => panic!("lost up to {first}"),
+            Read::Replaced { epoch, .. } => panic!("replaced by {epoch}"),
         }
     }
 
@@ -446,9 +588,14 @@ mod tests {
             assert_eq!(event.seq, i + 1);
             assert_eq!(id.epoch, hub.epoch());
         }
-        assert_eq!(hub.bounds(), (3, 6));
-        assert!(matches!(hub.read(2, &Topics::All), Read::Lost { first: 3 }));
-        let (text, count, next) = frames(hub.read(4, &Topics::All));
+        let position = hub.position();
+        assert_eq!((position.first, position.next), (3, 6));
+        let epoch = hub.epoch();
+        assert!(matches!(
+            hub.read(epoch, 2, &Topics::All),
+            Read::Lost { first: 3 }
+        ));
+        let (text, count, next) = frames(hub.read(epoch, 4, &Topics::All));
         assert_eq!((count, next), (2, 6));
         assert!(text.contains("\"message\":\"m3\"") && text.contains("\"message\":\"m4\""));
         assert!(text.starts_with(&format!("id: {}-4\ndata: {{", hub.epoch())));
@@ -461,10 +608,11 @@ mod tests {
         hub.publish("b", "2".into());
         hub.publish("a", "3".into());
         let only_b = Topics::Only(vec![Arc::from("b")].into_boxed_slice());
-        let (text, count, next) = frames(hub.read(1, &only_b));
+        let epoch = hub.epoch();
+        let (text, count, next) = frames(hub.read(epoch, 1, &only_b));
         assert_eq!((count, next), (1, 4));
         assert!(text.contains("\"seq\":2"));
-        let (_, count, next) = frames(hub.read(4, &only_b));
+        let (_, count, next) = frames(hub.read(epoch, 4, &only_b));
         assert_eq!((count, next), (0, 4));
     }
 
@@ -495,5 +643,56 @@ mod tests {
         drop(slow);
         assert_eq!(hub.subscribers(), 1);
         assert_eq!(hub.metrics.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    fn event(seq: u64, message: &str) -> ServerEvent {
+        ServerEvent {
+            id: Uuid::new_v4(),
+            seq,
+            topic: "t".into(),
+            message: message.into(),
+            time: now_rfc3339(),
+        }
+    }
+
+    #[test]
+    fn a_replica_skips_what_it_has_restarts_after_gaps_and_follows_new_epochs() {
+        let hub = Hub::replica(10, 10, 10);
+        assert!(!hub.is_loaded());
+        assert_eq!(hub.epoch(), 0);
+        let batch = |epoch: u64, seqs: std::ops::RangeInclusive<u64>| {
+            seqs.map(move |seq| {
+                (
+                    EventId::new(epoch, seq),
+                    event(seq, &format!("{epoch}/{seq}")),
+                )
+            })
+        };
+        assert_eq!(hub.replicate(batch(7, 4..=6)), 3);
+        hub.mark_loaded();
+        assert!(hub.is_loaded());
+        let position = hub.position();
+        assert_eq!((position.epoch, position.first, position.next), (7, 4, 7));
+        // Already held: skipped.
+        assert_eq!(hub.replicate(batch(7, 5..=7)), 1);
+        assert_eq!(hub.last_id(), Some(EventId::new(7, 7)));
+        // A gap (trimmed before it was read): the ring restarts there and a
+        // reader behind it learns what it lost.
+        assert_eq!(hub.replicate(batch(7, 10..=10)), 1);
+        assert!(matches!(
+            hub.read(7, 8, &Topics::All),
+            Read::Lost { first: 10 }
+        ));
+        // An older epoch is ignored; a newer one replaces the ring.
+        assert_eq!(hub.replicate(batch(6, 11..=11)), 0);
+        assert_eq!(hub.replicate(batch(9, 1..=2)), 2);
+        assert!(matches!(
+            hub.read(7, 11, &Topics::All),
+            Read::Replaced { epoch: 9, first: 1 }
+        ));
+        let (text, count, next) = frames(hub.read(9, 1, &Topics::All));
+        assert_eq!((count, next), (2, 3));
+        assert!(text.starts_with("id: 9-1\ndata: {"), "{text}");
+        assert_eq!(hub.metrics.published.load(Ordering::Relaxed), 7);
     }
 }

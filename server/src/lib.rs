@@ -3,7 +3,9 @@
 //!
 //! Modules, each named for what it holds:
 //! - [`config`]: the command line and environment options.
-//! - [`hub`]: sequence numbers, the history log, fan-out, the lag policy.
+//! - [`event_log`]: where events are stored: in memory, or a Redis stream
+//!   shared by several servers.
+//! - [`hub`]: the history ring, fan-out, the lag policy.
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
 //! - [`publish`]: `POST /publish` validation and storing.
 //! - [`error`]: every error answer as a status and JSON body.
@@ -19,6 +21,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod event_log;
 pub mod hub;
 pub mod metrics;
 pub mod page;

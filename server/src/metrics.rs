@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::hub::Hub;
+use crate::app::App;
 
 /// Monotonic counters of one server run.
 #[derive(Debug, Default)]
@@ -31,10 +31,12 @@ impl Metrics {
 }
 
 /// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(hub: &Hub) -> String {
+pub fn render(app: &App) -> String {
+    let hub = &app.hub;
     let m = &hub.metrics;
+    let log = app.log.health();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 10] = [
+    let rows: [(&str, &str, &str, u64); 13] = [
         (
             "sse_subscribers",
             "gauge",
@@ -44,7 +46,7 @@ pub fn render(hub: &Hub) -> String {
         (
             "sse_events_published_total",
             "counter",
-            "Events stored and broadcast.",
+            "Events added to the history (published here, or read from the shared log).",
             load(&m.published),
         ),
         (
@@ -95,6 +97,24 @@ pub fn render(hub: &Hub) -> String {
             "Sequence number of the newest event.",
             hub.last_seq(),
         ),
+        (
+            "sse_log_up",
+            "gauge",
+            "1 when the event log (memory, or Redis) can take events, else 0.",
+            u64::from(log.up),
+        ),
+        (
+            "sse_log_outages_total",
+            "counter",
+            "Times the event log became unreachable.",
+            log.outages,
+        ),
+        (
+            "sse_log_errors_total",
+            "counter",
+            "Commands to the event log that failed (reads and publishes).",
+            log.errors,
+        ),
     ];
     let mut out = String::with_capacity(2048);
     for (name, kind, help, value) in rows {
@@ -106,14 +126,26 @@ pub fn render(hub: &Hub) -> String {
     out
 }
 
-/// Answers `GET /healthz`: up, which run, how far, how many listening.
-pub fn health(hub: &Hub) -> warp::reply::Response {
+/// Answers `GET /healthz`: 200 `ok`, or 503 `degraded` while the event log
+/// cannot take events (subscribers are still served); which log, which
+/// epoch, how far, how many listening.
+pub fn health(app: &App) -> warp::reply::Response {
+    use warp::http::StatusCode;
     use warp::Reply;
-    warp::reply::json(&serde_json::json!({
-        "status": "ok",
+    let hub = &app.hub;
+    let log = app.log.health();
+    let (status, code) = if log.up {
+        ("ok", StatusCode::OK)
+    } else {
+        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
+    };
+    let body = warp::reply::json(&serde_json::json!({
+        "status": status,
+        "log": log.kind,
+        "log_up": log.up,
         "epoch": hub.epoch(),
         "last_seq": hub.last_seq(),
         "subscribers": hub.subscribers(),
-    }))
-    .into_response()
+    }));
+    warp::reply::with_status(body, code).into_response()
 }

@@ -7,6 +7,7 @@ use shared::{validate_topic, PublishRequest, PublishResponse, DEFAULT_TOPIC};
 use warp::Reply;
 
 use crate::error::ApiError;
+use crate::event_log::EventLog;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -111,7 +112,7 @@ pub fn parse_request(body: &[u8]) -> Result<PublishRequest, ApiError> {
 }
 
 async fn try_publish<S, B>(
-    hub: &Hub,
+    log: &dyn EventLog,
     settings: &PublishSettings,
     headers: &PublishHeaders,
     body: S,
@@ -123,19 +124,24 @@ where
     check_headers(headers, settings)?;
     let body = read_limited(body, settings.max_body).await?;
     let request = parse_request(&body)?;
-    let topic = request.topic.as_deref().unwrap_or(DEFAULT_TOPIC);
-    let (event_id, event) = hub.publish(topic, request.message);
+    let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
+    let appended = log
+        .append(topic, request.message)
+        .await
+        .map_err(|e| ApiError::LogUnavailable(e.0))?;
     Ok(PublishResponse {
-        event_id: event_id.to_string(),
-        id: event.id,
-        seq: event.seq,
-        topic: event.topic,
+        event_id: appended.id.to_string(),
+        id: appended.event.id,
+        seq: appended.event.seq,
+        topic: appended.event.topic,
     })
 }
 
-/// Answers `POST /publish`.
+/// Answers `POST /publish`: stores the event in `log`, counting refusals
+/// in `hub`'s metrics.
 pub async fn handle<S, B>(
     hub: &Hub,
+    log: &dyn EventLog,
     settings: &PublishSettings,
     headers: PublishHeaders,
     body: S,
@@ -144,7 +150,7 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    match try_publish(hub, settings, &headers, body).await {
+    match try_publish(log, settings, &headers, body).await {
         Ok(answer) => warp::reply::json(&answer).into_response(),
         Err(error) => {
             Metrics::add(&hub.metrics.publish_errors, 1);

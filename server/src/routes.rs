@@ -88,7 +88,7 @@ fn publish_route(
                     content_type,
                     content_length,
                 };
-                publish::handle(&app.hub, &app.publish, headers, body).await
+                publish::handle(&app.hub, app.log.as_ref(), &app.publish, headers, body).await
             },
         )
 }
@@ -98,7 +98,7 @@ fn healthz(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = 
     warp::path!("healthz")
         .and(warp::get())
         .and(with_app(app))
-        .map(|app: App| metrics::health(&app.hub))
+        .map(|app: App| metrics::health(&app))
 }
 
 /// `GET /metrics`, Prometheus text format.
@@ -110,7 +110,7 @@ fn metrics_route(
         .and(with_app(app))
         .map(|app: App| {
             warp::reply::with_header(
-                metrics::render(&app.hub),
+                metrics::render(&app),
                 "content-type",
                 "text/plain; version=0.0.4; charset=utf-8",
             )

@@ -18,7 +18,7 @@ use warp::http::{header, HeaderValue, Response};
 use warp::Reply;
 
 use crate::error::ApiError;
-use crate::hub::{frame_json, Hub, Read, Subscription, Topics};
+use crate::hub::{frame_json, Hub, Position, Read, Subscription, Topics};
 use crate::metrics::Metrics;
 
 /// What a stream request asks for.
@@ -73,16 +73,22 @@ pub struct StreamSettings {
     pub retry: Duration,
 }
 
-/// Where a new subscriber starts, and the notice to send first if the
-/// history cannot take it exactly where it left off.
-pub(crate) fn resume_point(hub: &Hub, last_event_id: Option<&str>) -> (u64, Option<ResetNotice>) {
-    let (first, next) = hub.bounds();
+/// Where a new subscriber starts: the epoch and seq of the first event to
+/// send, and the notice to send first if the history cannot take it exactly
+/// where it left off. Only asked once the log is loaded.
+pub(crate) fn resume_point(
+    position: Position,
+    last_event_id: Option<&str>,
+) -> (u64, u64, Option<ResetNotice>) {
+    let Position {
+        epoch, first, next, ..
+    } = position;
     // A malformed id counts as none: the stream starts live.
     let Some((raw, id)) = last_event_id.and_then(|raw| Some((raw, raw.parse::<EventId>().ok()?)))
     else {
-        return (next, None);
+        return (epoch, next, None);
     };
-    if id.epoch != hub.epoch() {
+    if id.epoch != epoch {
         let missed = (first > 1).then(|| (1, first - 1));
         let notice = ResetNotice {
             reason: ResetReason::ServerRestarted,
@@ -91,15 +97,15 @@ pub(crate) fn resume_point(hub: &Hub, last_event_id: Option<&str>) -> (u64, Opti
             missed_to: missed.map(|m| m.1),
             resume_seq: first,
             message: format!(
-                "The server restarted: events of its earlier run are gone. \
-                 Replaying this run from seq {first}."
+                "The event log restarted (a new server run, or a new shared stream): \
+                 events from before it are gone. Replaying from seq {first}."
             ),
         };
-        return (first, Some(notice));
+        return (epoch, first, Some(notice));
     }
     if id.seq >= next {
-        // An id this run has not issued yet: nothing to replay.
-        return (next, None);
+        // An id this log has not issued yet: nothing to replay.
+        return (epoch, next, None);
     }
     let wanted = id.seq + 1;
     if wanted < first {
@@ -115,16 +121,16 @@ pub(crate) fn resume_point(hub: &Hub, last_event_id: Option<&str>) -> (u64, Opti
                 first - 1
             ),
         };
-        return (first, Some(notice));
+        return (epoch, first, Some(notice));
     }
-    (wanted, None)
+    (epoch, wanted, None)
 }
 
 /// The `event: reset` frame; its id makes a later reconnect resume right
 /// after the notice.
-fn reset_frame(hub: &Hub, notice: &ResetNotice) -> Bytes {
+fn reset_frame(hub: &Hub, epoch: u64, notice: &ResetNotice) -> Bytes {
     Metrics::add(&hub.metrics.resets, 1);
-    let id = EventId::new(hub.epoch(), notice.resume_seq - 1);
+    let id = EventId::new(epoch, notice.resume_seq - 1);
     frame_json(Some(RESET_EVENT), &id, notice)
 }
 
@@ -137,6 +143,12 @@ struct Subscriber {
     /// Registration with the hub it reads from: lag tracking. A subscriber
     /// cut for lag is closed with its connection, which drops this stream.
     sub: Subscription,
+    /// Where the client asked to resume (its Last-Event-ID), until the
+    /// start is settled: at the first read once the log is loaded.
+    resume: Option<Option<String>>,
+    /// The epoch `cursor` counts in; 0 when the log had no epoch yet (its
+    /// first events are then this subscriber's without a notice).
+    epoch: u64,
     /// The next seq to read.
     cursor: u64,
     /// The topics to deliver.
@@ -172,7 +184,12 @@ impl Subscriber {
             if self.sub.hub().shutdown_token().is_cancelled() {
                 return None;
             }
-            if self.dirty {
+            if self.resume.is_some() {
+                if let Some(notice) = self.settle_start() {
+                    return Some(notice);
+                }
+            }
+            if self.dirty && self.resume.is_none() {
                 if let Some(chunk) = self.read_log() {
                     return Some(chunk);
                 }
@@ -195,6 +212,26 @@ impl Subscriber {
         }
     }
 
+    /// Settles where this subscriber starts once the log is loaded (a
+    /// server reading a shared log may still be catching up when the
+    /// subscriber arrives): returns the reset notice to send first, if any.
+    fn settle_start(&mut self) -> Option<Bytes> {
+        self.wake.borrow_and_update();
+        let position = self.sub.hub().position();
+        if !position.loaded {
+            return None;
+        }
+        let requested = self.resume.take().flatten();
+        let (epoch, cursor, notice) = resume_point(position, requested.as_deref());
+        self.epoch = epoch;
+        self.cursor = cursor;
+        self.sub.advance(cursor);
+        self.dirty = true;
+        let notice = notice?;
+        self.active = true;
+        Some(reset_frame(self.sub.hub(), epoch, &notice))
+    }
+
     /// Reads what the log holds after the cursor: the bytes to write, or
     /// `None` when nothing there is for this subscriber.
     fn read_log(&mut self) -> Option<Bytes> {
@@ -202,7 +239,32 @@ impl Subscriber {
         // with the read still wakes us.
         self.wake.borrow_and_update();
         self.dirty = false;
-        match self.sub.hub().read(self.cursor, &self.topics) {
+        match self.sub.hub().read(self.epoch, self.cursor, &self.topics) {
+            Read::Replaced { epoch, .. } if self.epoch == 0 => {
+                // The log's first events: this subscriber was waiting for
+                // them, from seq 1 on.
+                self.epoch = epoch;
+                self.read_log()
+            }
+            Read::Replaced { epoch, first } => {
+                let notice = ResetNotice {
+                    reason: ResetReason::ServerRestarted,
+                    requested: None,
+                    missed_from: None,
+                    missed_to: None,
+                    resume_seq: first,
+                    message: format!(
+                        "The shared event log was replaced: events from before it are gone. \
+                         Continuing from seq {first} of the new log."
+                    ),
+                };
+                self.epoch = epoch;
+                self.cursor = first;
+                self.sub.advance(first);
+                self.active = true;
+                self.dirty = true;
+                Some(reset_frame(self.sub.hub(), epoch, &notice))
+            }
             Read::Lost { first } => {
                 // Only reachable when the history is smaller than a burst:
                 // say so in-band rather than skip silently.
@@ -223,7 +285,7 @@ impl Subscriber {
                 self.sub.advance(first);
                 self.active = true;
                 self.dirty = true;
-                Some(reset_frame(self.sub.hub(), &notice))
+                Some(reset_frame(self.sub.hub(), self.epoch, &notice))
             }
             Read::Frames {
                 bytes,
@@ -262,7 +324,19 @@ pub(crate) fn open(
     kill: CancellationToken,
     settings: StreamSettings,
 ) -> Result<warp::reply::Response, ApiError> {
-    let (cursor, notice) = resume_point(hub, request.last_event_id.as_deref());
+    // Settled now when the log is loaded, so that anything published after
+    // the opening reaches this subscriber. A server still catching up with a
+    // shared log settles it later; until then the cursor is out of the
+    // reaper's reach.
+    let position = hub.position();
+    let (resume, (epoch, cursor, notice)) = if position.loaded {
+        (
+            None,
+            resume_point(position, request.last_event_id.as_deref()),
+        )
+    } else {
+        (Some(request.last_event_id), (0, u64::MAX, None))
+    };
     let sub = hub.subscribe(cursor, kill).map_err(|full| {
         Metrics::add(&hub.metrics.refused, 1);
         ApiError::TooManySubscribers(full.0)
@@ -273,10 +347,12 @@ pub(crate) fn open(
     let mut first =
         format!(": stream open\nretry: {}\n\n", settings.retry.as_millis()).into_bytes();
     if let Some(notice) = &notice {
-        first.extend_from_slice(&reset_frame(hub, notice));
+        first.extend_from_slice(&reset_frame(hub, epoch, notice));
     }
     let subscriber = Subscriber {
         sub,
+        resume,
+        epoch,
         cursor,
         topics: request.topics,
         wake: hub.watch(),
@@ -305,26 +381,31 @@ mod tests {
     #[test]
     fn resume_points() {
         let hub = Hub::new(3, 3, 10);
-        assert_eq!(resume_point(&hub, None), (1, None));
+        let epoch = hub.epoch();
+        assert_eq!(resume_point(hub.position(), None), (epoch, 1, None));
         for i in 0..5 {
             hub.publish("t", i.to_string());
         }
-        let epoch = hub.epoch();
+        let at = |id: Option<&str>| {
+            let (e, cursor, notice) = resume_point(hub.position(), id);
+            assert_eq!(e, epoch);
+            (cursor, notice)
+        };
         // Live when there is no usable id.
-        assert_eq!(resume_point(&hub, None), (6, None));
-        assert_eq!(resume_point(&hub, Some("garbage")), (6, None));
-        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-99"))), (6, None));
+        assert_eq!(at(None), (6, None));
+        assert_eq!(at(Some("garbage")), (6, None));
+        assert_eq!(at(Some(&format!("{epoch}-99"))), (6, None));
         // Exactly after the id when the history covers it.
-        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-2"))), (3, None));
-        assert_eq!(resume_point(&hub, Some(&format!("{epoch}-5"))), (6, None));
+        assert_eq!(at(Some(&format!("{epoch}-2"))), (3, None));
+        assert_eq!(at(Some(&format!("{epoch}-5"))), (6, None));
         // Too old.
-        let (cursor, notice) = resume_point(&hub, Some(&format!("{epoch}-0")));
+        let (cursor, notice) = at(Some(&format!("{epoch}-0")));
         let notice = notice.unwrap();
         assert_eq!(cursor, 3);
         assert_eq!(notice.reason, ResetReason::HistoryExceeded);
         assert_eq!((notice.missed_from, notice.missed_to), (Some(1), Some(2)));
         // Another run.
-        let (cursor, notice) = resume_point(&hub, Some(&format!("{}-4", epoch + 1)));
+        let (cursor, notice) = at(Some(&format!("{}-4", epoch + 1)));
         let notice = notice.unwrap();
         assert_eq!(cursor, 3);
         assert_eq!(notice.reason, ResetReason::ServerRestarted);

@@ -7,10 +7,13 @@ use std::time::Duration;
 use shared::TICKER_TOPIC;
 use tokio::time::MissedTickBehavior;
 
+use crate::event_log::SharedLog;
 use crate::hub::Hub;
 
-/// Publishes a numbered message every `every` until shutdown.
-pub async fn run(hub: Arc<Hub>, every: Duration) {
+/// Publishes a numbered message every `every` to `log` until `hub` shuts
+/// down. While the log is unavailable the ticks are skipped (the log's
+/// outage is logged by the log).
+pub async fn run(hub: Arc<Hub>, log: SharedLog, every: Duration) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let shutdown = hub.shutdown_token().clone();
@@ -18,7 +21,10 @@ pub async fn run(hub: Arc<Hub>, every: Duration) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = interval.tick() => {
-                hub.publish(TICKER_TOPIC, format!("Data pushed from server: ({n})"));
+                let message = format!("Data pushed from server: ({n})");
+                if let Err(error) = log.append(TICKER_TOPIC.to_owned(), message).await {
+                    tracing::debug!(%error, "ticker skipped a tick");
+                }
             }
         }
     }
