@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::fleet::{AddrPool, FleetConfig};
 use crate::payload::DataFormat;
+use crate::procstat::ServerProcess;
 use crate::suite::{Selection, SuiteConfig, SuiteResults};
 use crate::target::{Endpoint, PublishFormat, Target};
 use crate::workloads::{self, Harness};
@@ -57,9 +58,11 @@ pub struct RunArgs {
     /// The workload.
     #[arg(long, value_enum, default_value = "fanout")]
     pub workload: Workload,
-    /// The URL subscribers GET, e.g. http://127.0.0.1:3000/stream.
-    #[arg(long)]
-    pub subscribe: String,
+    /// The URL subscribers GET, e.g. http://127.0.0.1:3000/stream; several
+    /// (comma separated, e.g. two servers sharing a Redis) split the
+    /// subscribers evenly.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub subscribe: Vec<String>,
     /// The URL events are POSTed to, e.g. http://127.0.0.1:3000/publish.
     #[arg(long)]
     pub publish: String,
@@ -72,9 +75,10 @@ pub struct RunArgs {
     /// The topic to publish to (JSON publishing).
     #[arg(long)]
     pub topic: Option<String>,
-    /// The server's process id, for CPU time and memory from /proc.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The server's process ids (comma separated, e.g. both servers and
+    /// their Redis), for CPU time and memory from /proc.
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// Subscribers.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: u32,
@@ -142,6 +146,12 @@ pub struct SuiteArgs {
     /// Only these workloads (comma separated: fanout, saturation, storm, slow).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
+    /// Keep the results already in `--out` and add this run next to them
+    /// (for a run of some servers or workloads): the report's main tables
+    /// stay on the earlier run, sections about the servers measured now use
+    /// this one.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 /// `report` options.
@@ -172,7 +182,11 @@ fn coordinator_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run_workload(args: RunArgs) -> anyhow::Result<()> {
     let target = Target {
-        subscribe: Endpoint::parse(&args.subscribe)?,
+        subscribe: args
+            .subscribe
+            .iter()
+            .map(|url| Endpoint::parse(url))
+            .collect::<Result<_, _>>()?,
         publish: Endpoint::parse(&args.publish)?,
         publish_format: match args.publish_format {
             PublishFormatArg::Json => PublishFormat::Json,
@@ -196,13 +210,21 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         publish_connections: 16,
     };
     let n = args.subscribers;
+    let servers: Vec<ServerProcess> = args
+        .pid
+        .iter()
+        .map(|&pid| ServerProcess {
+            name: format!("pid {pid}"),
+            pid,
+        })
+        .collect();
     let json = coordinator_runtime()?.block_on(async {
         Ok::<_, anyhow::Error>(match args.workload {
             Workload::Fanout => serde_json::to_string_pretty(
                 &workloads::fanout(
                     &mut h,
                     &target,
-                    args.pid,
+                    &servers,
                     workloads::FanoutParams {
                         subscribers: n,
                         rate: args.rate,
@@ -213,7 +235,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
                 .await?,
             )?,
             Workload::Saturation => {
-                let mut fixed = Fixed(target.clone(), args.pid);
+                let mut fixed = Fixed(target.clone(), servers.clone());
                 let rates = (0..12).map(|i| args.rate * f64::from(1u32 << i)).collect();
                 serde_json::to_string_pretty(
                     &workloads::saturation(
@@ -235,7 +257,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
                 &workloads::reconnect_storm(
                     &mut h,
                     &target,
-                    args.pid,
+                    &servers,
                     workloads::StormParams {
                         subscribers: n,
                         rate: args.rate,
@@ -251,7 +273,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
                 &workloads::slow_consumer(
                     &mut h,
                     &target,
-                    args.pid,
+                    &servers,
                     workloads::SlowParams {
                         subscribers: n,
                         stalled: args.stalled.unwrap_or(n.div_ceil(100)),
@@ -263,7 +285,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
                 .await?,
             )?,
             Workload::Smoke => serde_json::to_string_pretty(
-                &workloads::smoke(&mut h, &target, args.pid, n, args.resumes).await?,
+                &workloads::smoke(&mut h, &target, &servers, n, args.resumes).await?,
             )?,
         })
     })?;
@@ -278,11 +300,11 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
 /// A server the load generator did not start: "restarting" hands back the
 /// same one.
 #[derive(Debug)]
-struct Fixed(Target, Option<u32>);
+struct Fixed(Target, Vec<ServerProcess>);
 
 impl workloads::Restart for Fixed {
-    async fn restart(&mut self) -> anyhow::Result<(Target, Option<u32>)> {
-        Ok((self.0.clone(), self.1))
+    async fn restart(&mut self) -> anyhow::Result<(Target, Vec<ServerProcess>)> {
+        Ok((self.0.clone(), self.1.clone()))
     }
 }
 
@@ -320,6 +342,19 @@ fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
         &args.servers,
         selection,
     ))?;
+    let results = match std::fs::read_to_string(&args.out) {
+        Ok(text) if args.merge => {
+            let earlier: SuiteResults = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "cannot merge into {}: not a results file",
+                    args.out.display()
+                )
+            })?;
+            tracing::info!("keeping the earlier results in {}", args.out.display());
+            earlier.merge(results)
+        }
+        _ => results,
+    };
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -203,24 +203,41 @@ impl Fleet {
         self.call_each(|_, _| command.clone()).await
     }
 
-    /// Connects every subscriber to `endpoint` from the `sources` given by
-    /// [`Fleet::spawn`]; events will be published over `lanes` connections.
+    /// Connects every subscriber from the `sources` given by
+    /// [`Fleet::spawn`], split evenly across `endpoints`: subscriber `i` of
+    /// the fleet (counting across workers) connects to `endpoints[i % len]`.
+    /// Events will be published over `lanes` connections.
     ///
     /// # Errors
     /// When a worker fails or stops answering.
     pub async fn connect(
         &mut self,
         config: &FleetConfig,
-        endpoint: &Endpoint,
+        endpoints: &[Endpoint],
         data_format: DataFormat,
         lanes: u32,
         sources: &[Ipv4Addr],
     ) -> anyhow::Result<Connected> {
         let start = Instant::now();
         let timeout_ms = u64::try_from(config.connect_timeout.as_millis()).unwrap_or(u64::MAX);
+        // Each worker's list starts at the endpoint of its first subscriber.
+        let mut first = 0usize;
+        let lists: Vec<Vec<Endpoint>> = self
+            .workers
+            .iter()
+            .map(|w| {
+                let mut list = endpoints.to_vec();
+                if !list.is_empty() {
+                    let len = list.len();
+                    list.rotate_left(first % len);
+                }
+                first += usize::try_from(w.count).unwrap_or(0);
+                list
+            })
+            .collect();
         let replies = self
             .call_each(|i, w| Command::Connect {
-                endpoint: endpoint.clone(),
+                endpoints: lists[i].clone(),
                 data_format,
                 lanes,
                 count: w.count,

@@ -116,6 +116,33 @@ pub fn sample_tree(pid: u32) -> io::Result<Sample> {
     Ok(sample_pids(&tree(pid)))
 }
 
+/// One process on the server side of a target (a server, or the Redis its
+/// servers share), watched for CPU time and memory with its descendants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerProcess {
+    /// What it is, for the report (`server`, `server 1`, `redis`).
+    pub name: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// Samples every process of a target's server side (each with its
+/// descendants), in order; `None` when there is none or one is not running.
+pub fn sample_servers(servers: &[ServerProcess]) -> Option<Vec<Sample>> {
+    if servers.is_empty() {
+        return None;
+    }
+    servers.iter().map(|s| sample_tree(s.pid).ok()).collect()
+}
+
+/// The sum of `samples`.
+pub fn total(samples: &[Sample]) -> Sample {
+    samples.iter().fold(Sample::default(), |a, s| Sample {
+        cpu_seconds: a.cpu_seconds + s.cpu_seconds,
+        rss_bytes: a.rss_bytes + s.rss_bytes,
+    })
+}
+
 /// Cumulative time of one CPU from `/proc/stat`, in clock ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTicks {
@@ -287,5 +314,17 @@ mod tests {
         assert!(sample.rss_bytes > 0);
         assert!(tree(me).contains(&me));
         assert!(sample_tree(u32::MAX).is_err());
+        let named = |pid| ServerProcess {
+            name: "x".to_owned(),
+            pid,
+        };
+        let both = sample_servers(&[named(me), named(me)]).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(
+            total(&both).rss_bytes,
+            both[0].rss_bytes + both[1].rss_bytes
+        );
+        assert!(sample_servers(&[named(me), named(u32::MAX)]).is_none());
+        assert!(sample_servers(&[]).is_none());
     }
 }

@@ -12,13 +12,14 @@ use crate::target::Endpoint;
 /// A command to a worker. Every command gets exactly one [`Reply`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
-    /// Open `count` subscribers from `source` to `endpoint`, at most
+    /// Open `count` subscribers from `source` to `endpoints`, at most
     /// `concurrency` connection attempts at a time; reply
     /// [`Reply::Connected`] once every one has its response head or failed,
     /// or when `timeout_ms` has passed.
     Connect {
-        /// Where to subscribe.
-        endpoint: Endpoint,
+        /// Where to subscribe: subscriber `i` of the worker connects to
+        /// `endpoints[i % len]`.
+        endpoints: Vec<Endpoint>,
         /// Where the payload sits in an event's data.
         data_format: DataFormat,
         /// Publishing connections: seq `s` is published on lane `s % lanes`,

@@ -1,11 +1,20 @@
-//! Starting and stopping a server under test.
+//! Starting and stopping a target under test: one server, or several
+//! instances of one server sharing a Redis.
 //!
-//! A server is described by a [`ServerSpec`]: a command line, environment
+//! A target is described by a [`ServerSpec`]: a command line, environment
 //! and optional configuration files, all templates in which `{port}` becomes
 //! a free loopback port, `{dir}` a fresh temporary directory (for pid files,
-//! logs and temp paths) and `{root}` the suite's root directory. The server is started pinned to the given CPUs
-//! with `taskset`, its output goes to files in that directory, and it is
-//! ready once `GET <ready>` answers.
+//! logs and temp paths), `{root}` the suite's root directory and
+//! `{redis_port}` the port of the target's Redis. Every process is started
+//! pinned to the given CPUs with `taskset`, its output goes to files in its
+//! directory, and a server is ready once `GET <ready>` answers.
+//!
+//! With `instances = N`, N copies of the command run side by side, each on
+//! its own port and directory: subscribers are split evenly across them and
+//! events are published through the first. With a `redis` table, a
+//! `redis-server` is started before them on its own port and directory
+//! (see [`RedisSpec`]), ready once it answers `PING`, and stopped after
+//! them.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -20,9 +29,10 @@ use tokio::process::Child;
 
 use crate::http::parse_head;
 use crate::payload::DataFormat;
+use crate::procstat::ServerProcess;
 use crate::target::{Endpoint, PublishFormat, Target};
 
-/// How to run and talk to one server.
+/// How to run and talk to one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
@@ -31,8 +41,9 @@ pub struct ServerSpec {
     /// One line saying what it is, for the report.
     #[serde(default)]
     pub description: String,
-    /// The command line; `{port}`, `{dir}` and `{root}` are replaced. Relative program
-    /// paths are resolved against the suite's root directory.
+    /// The command line; `{port}`, `{dir}`, `{root}` and `{redis_port}` are
+    /// replaced. Relative program paths are resolved against the suite's
+    /// root directory.
     pub command: Vec<String>,
     /// Files to write into `{dir}` before starting: file name → template
     /// path (relative to the root directory); placeholders are replaced.
@@ -57,6 +68,40 @@ pub struct ServerSpec {
     /// Whether the server resumes a stream from `Last-Event-ID`.
     #[serde(default)]
     pub resumes: bool,
+    /// How many copies of `command` run side by side, each on its own
+    /// `{port}` and `{dir}`: subscribers are split evenly across them and
+    /// events are published through the first.
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// A Redis that the instances share, started before them and stopped
+    /// after them.
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
+    /// For a target of several processes: the single server of the suite it
+    /// is set against in the report (measured in the same run).
+    #[serde(default)]
+    pub compare_with: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl ServerSpec {
+    /// Whether the target is one server process (no Redis, one instance).
+    pub fn is_single(&self) -> bool {
+        self.instances <= 1 && self.redis.is_none()
+    }
+}
+
+/// A `redis-server` started for one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// Its command line, in which `{port}` is a free loopback port, `{dir}`
+    /// a fresh temporary directory (its working directory, for `--dir`) and
+    /// `{root}` the suite's root directory.
+    pub command: Vec<String>,
 }
 
 /// The values of a template's placeholders.
@@ -68,10 +113,17 @@ pub struct Placeholders<'a> {
     pub dir: &'a Path,
     /// `{root}`.
     pub root: &'a Path,
+    /// `{redis_port}`, when the target has a Redis.
+    pub redis_port: Option<u16>,
 }
 
-/// Replaces `{port}`, `{dir}` and `{root}` in `text`.
+/// Replaces `{port}`, `{dir}`, `{root}` and (when known) `{redis_port}` in
+/// `text`.
 pub fn render(text: &str, p: Placeholders<'_>) -> String {
+    let text = match p.redis_port {
+        Some(port) => text.replace("{redis_port}", &port.to_string()),
+        None => text.to_owned(),
+    };
     text.replace("{port}", &p.port.to_string())
         .replace("{dir}", &p.dir.display().to_string())
         .replace("{root}", &p.root.display().to_string())
@@ -87,53 +139,69 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// A started server.
+/// Whether `program` (a bare name) is an executable file in a `PATH`
+/// directory.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// How long a process may take to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One started process, its output in files in its own directory.
 #[derive(Debug)]
-pub struct RunningServer {
+struct Process {
+    /// Its part in the target, for the report (`server`, `server 2`, `redis`).
+    role: String,
+    /// The target's name and its role, for messages.
+    label: String,
     child: Child,
     pid: u32,
     dir: tempfile::TempDir,
-    /// Where and how to subscribe and publish.
-    pub target: Target,
 }
 
-impl RunningServer {
-    /// Starts `spec`, pinned to `cpus` (a `taskset -c` list) when given, and
-    /// waits until it answers on its ready path.
-    ///
-    /// # Errors
-    /// When a template cannot be read, the process cannot start, exits, or
-    /// is not ready within 30 seconds (the error quotes its log).
-    pub async fn start(spec: &ServerSpec, root: &Path, cpus: Option<&str>) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("bench-{}-", spec.name))
-            .tempdir()?;
-        // nginx's workers run as another user and need to reach their paths.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let port = free_port()?;
-        let p = Placeholders {
-            port,
-            dir: dir.path(),
-            root,
+/// A fresh temporary directory that other users can enter (nginx's workers
+/// run as another user and need to reach their paths).
+fn process_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("bench-{prefix}-"))
+        .tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+impl Process {
+    /// Starts `args` in `dir`, pinned to `cpus` when given, as `role` of
+    /// the target `target`.
+    fn spawn(
+        target: &str,
+        role: String,
+        mut args: Vec<String>,
+        env: Vec<(String, String)>,
+        dir: tempfile::TempDir,
+        root: &Path,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let label = if role == "server" {
+            target.to_owned()
+        } else {
+            format!("{target} ({role})")
         };
-        for (name, template) in &spec.files {
-            let path = root.join(template);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            std::fs::write(dir.path().join(name), render(&text, p))?;
-        }
-        let mut args: Vec<String> = spec.command.iter().map(|a| render(a, p)).collect();
-        let env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), render(v, p)))
-            .collect();
-        if args.is_empty() {
-            bail!("server {} has an empty command", spec.name);
-        }
-        let program = PathBuf::from(&args[0]);
-        if program.components().count() > 1 && program.is_relative() {
-            args[0] = root.join(program).display().to_string();
+        let Some(first) = args.first() else {
+            bail!("{label} has an empty command");
+        };
+        let program = PathBuf::from(first);
+        if program.components().count() > 1 {
+            if program.is_relative() {
+                args[0] = root.join(program).display().to_string();
+            }
+        } else if !on_path(first) {
+            bail!("cannot start {label}: {first} is not on PATH");
         }
         let mut command = match cpus {
             Some(cpus) => {
@@ -158,69 +226,60 @@ impl RunningServer {
             .kill_on_drop(true);
         let child = command
             .spawn()
-            .with_context(|| format!("cannot start {}: {}", spec.name, args.join(" ")))?;
-        let pid = child.id().context("the server exited at once")?;
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let target = Target {
-            subscribe: Endpoint {
-                addr,
-                path: spec.subscribe.clone(),
-            },
-            publish: Endpoint {
-                addr,
-                path: spec.publish.clone(),
-            },
-            publish_format: spec.publish_format,
-            data_format: spec.data_format,
-            topic: spec.topic.clone(),
-        };
-        let mut server = Self {
+            .with_context(|| format!("cannot start {label}: {}", args.join(" ")))?;
+        let pid = child
+            .id()
+            .with_context(|| format!("{label} exited at once"))?;
+        Ok(Self {
+            role,
+            label,
             child,
             pid,
             dir,
-            target,
-        };
-        let ready = Endpoint {
-            addr,
-            path: spec.ready.clone(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        })
+    }
+
+    /// Polls `ready` every 50 ms until it holds; fails when the process
+    /// exits or is not ready within [`READY_TIMEOUT`] (the error quotes its
+    /// log).
+    async fn wait_ready<F, Fut>(&mut self, ready: F) -> anyhow::Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = server.child.try_wait()? {
+            if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "{} exited with {status} while starting:\n{}",
-                    spec.name,
-                    server.log_tail()
+                    self.label,
+                    self.log_tail()
                 );
             }
-            if probe(&ready).await.is_ok() {
-                return Ok(server);
+            if ready().await {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "{} was not ready within 30 s:\n{}",
-                    spec.name,
-                    server.log_tail()
+                    "{} was not ready within {} s:\n{}",
+                    self.label,
+                    READY_TIMEOUT.as_secs(),
+                    self.log_tail()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The process id (of `taskset`'s exec, which is the server itself).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// The last lines of the server's stderr and stdout.
-    pub fn log_tail(&self) -> String {
+    /// The last lines of the process's stderr and stdout.
+    fn log_tail(&self) -> String {
         let mut out = String::new();
         for name in ["stderr.log", "stdout.log", "error.log"] {
             if let Ok(text) = std::fs::read_to_string(self.dir.path().join(name)) {
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(15)..];
                 if !tail.is_empty() {
-                    out.push_str(&format!("--- {name}\n{}\n", tail.join("\n")));
+                    out.push_str(&format!("--- {} {name}\n{}\n", self.label, tail.join("\n")));
                 }
             }
         }
@@ -228,7 +287,7 @@ impl RunningServer {
     }
 
     /// Sends SIGTERM, waits up to five seconds, then kills.
-    pub async fn stop(mut self) {
+    async fn stop(mut self) {
         if let Ok(pid) = i32::try_from(self.pid) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -242,6 +301,230 @@ impl RunningServer {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A started target: its servers and, when it has one, its Redis.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// In instance order.
+    servers: Vec<Process>,
+    redis: Option<Process>,
+    /// Where and how to subscribe and publish.
+    pub target: Target,
+}
+
+impl RunningServer {
+    /// Starts `spec` (its Redis first, then each instance in turn), every
+    /// process pinned to `cpus` (a `taskset -c` list) when given, and waits
+    /// until each answers.
+    ///
+    /// # Errors
+    /// When a template cannot be read, a process cannot start, exits, or
+    /// is not ready within 30 seconds (the error quotes its log); whatever
+    /// was started is stopped again.
+    pub async fn start(spec: &ServerSpec, root: &Path, cpus: Option<&str>) -> anyhow::Result<Self> {
+        let mut redis = None;
+        let mut servers = Vec::new();
+        match start_all(spec, root, cpus, &mut redis, &mut servers).await {
+            Ok(target) => Ok(Self {
+                servers,
+                redis,
+                target,
+            }),
+            Err(e) => {
+                Self {
+                    servers,
+                    redis,
+                    target: empty_target(spec),
+                }
+                .stop()
+                .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The server-side processes: the servers in instance order, then the
+    /// Redis.
+    pub fn processes(&self) -> Vec<ServerProcess> {
+        self.servers
+            .iter()
+            .chain(&self.redis)
+            .map(|p| ServerProcess {
+                name: p.role.clone(),
+                pid: p.pid,
+            })
+            .collect()
+    }
+
+    /// The last lines of every process's output.
+    pub fn log_tail(&self) -> String {
+        self.servers
+            .iter()
+            .chain(&self.redis)
+            .map(Process::log_tail)
+            .collect()
+    }
+
+    /// Stops the servers (SIGTERM, then a kill after five seconds), then
+    /// the Redis.
+    pub async fn stop(self) {
+        for server in self.servers {
+            server.stop().await;
+        }
+        if let Some(redis) = self.redis {
+            redis.stop().await;
+        }
+    }
+}
+
+fn empty_target(spec: &ServerSpec) -> Target {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    Target {
+        subscribe: Vec::new(),
+        publish: Endpoint {
+            addr,
+            path: spec.publish.clone(),
+        },
+        publish_format: spec.publish_format,
+        data_format: spec.data_format,
+        topic: spec.topic.clone(),
+    }
+}
+
+/// Starts what `spec` describes into `redis` and `servers` (so that the
+/// caller can stop what did start when a later step fails).
+async fn start_all(
+    spec: &ServerSpec,
+    root: &Path,
+    cpus: Option<&str>,
+    redis: &mut Option<Process>,
+    servers: &mut Vec<Process>,
+) -> anyhow::Result<Target> {
+    let redis_port = match &spec.redis {
+        Some(r) => {
+            let dir = process_dir(&format!("{}-redis", spec.name))?;
+            let port = free_port()?;
+            let p = Placeholders {
+                port,
+                dir: dir.path(),
+                root,
+                redis_port: None,
+            };
+            let args = r.command.iter().map(|a| render(a, p)).collect();
+            let process = redis.insert(
+                Process::spawn(
+                    &spec.name,
+                    "redis".to_owned(),
+                    args,
+                    Vec::new(),
+                    dir,
+                    root,
+                    cpus,
+                )
+                .context(
+                    "this target needs redis-server (Debian: apt-get install redis-server; \
+                     scripts/bench.sh installs it)",
+                )?,
+            );
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            process
+                .wait_ready(|| async move { ping(addr).await.is_ok() })
+                .await?;
+            Some(port)
+        }
+        None => None,
+    };
+    let count = spec.instances.max(1);
+    let mut addrs = Vec::new();
+    for i in 0..count {
+        let role = if count == 1 {
+            "server".to_owned()
+        } else {
+            format!("server {}", i + 1)
+        };
+        let dir = process_dir(&spec.name)?;
+        // Each port is taken once the previous process has bound its own.
+        let port = free_port()?;
+        let p = Placeholders {
+            port,
+            dir: dir.path(),
+            root,
+            redis_port,
+        };
+        for (file, template) in &spec.files {
+            let path = root.join(template);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            std::fs::write(dir.path().join(file), render(&text, p))?;
+        }
+        let args = spec.command.iter().map(|a| render(a, p)).collect();
+        let env = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), render(v, p)))
+            .collect();
+        servers.push(Process::spawn(
+            &spec.name, role, args, env, dir, root, cpus,
+        )?);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let ready = Endpoint {
+            addr,
+            path: spec.ready.clone(),
+        };
+        let process = servers.last_mut().expect("just pushed");
+        process
+            .wait_ready(|| {
+                let ready = ready.clone();
+                async move { probe(&ready).await.is_ok() }
+            })
+            .await?;
+        addrs.push(addr);
+    }
+    Ok(Target {
+        subscribe: addrs
+            .iter()
+            .map(|&addr| Endpoint {
+                addr,
+                path: spec.subscribe.clone(),
+            })
+            .collect(),
+        publish: Endpoint {
+            addr: addrs[0],
+            path: spec.publish.clone(),
+        },
+        publish_format: spec.publish_format,
+        data_format: spec.data_format,
+        topic: spec.topic.clone(),
+    })
+}
+
+/// Sends `PING` to the Redis at `addr`; `Ok` once it answers `+PONG` (not
+/// while it is still loading its data).
+///
+/// # Errors
+/// When the connection fails, times out, or the answer is another.
+pub async fn ping(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(b"PING\r\n").await?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 256];
+        while !buf.ends_with(b"\r\n") {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("closed before answering");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        if buf != b"+PONG\r\n" {
+            bail!("answered {:?}", String::from_utf8_lossy(&buf).trim_end());
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(2), io)
+        .await
+        .context("timed out")?
 }
 
 /// One `GET` on a fresh connection; `Ok` with the status when the server

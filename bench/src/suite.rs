@@ -13,6 +13,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{AddrPool, FleetConfig};
+use crate::procstat::ServerProcess;
 use crate::server_proc::{RunningServer, ServerSpec};
 use crate::target::Target;
 use crate::workloads::{
@@ -196,6 +197,46 @@ pub struct SuiteResults {
     pub seconds: f64,
     /// Per server, in configuration order.
     pub servers: Vec<ServerResults>,
+    /// Later runs of some of the servers or workloads, merged in by `bench
+    /// suite --merge`, oldest first. They are kept apart from this run so
+    /// that every table compares servers measured in the same run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub later: Vec<SuiteResults>,
+}
+
+impl SuiteResults {
+    /// What the run measured, as (server, workload) pairs.
+    fn measured(&self) -> std::collections::BTreeSet<(String, String)> {
+        let mut out = std::collections::BTreeSet::new();
+        for s in &self.servers {
+            let mut add = |w: String| out.insert((s.name.clone(), w));
+            for f in &s.fanout {
+                add(format!("fanout {}", f.step.subscribers));
+            }
+            if s.saturation.is_some() {
+                add("saturation".to_owned());
+            }
+            if s.storm.is_some() {
+                add("storm".to_owned());
+            }
+            if s.slow.is_some() {
+                add("slow".to_owned());
+            }
+        }
+        out
+    }
+
+    /// Keeps `run` (of some of the servers or workloads) next to these
+    /// results as the newest later run; earlier later runs that measured
+    /// nothing `run` did not measure again are dropped.
+    pub fn merge(mut self, mut run: SuiteResults) -> SuiteResults {
+        let now = run.measured();
+        let earlier = std::mem::take(&mut run.later);
+        self.later.extend(earlier);
+        self.later.retain(|r| !r.measured().is_subset(&now));
+        self.later.push(run);
+        self
+    }
 }
 
 /// A server that the suite (re)starts from its spec.
@@ -216,10 +257,10 @@ impl Managed<'_> {
 }
 
 impl Restart for Managed<'_> {
-    async fn restart(&mut self) -> anyhow::Result<(Target, Option<u32>)> {
+    async fn restart(&mut self) -> anyhow::Result<(Target, Vec<ServerProcess>)> {
         self.stop().await;
         let server = RunningServer::start(self.spec, self.root, self.cpus).await?;
-        let started = (server.target.clone(), Some(server.pid()));
+        let started = (server.target.clone(), server.processes());
         self.current = Some(server);
         Ok(started)
     }
@@ -359,6 +400,7 @@ pub async fn run(
         started_unix,
         seconds: started.elapsed().as_secs_f64(),
         servers: results,
+        later: Vec::new(),
     })
 }
 
@@ -414,13 +456,13 @@ async fn run_job(
             .await
             .map(JobResult::Saturation);
     }
-    let (target, pid) = server.restart().await?;
+    let (target, servers) = server.restart().await?;
     Ok(match job {
         Job::Fanout(n) => JobResult::Fanout(
             workloads::fanout(
                 harness,
                 &target,
-                pid,
+                &servers,
                 FanoutParams {
                     subscribers: n,
                     rate: config.fanout.rate,
@@ -430,12 +472,12 @@ async fn run_job(
             )
             .await?,
         ),
-        Job::Storm => {
-            JobResult::Storm(workloads::reconnect_storm(harness, &target, pid, config.storm).await?)
-        }
-        Job::Slow => {
-            JobResult::Slow(workloads::slow_consumer(harness, &target, pid, config.slow).await?)
-        }
+        Job::Storm => JobResult::Storm(
+            workloads::reconnect_storm(harness, &target, &servers, config.storm).await?,
+        ),
+        Job::Slow => JobResult::Slow(
+            workloads::slow_consumer(harness, &target, &servers, config.slow).await?,
+        ),
         Job::Saturation => unreachable!("handled above"),
     })
 }
@@ -480,7 +522,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
         let config = SuiteConfig::load(&path).unwrap();
         let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names[..3], ["ours", "nchan", "warp-broadcast"]);
+        assert_eq!(
+            names[..4],
+            ["ours", "ours-redis-pair", "nchan", "warp-broadcast"]
+        );
         for spec in &config.servers {
             for template in spec.files.values() {
                 assert!(
@@ -496,5 +541,100 @@ mod tests {
         assert!(config.fanout.subscribers.windows(2).all(|w| w[0] < w[1]));
         assert!(config.saturation.rates.windows(2).all(|w| w[0] < w[1]));
         assert!(config.slow.stalled < config.slow.subscribers);
+    }
+
+    /// The Redis pair runs our server with the single server's flags plus
+    /// `--redis` on the Redis the suite starts for it, and that Redis keeps
+    /// no snapshots and fsyncs its append-only file once a second.
+    #[test]
+    fn the_redis_pair_is_our_server_with_redis() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let config = SuiteConfig::load(&path).unwrap();
+        let find = |name: &str| config.servers.iter().find(|s| s.name == name).unwrap();
+        let (single, pair) = (find("ours"), find("ours-redis-pair"));
+        assert!(single.is_single());
+        assert!(!pair.is_single());
+        assert_eq!(pair.instances, 2);
+        assert_eq!(pair.compare_with.as_deref(), Some("ours"));
+        let mut expected = single.command.clone();
+        expected.extend([
+            "--redis".to_owned(),
+            "redis://127.0.0.1:{redis_port}/".to_owned(),
+        ]);
+        assert_eq!(pair.command, expected);
+        assert!(single.command.contains(&"off".to_owned()), "no ticker");
+        assert_eq!(
+            ServerSpec {
+                name: single.name.clone(),
+                description: single.description.clone(),
+                command: single.command.clone(),
+                instances: 1,
+                redis: None,
+                compare_with: None,
+                ..pair.clone()
+            },
+            *single,
+            "every other setting is the single server's"
+        );
+        let redis = pair.redis.as_ref().unwrap().command.join(" ");
+        assert!(redis.starts_with("redis-server --bind 127.0.0.1 --port {port} --dir {dir} "));
+        assert!(redis.ends_with("--save  --appendonly yes --appendfsync everysec"));
+    }
+
+    fn results(started_unix: u64, measured: &[(&str, u32)]) -> SuiteResults {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let mut servers: Vec<ServerResults> = Vec::new();
+        for &(name, n) in measured {
+            if !servers.iter().any(|s| s.name == name) {
+                servers.push(ServerResults {
+                    name: name.to_owned(),
+                    ..ServerResults::default()
+                });
+            }
+            let server = servers.iter_mut().find(|s| s.name == name).unwrap();
+            server.fanout.push(workloads::FanoutResult {
+                step: workloads::StepResult {
+                    subscribers: n,
+                    ..workloads::StepResult::default()
+                },
+                ..workloads::FanoutResult::default()
+            });
+        }
+        SuiteResults {
+            machine: Machine::default(),
+            config: SuiteConfig::load(&path).unwrap(),
+            started_unix,
+            seconds: 1.0,
+            servers,
+            later: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_merged_run_is_kept_next_to_the_full_one() {
+        let full = results(1, &[("ours", 100), ("nchan", 100)]);
+        let merged = full
+            .clone()
+            .merge(results(2, &[("ours", 100), ("ours-redis-pair", 100)]));
+        assert_eq!(merged.servers, full.servers, "the full run stays whole");
+        assert_eq!(merged.later.len(), 1);
+        // A run measuring more replaces the earlier partial one; one
+        // measuring something else is kept next to it.
+        let merged = merged.merge(results(
+            3,
+            &[("ours", 100), ("ours", 1000), ("ours-redis-pair", 100)],
+        ));
+        assert_eq!(merged.later.len(), 1);
+        assert_eq!(merged.later[0].started_unix, 3);
+        let merged = merged.merge(results(4, &[("nchan", 1000)]));
+        let starts: Vec<u64> = merged.later.iter().map(|r| r.started_unix).collect();
+        assert_eq!(starts, [3, 4]);
+        assert_eq!(merged.started_unix, 1);
+        // The file format round-trips, and results written before later
+        // runs existed still read.
+        let text = serde_json::to_string(&merged).unwrap();
+        assert_eq!(serde_json::from_str::<SuiteResults>(&text).unwrap(), merged);
+        let text = serde_json::to_string(&full).unwrap();
+        assert!(!text.contains("\"later\""));
     }
 }

@@ -1,5 +1,6 @@
-//! One server under test: where subscribers connect, where and how events are
-//! published, and where the payload sits in an event.
+//! One target under test (a server, or several sharing one event log): where
+//! subscribers connect, where and how events are published, and where the
+//! payload sits in an event.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -76,11 +77,13 @@ impl Endpoint {
     }
 }
 
-/// Everything the load generator needs to know about one server.
+/// Everything the load generator needs to know about one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    /// Where subscribers connect (`GET`, `Accept: text/event-stream`).
-    pub subscribe: Endpoint,
+    /// Where subscribers connect (`GET`, `Accept: text/event-stream`): one
+    /// endpoint per server, the subscribers split evenly across them
+    /// (subscriber `i` of the run on endpoint `i % len`).
+    pub subscribe: Vec<Endpoint>,
     /// Where events are published (`POST`).
     pub publish: Endpoint,
     /// The publish body's form.

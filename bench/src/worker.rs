@@ -526,7 +526,7 @@ impl Worker {
     async fn handle(&mut self, command: Command) -> (Reply, bool) {
         match command {
             Command::Connect {
-                endpoint,
+                endpoints,
                 data_format,
                 lanes,
                 count,
@@ -537,17 +537,20 @@ impl Worker {
                 if self.state.is_some() {
                     return (Reply::Error("already connected".to_owned()), false);
                 }
+                if endpoints.is_empty() {
+                    return (Reply::Error("no endpoint to connect to".to_owned()), false);
+                }
                 let n = usize::try_from(count).unwrap_or(0);
                 let state = Rc::new(RefCell::new(State::new(n, data_format, lanes, source)));
                 self.state = Some(state.clone());
-                let endpoint = Rc::new(endpoint);
+                let endpoints: Vec<Rc<Endpoint>> = endpoints.into_iter().map(Rc::new).collect();
                 let gate = Rc::new(Semaphore::new(
                     usize::try_from(concurrency.max(1)).unwrap_or(1),
                 ));
                 for idx in 0..n {
                     let ctx = Ctx {
                         idx,
-                        endpoint: endpoint.clone(),
+                        endpoint: endpoints[idx % endpoints.len()].clone(),
                         source,
                         state: state.clone(),
                         gate: gate.clone(),

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{AddrPool, Fleet, FleetConfig, StepReport};
-use crate::procstat;
+use crate::procstat::{self, ServerProcess};
 use crate::publisher::Publisher;
 use crate::target::Target;
 
@@ -114,8 +114,11 @@ pub struct StepResult {
     pub seconds: f64,
     /// Deliveries per second over the step.
     pub deliveries_per_s: f64,
-    /// Server CPU time during the step, s.
+    /// Server CPU time during the step, s (summed over the target's server
+    /// side: for servers sharing a Redis, every server and Redis).
     pub server_cpu_s: Option<f64>,
+    /// Of `server_cpu_s`, each server-side process's share: (name, s).
+    pub server_cpu_by_process: Vec<(String, f64)>,
     /// Server CPU seconds per million deliveries.
     pub server_cpu_s_per_million: Option<f64>,
     /// Load generator CPU time during the step, as a share of one core.
@@ -158,12 +161,12 @@ pub struct IdleMemory {
     pub per_subscriber: f64,
 }
 
-/// N subscribers connected to one server, warmed up, and a publisher.
+/// N subscribers connected to one target, warmed up, and a publisher.
 #[derive(Debug)]
 pub struct Session {
     fleet: Fleet,
     publisher: Publisher,
-    pid: Option<u32>,
+    servers: Vec<ServerProcess>,
     next_seq: u64,
     warmups: u64,
     connect_failed: u32,
@@ -171,7 +174,8 @@ pub struct Session {
     pub connected: u32,
     /// How long connecting took.
     pub connect_time: Duration,
-    /// Server memory per idle subscriber, when the server's pid is known.
+    /// Server memory per idle subscriber, when the server's processes are
+    /// known.
     pub idle_memory: Option<IdleMemory>,
 }
 
@@ -182,9 +186,9 @@ fn loadgen_pids(fleet: &Fleet) -> Vec<u32> {
 }
 
 impl Session {
-    /// Connects `subscribers` to `target` (whose process is `pid`, when
-    /// known), measures the server's memory per idle subscriber and warms
-    /// up.
+    /// Connects `subscribers` to `target` (whose server side is `servers`,
+    /// when known; empty otherwise), measures the server side's memory per
+    /// idle subscriber and warms up.
     ///
     /// # Errors
     /// When workers cannot start or stop answering, or no subscriber
@@ -192,11 +196,11 @@ impl Session {
     pub async fn open(
         h: &mut Harness,
         target: &Target,
-        pid: Option<u32>,
+        servers: &[ServerProcess],
         subscribers: u32,
     ) -> anyhow::Result<Self> {
         let (mut fleet, sources) = Fleet::spawn(&h.fleet, subscribers, &mut h.addrs)?;
-        let before = pid.and_then(|p| procstat::sample_tree(p).ok());
+        let before = procstat::sample_servers(servers).map(|s| procstat::total(&s));
         let connected = fleet
             .connect(
                 &h.fleet,
@@ -223,7 +227,7 @@ impl Session {
         // Let the server finish setting the connections up before reading
         // its memory.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let after = pid.and_then(|p| procstat::sample_tree(p).ok());
+        let after = procstat::sample_servers(servers).map(|s| procstat::total(&s));
         let idle_memory = before.zip(after).map(|(b, a)| IdleMemory {
             rss_before: b.rss_bytes,
             rss_after: a.rss_bytes,
@@ -233,7 +237,7 @@ impl Session {
         let mut session = Self {
             fleet,
             publisher,
-            pid,
+            servers: servers.to_vec(),
             next_seq: 0,
             warmups: 0,
             connect_failed: connected.failed,
@@ -319,7 +323,7 @@ impl Session {
             self.fleet.reconnect(behind, caught_up_seq).await?;
         }
         let publish_before = self.publisher.counts();
-        let server_before = self.pid.and_then(|p| procstat::sample_tree(p).ok());
+        let server_before = procstat::sample_servers(&self.servers);
         let lg_pids = loadgen_pids(&self.fleet);
         let lg_before = procstat::sample_pids(&lg_pids);
         let cpus_before = procstat::cpu_ticks();
@@ -327,12 +331,13 @@ impl Session {
 
         let peak = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let sampler = self.pid.map(|pid| {
+        let sampler = (!self.servers.is_empty()).then(|| {
             let (peak, stop) = (peak.clone(), stop.clone());
+            let servers = self.servers.clone();
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok(s) = procstat::sample_tree(pid) {
-                        peak.fetch_max(s.rss_bytes, Ordering::Relaxed);
+                    if let Some(s) = procstat::sample_servers(&servers) {
+                        peak.fetch_max(procstat::total(&s).rss_bytes, Ordering::Relaxed);
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -349,7 +354,7 @@ impl Session {
             .wait_for(drain_timeout, |s| s.contiguous_min > to)
             .await?;
         let elapsed = start.elapsed();
-        let server_after = self.pid.and_then(|p| procstat::sample_tree(p).ok());
+        let server_after = procstat::sample_servers(&self.servers);
         let lg_after = procstat::sample_pids(&lg_pids);
         let cpus = procstat::cpu_use(&cpus_before, &procstat::cpu_ticks());
         stop.store(true, Ordering::Relaxed);
@@ -358,9 +363,19 @@ impl Session {
         }
         let report = self.fleet.report(from, to).await?;
         let publish_after = self.publisher.counts();
-        let server_cpu_s = server_before
-            .zip(server_after)
-            .map(|(b, a)| a.cpu_seconds - b.cpu_seconds);
+        let by_process: Option<Vec<(String, f64)>> = server_before
+            .as_deref()
+            .zip(server_after.as_deref())
+            .map(|(b, a)| {
+                self.servers
+                    .iter()
+                    .zip(b.iter().zip(a))
+                    .map(|(p, (b, a))| (p.name.clone(), a.cpu_seconds - b.cpu_seconds))
+                    .collect()
+            });
+        let server_cpu_s = by_process
+            .as_ref()
+            .map(|v| v.iter().map(|(_, c)| c).sum::<f64>());
         Ok(self.result(StepInputs {
             rate,
             count,
@@ -369,10 +384,11 @@ impl Session {
             drained,
             elapsed,
             server_cpu_s,
+            server_cpu_by_process: by_process.unwrap_or_default(),
             loadgen_cpu_s: lg_after.cpu_seconds - lg_before.cpu_seconds,
             cpus,
-            rss_before: server_before.map(|s| s.rss_bytes),
-            rss_peak: self.pid.map(|_| peak.load(Ordering::Relaxed)),
+            rss_before: server_before.map(|s| procstat::total(&s).rss_bytes),
+            rss_peak: (!self.servers.is_empty()).then(|| peak.load(Ordering::Relaxed)),
             publish_failed: publish_after.failed - publish_before.failed,
             publish_error: publish_after.first_error,
             lateness: run.max_lateness,
@@ -406,6 +422,7 @@ impl Session {
             seconds: secs,
             deliveries_per_s: t.delivered as f64 / secs.max(1e-9),
             server_cpu_s: i.server_cpu_s,
+            server_cpu_by_process: i.server_cpu_by_process,
             server_cpu_s_per_million: i
                 .server_cpu_s
                 .filter(|_| t.delivered > 0)
@@ -435,6 +452,7 @@ struct StepInputs<'a> {
     drained: bool,
     elapsed: Duration,
     server_cpu_s: Option<f64>,
+    server_cpu_by_process: Vec<(String, f64)>,
     loadgen_cpu_s: f64,
     cpus: Vec<procstat::CpuUse>,
     rss_before: Option<u64>,
@@ -477,10 +495,10 @@ pub struct FanoutParams {
 pub async fn fanout(
     h: &mut Harness,
     target: &Target,
-    pid: Option<u32>,
+    servers: &[ServerProcess],
     p: FanoutParams,
 ) -> anyhow::Result<FanoutResult> {
-    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let mut session = Session::open(h, target, servers, p.subscribers).await?;
     let step = session
         .step(p.rate, p.seconds, p.payload_bytes, Duration::from_secs(10))
         .await;
@@ -493,11 +511,11 @@ pub async fn fanout(
     result
 }
 
-/// Restarts the server under test so that a step starts from a clean state.
+/// Restarts the target under test so that a step starts from a clean state.
 pub trait Restart {
-    /// Stops the server if it runs, starts a fresh one, and returns where it
-    /// listens and its pid.
-    fn restart(&mut self) -> impl Future<Output = anyhow::Result<(Target, Option<u32>)>>;
+    /// Stops the target if it runs, starts a fresh one, and returns where it
+    /// listens and its server-side processes.
+    fn restart(&mut self) -> impl Future<Output = anyhow::Result<(Target, Vec<ServerProcess>)>>;
 }
 
 /// Parameters of a saturation search.
@@ -560,8 +578,8 @@ pub async fn saturation(
     p: &SaturationParams,
 ) -> anyhow::Result<SaturationResult> {
     let mut result = SaturationResult::default();
-    let (target, pid) = server.restart().await?;
-    let mut session = Session::open(h, &target, pid, p.subscribers).await?;
+    let (target, servers) = server.restart().await?;
+    let mut session = Session::open(h, &target, &servers, p.subscribers).await?;
     let mut last_pass: Option<f64> = None;
     let mut first_fail: Option<f64> = None;
     for &rate in &p.rates {
@@ -582,8 +600,8 @@ pub async fn saturation(
             if rate <= lo || rate >= hi {
                 break;
             }
-            let (target, pid) = server.restart().await?;
-            let mut session = Session::open(h, &target, pid, p.subscribers).await?;
+            let (target, servers) = server.restart().await?;
+            let mut session = Session::open(h, &target, &servers, p.subscribers).await?;
             let step = session
                 .step(rate, p.seconds, p.payload_bytes, Duration::from_secs(5))
                 .await;
@@ -663,10 +681,10 @@ pub struct StormResult {
 pub async fn reconnect_storm(
     h: &mut Harness,
     target: &Target,
-    pid: Option<u32>,
+    servers: &[ServerProcess],
     p: StormParams,
 ) -> anyhow::Result<StormResult> {
-    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let mut session = Session::open(h, target, servers, p.subscribers).await?;
     let result = storm_on(&mut session, p).await;
     session.close().await;
     result
@@ -746,10 +764,10 @@ pub struct SlowResult {
 pub async fn slow_consumer(
     h: &mut Harness,
     target: &Target,
-    pid: Option<u32>,
+    servers: &[ServerProcess],
     p: SlowParams,
 ) -> anyhow::Result<SlowResult> {
-    let mut session = Session::open(h, target, pid, p.subscribers).await?;
+    let mut session = Session::open(h, target, servers, p.subscribers).await?;
     let result = async {
         session.stall(p.stalled).await?;
         let step = session
@@ -786,13 +804,13 @@ pub struct SmokeResult {
 pub async fn smoke(
     h: &mut Harness,
     target: &Target,
-    pid: Option<u32>,
+    servers: &[ServerProcess],
     subscribers: u32,
     resumes: bool,
 ) -> anyhow::Result<SmokeResult> {
     let mut h = h.clone();
     h.fleet.per_worker = h.fleet.per_worker.min(subscribers.div_ceil(2).max(1));
-    let mut session = Session::open(&mut h, target, pid, subscribers).await?;
+    let mut session = Session::open(&mut h, target, servers, subscribers).await?;
     let result = async {
         let fanout = session
             .step(200.0, 0.3, 128, Duration::from_secs(10))

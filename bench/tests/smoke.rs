@@ -1,8 +1,10 @@
 //! The load generator's smoke run against the real servers: our `server`
-//! binary and the warp baseline, each on 127.0.0.1:0, with subscribers in two
-//! worker processes. Asserts correctness only (every event delivered once
-//! and in order, nothing lost, the reconnect storm resumes without gaps);
-//! timings are measured but never judged here.
+//! binary and the warp baseline, each on 127.0.0.1:0, and two of our servers
+//! sharing a Redis (the suite's `ours-redis-pair` target, which needs
+//! `redis-server` on PATH), with subscribers in two worker processes.
+//! Asserts correctness only (every event delivered once and in order,
+//! nothing lost, the reconnect storm resumes without gaps); timings are
+//! measured but never judged here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,9 +12,12 @@ use std::time::Duration;
 
 use bench::fleet::{AddrPool, FleetConfig};
 use bench::payload::DataFormat;
+use bench::procstat::ServerProcess;
+use bench::server_proc::RunningServer;
+use bench::suite::SuiteConfig;
 use bench::target::{Endpoint, PublishFormat, Target};
 use bench::workloads::{self, Harness, SmokeResult, StepResult};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 const SUBSCRIBERS: u32 = 40;
@@ -76,10 +81,10 @@ fn harness() -> Harness {
 
 fn target(addr: std::net::SocketAddr, data_format: DataFormat) -> Target {
     Target {
-        subscribe: Endpoint {
+        subscribe: vec![Endpoint {
             addr,
             path: "/stream".to_owned(),
-        },
+        }],
         publish: Endpoint {
             addr,
             path: "/publish".to_owned(),
@@ -88,6 +93,13 @@ fn target(addr: std::net::SocketAddr, data_format: DataFormat) -> Target {
         data_format,
         topic: None,
     }
+}
+
+fn process(child: &Child) -> Vec<ServerProcess> {
+    vec![ServerProcess {
+        name: "server".to_owned(),
+        pid: child.id().expect("the server runs"),
+    }]
 }
 
 fn assert_every_event_once_in_order(step: &StepResult) {
@@ -116,11 +128,10 @@ async fn smoke_against_our_server() {
         &["--addr", "127.0.0.1:0", "--ticker-interval", "off"],
     )
     .await;
-    let pid = server.id();
     let SmokeResult { fanout, storm } = workloads::smoke(
         &mut harness(),
         &target(addr, DataFormat::ServerEvent),
-        pid,
+        &process(&server),
         SUBSCRIBERS,
         true,
     )
@@ -131,7 +142,11 @@ async fn smoke_against_our_server() {
         fanout.server_cpu_s.is_some(),
         "the server's /proc entry is read"
     );
+    assert_resumed_without_gaps(storm);
+    server.kill().await.expect("the server stops");
+}
 
+fn assert_resumed_without_gaps(storm: Option<workloads::StormResult>) {
     let storm = storm.expect("a storm for a resuming server");
     assert_eq!(storm.caught_up, SUBSCRIBERS, "{storm:?}");
     assert_eq!(storm.lost, 0, "resuming leaves no gap: {storm:?}");
@@ -146,7 +161,6 @@ async fn smoke_against_our_server() {
     assert_eq!(storm.connect_errors, 0, "{storm:?}");
     assert_eq!(storm.catch_up.count, u64::from(SUBSCRIBERS));
     assert_every_event_once_in_order(&storm.during);
-    server.kill().await.expect("the server stops");
 }
 
 #[tokio::test]
@@ -156,11 +170,10 @@ async fn smoke_against_the_baseline() {
         &["--addr", "127.0.0.1:0"],
     )
     .await;
-    let pid = server.id();
     let result = workloads::smoke(
         &mut harness(),
         &target(addr, DataFormat::Raw),
-        pid,
+        &process(&server),
         SUBSCRIBERS,
         false,
     )
@@ -169,4 +182,95 @@ async fn smoke_against_the_baseline() {
     assert_every_event_once_in_order(&result.fanout);
     assert!(result.storm.is_none());
     server.kill().await.expect("the baseline stops");
+}
+
+/// One of our server's `/metrics` counters.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the server accepts");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("the request is sent");
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .await
+        .expect("the answer is read");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// The suite's two-server target: two of our servers with `--redis` on a
+/// Redis the suite starts itself, subscribers alternating between the
+/// servers, every event published through the first. Every subscriber, on
+/// either server, gets every event once and in order, and resumes without
+/// gaps on its server after a reconnect storm.
+#[tokio::test]
+async fn smoke_against_two_servers_sharing_redis() {
+    assert!(
+        bench::server_proc::on_path("redis-server"),
+        "redis-server is not on PATH: this test starts two servers on a Redis of its own \
+         (Debian/Ubuntu: apt-get install redis-server; scripts/setup.sh installs it)"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config =
+        SuiteConfig::load(&root.join("bench/configs/suite.toml")).expect("the suite config");
+    let mut spec = config
+        .servers
+        .into_iter()
+        .find(|s| s.name == "ours-redis-pair")
+        .expect("the suite has the Redis pair");
+    spec.command[0] = server_binary().display().to_string();
+    let running = RunningServer::start(&spec, &root, None)
+        .await
+        .expect("Redis and both servers start");
+    let processes = running.processes();
+    let names: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["server 1", "server 2", "redis"]);
+    let target = running.target.clone();
+    assert_eq!(target.subscribe.len(), 2);
+    assert_ne!(target.subscribe[0].addr, target.subscribe[1].addr);
+    assert_eq!(target.publish.addr, target.subscribe[0].addr);
+
+    let SmokeResult { fanout, storm } =
+        workloads::smoke(&mut harness(), &target, &processes, SUBSCRIBERS, true)
+            .await
+            .expect("the smoke run completes");
+    assert_every_event_once_in_order(&fanout);
+    let cpu: Vec<&str> = fanout
+        .server_cpu_by_process
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(cpu, names, "every server-side process is measured");
+    assert_resumed_without_gaps(storm);
+
+    // Both servers held half of the subscribers (each connected twice: once,
+    // and again in the storm) and wrote them the same events.
+    let (a, b) = (target.subscribe[0].addr, target.subscribe[1].addr);
+    let subscriptions = (
+        metric(a, "sse_subscriptions_total").await,
+        metric(b, "sse_subscriptions_total").await,
+    );
+    assert_eq!(
+        subscriptions,
+        (u64::from(SUBSCRIBERS), u64::from(SUBSCRIBERS))
+    );
+    let delivered = (
+        metric(a, "sse_events_delivered_total").await,
+        metric(b, "sse_events_delivered_total").await,
+    );
+    assert!(delivered.0 > 0, "{delivered:?}");
+    assert_eq!(
+        delivered.0, delivered.1,
+        "both servers wrote the same events"
+    );
+    running.stop().await;
 }
