@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md and bench/results/latency.svg: installs the
-# missing peers (nginx + nchan from Debian; sse-starlette + uvicorn from PyPI
-# into a venv and better-sse from npm, both under target/bench-peers), builds
-# the release binaries, runs every workload against every server on
-# loopback, and writes the report. Takes about 15 minutes on 2 cores.
+# missing peers (nginx + nchan and redis-server from Debian; sse-starlette +
+# uvicorn from PyPI into a venv and better-sse from npm, both under
+# target/bench-peers), builds the release binaries, runs every workload
+# against every server on loopback, and writes the report. Takes about 15
+# minutes on 2 cores.
 #
-# The servers run on CPU 0 and the load generator on CPU 1 (taskset). Other
+# The servers run on CPU 0 and the load generator on CPU 1 (taskset); the
+# two-server target (ours-redis-pair: two of our servers sharing a Redis that
+# the suite starts itself) runs on CPU 0 as a whole, Redis included. Other
 # busy processes skew the numbers, so the script first waits (at most
 # BENCH_QUIET_WAIT seconds, default 600) until the machine is nearly idle.
 #
@@ -14,6 +17,9 @@
 #   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
+#   BENCH_MERGE=0|1                keep the earlier results and add this run next to
+#                                  them (default: 1 with BENCH_SERVERS or
+#                                  BENCH_WORKLOADS, 0 for a full run, which replaces them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +36,16 @@ if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_nchan
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-nchan
 fi
+# Redis, for the two-server target (the suite starts its own redis-server).
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
 # The optional peers: skipped (with a warning) when Python or Node is missing.
-servers="ours,nchan,warp-broadcast"
+servers="ours,ours-redis-pair,nchan,warp-broadcast"
 peers=target/bench-peers
 if [ ! -x "$peers/venv/bin/uvicorn" ] && command -v python3 >/dev/null; then
     echo "installing sse-starlette and uvicorn into $peers/venv" >&2
@@ -84,6 +96,11 @@ done
 
 args=(suite --config "$config" --out "$results" --servers "${BENCH_SERVERS:-$servers}")
 [ -n "${BENCH_WORKLOADS:-}" ] && args+=(--workloads "$BENCH_WORKLOADS")
+# A run of a subset is kept next to the earlier results instead of replacing
+# them (the report's main tables stay on the last full run).
+merge=0
+[ -n "${BENCH_SERVERS:-}${BENCH_WORKLOADS:-}" ] && merge=1
+[ "${BENCH_MERGE:-$merge}" = 1 ] && args+=(--merge)
 taskset -c 1 target/release/bench "${args[@]}"
 target/release/bench report --results "$results" \
     --template bench/configs/BENCHMARKS.md.in --out BENCHMARKS.md \

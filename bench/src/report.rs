@@ -5,12 +5,18 @@
 //! generated here. Every table puts each server next to the reference
 //! server (nchan) measured in the same run, as a ratio: absolute numbers
 //! drift on a shared machine, ratios measured minutes apart hold.
+//!
+//! The main tables show the single servers of the main run. A target of
+//! several processes (two servers sharing a Redis) gets a section of its
+//! own, set against the single server it names, from the newest run (the
+//! main one or one merged in later) that measured both.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::server_proc::ServerSpec;
 use crate::suite::{ServerResults, SuiteResults};
 use crate::workloads::StepResult;
 
@@ -92,7 +98,28 @@ pub fn utc(unix: u64) -> String {
 
 struct Ctx<'a> {
     results: &'a SuiteResults,
+    /// The main run's single servers, in order.
+    servers: Vec<&'a ServerResults>,
     reference: Option<&'a ServerResults>,
+}
+
+/// The spec of the server `name` in the run's configuration.
+fn spec<'a>(run: &'a SuiteResults, name: &str) -> Option<&'a ServerSpec> {
+    run.config.servers.iter().find(|s| s.name == name)
+}
+
+/// The run's single servers (every server when the configuration does not
+/// say otherwise).
+fn single_servers(run: &SuiteResults) -> Vec<&ServerResults> {
+    run.servers
+        .iter()
+        .filter(|s| spec(run, &s.name).is_none_or(ServerSpec::is_single))
+        .collect()
+}
+
+/// Whether anything was measured for `s`.
+fn measured(s: &ServerResults) -> bool {
+    !s.fanout.is_empty() || s.saturation.is_some() || s.storm.is_some() || s.slow.is_some()
 }
 
 fn fanout_at(server: &ServerResults, n: u32) -> Option<&crate::workloads::FanoutResult> {
@@ -129,7 +156,7 @@ impl Ctx<'_> {
     fn servers(&self) -> String {
         let mut out =
             String::from("| server | what | resumes from Last-Event-ID |\n|---|---|---|\n");
-        for s in &self.results.servers {
+        for s in &self.servers {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |",
@@ -199,7 +226,7 @@ impl Ctx<'_> {
                 .reference
                 .and_then(|r| fanout_at(r, n))
                 .map(|f| &f.step);
-            for s in &self.results.servers {
+            for s in &self.servers {
                 let Some(f) = fanout_at(s, n) else {
                     let _ = writeln!(out, "| {n} | {} | failed | | | | | | | |", s.name);
                     continue;
@@ -248,7 +275,7 @@ impl Ctx<'_> {
         out.push('\n');
         out.push_str(&rule);
         out.push('\n');
-        for s in &self.results.servers {
+        for s in &self.servers {
             let _ = write!(out, "| {} |", s.name);
             for &n in ns {
                 let reference = self
@@ -282,7 +309,7 @@ impl Ctx<'_> {
             .reference
             .and_then(|r| r.saturation.as_ref())
             .and_then(|s| s.best.as_ref());
-        for s in &self.results.servers {
+        for s in &self.servers {
             let Some(sat) = &s.saturation else {
                 let _ = writeln!(out, "| {} | failed | | | | | | |", s.name);
                 continue;
@@ -335,7 +362,7 @@ impl Ctx<'_> {
             "| server | caught up | catch-up p50 | catch-up p99 | all caught up after | lost (gaps) | duplicated | reordered | resets | connect errors | p99 of live events meanwhile |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         let reference = self.reference.and_then(|r| r.storm.as_ref());
-        for s in &self.results.servers {
+        for s in &self.servers {
             let Some(st) = &s.storm else {
                 let _ = writeln!(out, "| {} | failed | | | | | | | | | |", s.name);
                 continue;
@@ -391,7 +418,7 @@ impl Ctx<'_> {
             .reference
             .and_then(|r| r.slow.as_ref())
             .map(|s| &s.step);
-        for s in &self.results.servers {
+        for s in &self.servers {
             let Some(slow) = &s.slow else {
                 let _ = writeln!(out, "| {} | failed | | | | | | |", s.name);
                 continue;
@@ -425,7 +452,7 @@ impl Ctx<'_> {
     /// One row per headline metric, one column per server, with ratios to
     /// the reference.
     fn summary(&self) -> String {
-        let servers = &self.results.servers;
+        let servers = &self.servers;
         let mut out = String::from("| |");
         let mut rule = String::from("|---|");
         for s in servers {
@@ -559,26 +586,18 @@ impl Ctx<'_> {
     }
 
     /// The highest share of a core used by neither the server nor the load
-    /// generator during any step.
+    /// generator during any step of the main run.
     fn disturbance(&self) -> f64 {
-        let mut worst: f64 = 0.0;
-        for s in &self.results.servers {
-            let mut steps: Vec<&StepResult> = s.fanout.iter().map(|f| &f.step).collect();
-            if let Some(sat) = &s.saturation {
-                steps.extend(sat.steps.iter().map(|(_, st)| st));
-            }
-            steps.extend(s.storm.as_ref().map(|st| &st.during));
-            steps.extend(s.slow.as_ref().map(|st| &st.step));
-            for st in steps {
-                worst = worst.max(st.other_cpu_share);
-            }
-        }
-        worst
+        disturbance(self.results.servers.iter())
     }
 
     fn errors(&self) -> String {
         let mut out = String::new();
-        for s in &self.results.servers {
+        let mut servers: Vec<&ServerResults> = self.results.servers.iter().collect();
+        if let Some(p) = find_pair(self.results).filter(|p| p.later) {
+            servers.extend([p.single, p.pair]);
+        }
+        for s in servers {
             for e in &s.errors {
                 let _ = writeln!(out, "- {}: {}", s.name, e.replace('\n', " "));
             }
@@ -588,6 +607,24 @@ impl Ctx<'_> {
         }
         out
     }
+}
+
+/// The highest share of a core used by neither the servers nor the load
+/// generator during any step of `servers`.
+fn disturbance<'a>(servers: impl IntoIterator<Item = &'a ServerResults>) -> f64 {
+    let mut worst: f64 = 0.0;
+    for s in servers {
+        let mut steps: Vec<&StepResult> = s.fanout.iter().map(|f| &f.step).collect();
+        if let Some(sat) = &s.saturation {
+            steps.extend(sat.steps.iter().map(|(_, st)| st));
+        }
+        steps.extend(s.storm.as_ref().map(|st| &st.during));
+        steps.extend(s.slow.as_ref().map(|st| &st.step));
+        for st in steps {
+            worst = worst.max(st.other_cpu_share);
+        }
+    }
+    worst
 }
 
 /// The share of a core above which the load generator, not the server, may
@@ -651,13 +688,339 @@ pub fn failure(step: &StepResult, p99_limit_ms: f64) -> String {
     why.join(", ")
 }
 
+/// A target of several processes (servers sharing a Redis), the single
+/// server it is set against, and the run that measured both.
+struct Pair<'a> {
+    /// The results file's main run.
+    main: &'a SuiteResults,
+    /// The run that measured both.
+    run: &'a SuiteResults,
+    spec: &'a ServerSpec,
+    pair: &'a ServerResults,
+    single: &'a ServerResults,
+    /// Whether `run` is a later run than the main one.
+    later: bool,
+}
+
+/// The newest run (the main one or a later one) that measured a target of
+/// several processes and the single server its spec names.
+fn find_pair(results: &SuiteResults) -> Option<Pair<'_>> {
+    let mut runs: Vec<&SuiteResults> = std::iter::once(results).chain(&results.later).collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_unix));
+    runs.into_iter().find_map(|run| {
+        run.servers.iter().find_map(|pair| {
+            let spec = spec(run, &pair.name).filter(|s| !s.is_single())?;
+            let name = spec.compare_with.as_deref()?;
+            let single = run.servers.iter().find(|s| s.name == name)?;
+            (measured(pair) && measured(single)).then_some(Pair {
+                main: results,
+                run,
+                spec,
+                pair,
+                single,
+                later: !std::ptr::eq(run, results),
+            })
+        })
+    })
+}
+
+/// A command line as it would be typed (empty arguments as `""`).
+fn command_line(args: &[String]) -> String {
+    args.iter()
+        .map(|a| if a.is_empty() { "\"\"" } else { a.as_str() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `name a (share%)` per process of a step's server side, and the total.
+fn cpu_by_process(step: &StepResult) -> Option<String> {
+    let total = step.server_cpu_s.filter(|t| *t > 0.0)?;
+    let per_million = step.server_cpu_s_per_million?;
+    if step.server_cpu_by_process.len() < 2 {
+        return Some(format!("{per_million:.2}"));
+    }
+    let parts: Vec<String> = step
+        .server_cpu_by_process
+        .iter()
+        .map(|(name, cpu)| {
+            format!(
+                "{name} {:.2} ({:.0}%)",
+                per_million * cpu / total,
+                100.0 * cpu / total
+            )
+        })
+        .collect();
+    Some(format!("{per_million:.2} = {}", parts.join(" + ")))
+}
+
+impl<'a> Pair<'a> {
+    /// What stands in the section when no run measured a pair.
+    fn missing() -> String {
+        "Not measured: no run in `bench/results/results.json` has a target of several servers \
+         next to the single server it is set against (`BENCH_SERVERS=ours,ours-redis-pair \
+         scripts/bench.sh` adds one)."
+            .to_owned()
+    }
+
+    /// The setup and the run, as a list.
+    fn setup(&self) -> String {
+        let c = &self.run.config;
+        let n = self.spec.instances.max(1);
+        let (pair, single) = (self.pair, self.single);
+        let mut out = String::new();
+        let _ = writeln!(out, "- **{}**: {}.", pair.name, pair.description);
+        let _ = writeln!(
+            out,
+            "- Set against **{}**: {}, measured in the same run. Every workload starts fresh processes: for {}, a new Redis and {n} new servers.",
+            single.name, single.description, pair.name
+        );
+        if let Some(redis) = &self.spec.redis {
+            let version = self
+                .run
+                .machine
+                .versions
+                .iter()
+                .find(|(name, _)| name == "redis")
+                .map_or_else(String::new, |(_, v)| format!(" (`{v}`)"));
+            let _ = writeln!(
+                out,
+                "- Redis{version}, on a free loopback port (`{{port}}`) in a fresh temporary directory (`{{dir}}`), started before the servers and stopped after them: `{}`.",
+                command_line(&redis.command)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "- Subscribers alternate between the {n} servers (subscriber *i* on server *i* mod {n}), so each server holds an equal share; every event is published to server 1 only. Latency, loss, duplicates and order are measured the same way on every subscriber, whichever server it is on."
+        );
+        let _ = writeln!(
+            out,
+            "- Pinning: every server-side process ({}) on CPU {} (`taskset -c {}`), the same CPU budget as the single server; the load generator on CPU {}.",
+            if self.spec.redis.is_some() {
+                format!("the {n} servers and Redis")
+            } else {
+                format!("the {n} servers")
+            },
+            c.server_cpus.as_deref().unwrap_or("any"),
+            c.server_cpus.as_deref().unwrap_or("-"),
+            c.loadgen_cpus.as_deref().unwrap_or("any")
+        );
+        let which = if self.later {
+            format!(
+                "a run of {} merged into the results after the main run of {} that the tables above come from",
+                self.run
+                    .servers
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                utc(self.main.started_unix)
+            )
+        } else {
+            "the main run".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "- Run: {}, {:.1} minutes ({which}); CPU time used by neither the server side nor the load generator was at most {:.0}% of a core in any step of these two targets.",
+            utc(self.run.started_unix),
+            self.run.seconds / 60.0,
+            disturbance([self.single, self.pair]) * 100.0
+        );
+        out
+    }
+
+    /// The table, then the server side's CPU by process and why the
+    /// saturation search stopped.
+    fn table(&self) -> String {
+        let c = &self.run.config;
+        let (pair, single) = (self.pair, self.single);
+        let mut out = format!(
+            "Ratios are against {}; the server side's CPU is {}'s processes together.\n\n",
+            single.name, pair.name
+        );
+        out.push_str(
+            "| workload | target | deliveries/s | p50 | p99 | max | last subscriber p99 | lost / dup / reordered | server-side CPU s per M deliveries | load generator CPU |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let row = |out: &mut String,
+                   workload: &str,
+                   name: &str,
+                   st: &StepResult,
+                   r: Option<&StepResult>,
+                   at: String| {
+            let _ = writeln!(
+                out,
+                "| {workload} | {name} | {}{}{at} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+                lower_bound(st),
+                with_ratio(
+                    count(st.deliveries_per_s),
+                    st.deliveries_per_s,
+                    r.map(|r| r.deliveries_per_s)
+                ),
+                with_ratio(
+                    ms(st.latency.p50_ms),
+                    st.latency.p50_ms,
+                    r.map(|r| r.latency.p50_ms)
+                ),
+                with_ratio(
+                    ms(st.latency.p99_ms),
+                    st.latency.p99_ms,
+                    r.map(|r| r.latency.p99_ms)
+                ),
+                with_ratio(
+                    ms(st.latency.max_ms),
+                    st.latency.max_ms,
+                    r.map(|r| r.latency.max_ms)
+                ),
+                with_ratio(
+                    ms(st.completion.p99_ms),
+                    st.completion.p99_ms,
+                    r.map(|r| r.completion.p99_ms)
+                ),
+                integrity(st.lost, st.duplicated, st.reordered),
+                cpu_cell(st, r),
+                st.loadgen_cpu_share * 100.0
+            );
+        };
+        // The server side's CPU at the most subscribers, and at the highest
+        // clean rate.
+        let mut cpu_notes: Vec<(String, &StepResult, &StepResult)> = Vec::new();
+        let mut most_subscribers = None;
+        for &n in &c.fanout.subscribers {
+            let (a, b) = (fanout_at(single, n), fanout_at(pair, n));
+            if a.is_none() && b.is_none() {
+                continue;
+            }
+            let workload = format!(
+                "fan-out: {} subscribers, {} events/s",
+                count(f64::from(n)),
+                c.fanout.rate
+            );
+            match a {
+                Some(a) => row(
+                    &mut out,
+                    &workload,
+                    &single.name,
+                    &a.step,
+                    None,
+                    String::new(),
+                ),
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "| {workload} | {} | failed | | | | | | | |",
+                        single.name
+                    );
+                }
+            }
+            match b {
+                Some(b) => row(
+                    &mut out,
+                    "",
+                    &pair.name,
+                    &b.step,
+                    a.map(|a| &a.step),
+                    String::new(),
+                ),
+                None => {
+                    let _ = writeln!(out, "| | {} | failed | | | | | | | |", pair.name);
+                }
+            }
+            if let (Some(a), Some(b)) = (a, b) {
+                most_subscribers = Some((workload, &a.step, &b.step));
+            }
+        }
+        cpu_notes.extend(most_subscribers);
+        let best = |s: &'a ServerResults| s.saturation.as_ref().and_then(|x| x.best.as_ref());
+        if single.saturation.is_some() || pair.saturation.is_some() {
+            let workload = format!(
+                "highest clean rate: {} subscribers, p99 < {} ms",
+                count(f64::from(c.saturation.subscribers)),
+                c.saturation.p99_limit_ms
+            );
+            let (a, b) = (best(single), best(pair));
+            for (i, (s, st)) in [(single, a), (pair, b)].into_iter().enumerate() {
+                let label = if i == 0 { workload.as_str() } else { "" };
+                match st {
+                    Some(st) => row(
+                        &mut out,
+                        label,
+                        &s.name,
+                        st,
+                        if i == 0 { None } else { a },
+                        format!(" at {} events/s", st.rate),
+                    ),
+                    None => {
+                        let why = if s.saturation.is_some() {
+                            "none clean"
+                        } else {
+                            "failed"
+                        };
+                        let _ = writeln!(out, "| {label} | {} | {why} | | | | | | | |", s.name);
+                    }
+                }
+            }
+            if let (Some(a), Some(b)) = (a, b) {
+                cpu_notes.push((format!("{workload}, each at its own rate"), a, b));
+            }
+        }
+        if !cpu_notes.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nServer-side CPU seconds per million deliveries, by process:\n"
+            );
+            for (workload, a, b) in cpu_notes {
+                let _ = writeln!(
+                    out,
+                    "- {workload}: {} {}; {} {}",
+                    single.name,
+                    cpu_by_process(a).unwrap_or_else(|| "–".to_owned()),
+                    pair.name,
+                    cpu_by_process(b).unwrap_or_else(|| "–".to_owned())
+                );
+            }
+        }
+        let fails: Vec<String> = [single, pair]
+            .iter()
+            .filter_map(|s| {
+                let sat = s.saturation.as_ref()?;
+                let text = sat
+                    .steps
+                    .iter()
+                    .filter(|(ok, _)| !ok)
+                    .min_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+                    .map_or_else(
+                        || "none up to the highest rate tried".to_owned(),
+                        |(_, st)| {
+                            format!(
+                                "{} events/s: {}",
+                                st.rate,
+                                failure(st, c.saturation.p99_limit_ms)
+                            )
+                        },
+                    );
+                Some(format!("- {}: {text}", s.name))
+            })
+            .collect();
+        if !fails.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nFirst failing rate of the saturation search:\n\n{}",
+                fails.join("\n")
+            );
+        }
+        out
+    }
+}
+
 /// Fills `template`'s placeholders from `results`, with ratios against the
 /// server named `reference`.
 pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> String {
+    let servers = single_servers(results);
     let ctx = Ctx {
         results,
-        reference: results.servers.iter().find(|s| s.name == reference),
+        reference: servers.iter().copied().find(|s| s.name == reference),
+        servers,
     };
+    let pair = find_pair(results);
     let parts = [
         ("{{summary}}", ctx.summary()),
         ("{{machine}}", ctx.machine()),
@@ -669,6 +1032,14 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> Stri
         ("{{storm}}", ctx.storm()),
         ("{{slow}}", ctx.slow()),
         ("{{errors}}", ctx.errors()),
+        (
+            "{{redis_pair_setup}}",
+            pair.as_ref().map_or_else(Pair::missing, Pair::setup),
+        ),
+        (
+            "{{redis_pair}}",
+            pair.as_ref().map_or_else(String::new, Pair::table),
+        ),
         ("{{reference}}", reference.to_owned()),
     ];
     let mut out = template.to_owned();
@@ -687,9 +1058,8 @@ type Point = (f64, f64, f64);
 /// # Errors
 /// When the file cannot be written or there is nothing to plot.
 pub fn latency_svg(results: &SuiteResults, path: &Path) -> anyhow::Result<()> {
-    let series: Vec<(&str, Vec<Point>)> = results
-        .servers
-        .iter()
+    let series: Vec<(&str, Vec<Point>)> = single_servers(results)
+        .into_iter()
         .map(|s| {
             let points = s
                 .fanout
@@ -794,5 +1164,75 @@ mod tests {
         assert_eq!(with_ratio("2".into(), 2.0, None), "2");
         assert_eq!(integrity(0, 0, 0), "0 / 0 / 0");
         assert_eq!(integrity(1, 2, 3), "**1 / 2 / 3**");
+        assert_eq!(
+            command_line(&["a".into(), String::new(), "b".into()]),
+            "a \"\" b"
+        );
+    }
+
+    fn run(started_unix: u64, servers: &[(&str, f64)]) -> SuiteResults {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let step = |p99_ms: f64| StepResult {
+            subscribers: 100,
+            active: 100,
+            latency: crate::workloads::Percentiles {
+                count: 1,
+                p50_ms: p99_ms / 2.0,
+                p99_ms,
+                p999_ms: p99_ms,
+                max_ms: p99_ms,
+            },
+            deliveries_per_s: 500.0,
+            server_cpu_s: Some(0.4),
+            server_cpu_by_process: vec![("server 1".into(), 0.3), ("redis".into(), 0.1)],
+            server_cpu_s_per_million: Some(4.0),
+            ..StepResult::default()
+        };
+        SuiteResults {
+            machine: crate::suite::Machine::default(),
+            config: crate::suite::SuiteConfig::load(&path).unwrap(),
+            started_unix,
+            seconds: 60.0,
+            servers: servers
+                .iter()
+                .map(|&(name, p99)| ServerResults {
+                    name: name.to_owned(),
+                    fanout: vec![crate::workloads::FanoutResult {
+                        step: step(p99),
+                        ..Default::default()
+                    }],
+                    ..ServerResults::default()
+                })
+                .collect(),
+            later: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_pair_has_its_own_section_from_the_newest_run() {
+        let template = "{{summary}}\n{{fanout}}\n{{redis_pair_setup}}\n{{redis_pair}}\n{{errors}}";
+        // Nothing measured the pair: the section says so.
+        let main = run(1, &[("ours", 10.0), ("nchan", 20.0)]);
+        let text = markdown(template, &main, "nchan");
+        assert!(text.contains("Not measured"), "{text}");
+        // A later run of the pair and ours: the main tables keep the main
+        // run (ours at 10 ms against nchan), the section compares the later
+        // run's pair with its ours.
+        let merged = main.merge(run(2, &[("ours", 30.0), ("ours-redis-pair", 60.0)]));
+        let text = markdown(template, &merged, "nchan");
+        assert!(text.contains("| | ours | nchan |"), "{text}");
+        assert!(text.contains("| 100 | ours | 5.00 ms (0.50×) | 10.0 ms (0.50×) |"));
+        assert!(!text.contains("| 100 | ours-redis-pair |"), "{text}");
+        assert!(text.contains("a run of ours and ours-redis-pair merged into the results"));
+        assert!(text
+            .contains("| fan-out: 100 subscribers, 5 events/s | ours | 500 | 15.0 ms | 30.0 ms |"));
+        assert!(
+            text.contains(
+                "|  | ours-redis-pair | 500 (1.00×) | 30.0 ms (2.00×) | 60.0 ms (2.00×) |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ours-redis-pair 4.00 = server 1 3.00 (75%) + redis 1.00 (25%)"));
+        assert!(text.contains("None: every workload ran"));
     }
 }
