@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building the page (and, with --with-browser, its browser
-# tests) needs, skipping whatever is already there: the wasm32 target,
-# rustfmt and clippy, trunk, the wasm-bindgen CLI matching Cargo.lock, and
-# for the tests Debian's chromium and chromium-driver. Then downloads the
-# crates so later builds can run with --offline.
+# Installs what building the page (and, with --for-tests, every test) needs,
+# skipping whatever is already there: the wasm32 target, rustfmt and clippy,
+# trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
+# chromium and chromium-driver (the page's browser tests) and redis-server
+# (the tests of servers sharing a Redis stream). Then downloads the crates so
+# later builds can run with --offline.
 #
 # Idempotent and quick when everything is present. Works unattended as root
 # on a fresh Debian machine with a Rust toolchain (rustup) installed; as
@@ -11,15 +12,18 @@
 #
 #   scripts/setup.sh                 # build tools only
 #   scripts/setup.sh --with-browser  # also chromium + chromedriver
+#   scripts/setup.sh --for-tests     # also chromium, chromedriver, redis-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TRUNK_VERSION=0.21.14
 with_browser=0
+with_redis=0
 for arg in "$@"; do
     case "$arg" in
         --with-browser) with_browser=1 ;;
-        *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+        --for-tests) with_browser=1; with_redis=1 ;;
+        *) echo "usage: $0 [--with-browser | --for-tests]" >&2; exit 2 ;;
     esac
 done
 
@@ -38,6 +42,9 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+fi
+if [ "$with_redis" = 1 ]; then
+    command -v redis-server >/dev/null || apt_packages+=(redis-server)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=()

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n[test] %s\n' "$*" >&2; }
 
 step "setup"
-bash scripts/setup.sh --with-browser
+bash scripts/setup.sh --for-tests
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 step "cargo fmt --all --check"

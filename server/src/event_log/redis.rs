@@ -202,7 +202,7 @@ impl RedisLog {
         let raw = match result {
             Ok(raw) => raw,
             Err(error) => {
-                if error.is_unrecoverable_error() || error.is_timeout() {
+                if is_connection_failure(&error) {
                     *self.publisher.lock().await = None;
                 }
                 return Err(error);
@@ -308,6 +308,7 @@ impl RedisLog {
                 last.clone_from(&newest.id);
             }
             let count = entries.len();
+            self.health.reached();
             hub.replicate(entries.iter().filter_map(decode));
             if !loaded && count < BATCH {
                 tracing::info!(
@@ -320,6 +321,16 @@ impl RedisLog {
             }
         }
     }
+}
+
+/// Whether `error` says Redis could not be reached (rather than that it
+/// refused the command).
+fn is_connection_failure(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
 }
 
 /// An entry as an event, or `None` (with a warning) for one this server did
@@ -348,18 +359,28 @@ fn decode(entry: &StreamId) -> Option<(EventId, ServerEvent)> {
 impl EventLog for RedisLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
         Box::pin(async move {
-            self.try_append(topic, message).await.map_err(|error| {
-                self.health.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, "publish to Redis failed");
-                let outcome = if error.is_timeout() {
-                    "the event may or may not have been stored"
-                } else {
-                    "the event was not published"
-                };
-                Unavailable(format!(
-                    "the event log (Redis) is unavailable: {error}; {outcome}"
-                ))
-            })
+            match self.try_append(topic, message).await {
+                Ok(appended) => {
+                    self.health.reached();
+                    Ok(appended)
+                }
+                Err(error) => {
+                    if is_connection_failure(&error) {
+                        self.health.failed("publishing", &error);
+                    } else {
+                        self.health.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "Redis refused a publish");
+                    }
+                    let outcome = if error.is_timeout() {
+                        "the event may or may not have been stored"
+                    } else {
+                        "the event was not published"
+                    };
+                    Err(Unavailable(format!(
+                        "the event log (Redis) is unavailable: {error}; {outcome}"
+                    )))
+                }
+            }
         })
     }
 

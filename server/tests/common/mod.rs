@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod cluster;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,10 +87,21 @@ impl Drop for TestServer {
 
 /// Sends one request on a fresh connection.
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<Incoming> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    try_send(addr, request).await.expect("a response")
+}
+
+/// Sends one request on a fresh connection; an error when the server cannot
+/// be reached or cuts the connection.
+pub async fn try_send(
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("handshake");
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     let mut request = request;
     request
@@ -98,7 +111,7 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Response<I
     tokio::time::timeout(PATIENCE, sender.send_request(request))
         .await
         .expect("answer in time")
-        .expect("response")
+        .map_err(|e| format!("request: {e}"))
 }
 
 /// A whole response: status, headers, body text.
@@ -207,10 +220,14 @@ impl Sse {
             if let Some(item) = self.items.pop_front() {
                 return Some(item);
             }
-            let frame = tokio::time::timeout(PATIENCE, self.body.frame())
+            // A connection cut by the server's end (a killed process) ends
+            // the stream like a clean close does.
+            let Ok(frame) = tokio::time::timeout(PATIENCE, self.body.frame())
                 .await
                 .expect("stream item in time")?
-                .expect("stream body");
+            else {
+                return None;
+            };
             if let Ok(data) = frame.into_data() {
                 let mut out = Vec::new();
                 self.parser.feed(&data, &mut out);

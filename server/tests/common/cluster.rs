@@ -1,0 +1,170 @@
+//! Test support for servers sharing a Redis stream: a `redis-server` of the
+//! test's own (free loopback port, temporary directory, append-only file
+//! fsynced on every write) and server binaries started as child processes,
+//! so that they can be killed like real deployments.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::PATIENCE;
+
+/// A `redis-server` child process, stopped (and its files removed) on drop.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts Redis on a free loopback port and waits until it accepts
+    /// connections.
+    pub async fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let mut redis = Redis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.launch().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the process on this port and directory (loading what an
+    /// earlier run wrote) and waits for "Ready to accept connections".
+    async fn launch(&mut self) {
+        assert!(self.child.is_none(), "Redis is already running");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--logfile", ""])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): these tests need Debian's redis-server \
+                     on PATH (scripts/setup.sh --for-tests installs it)"
+                )
+            });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = async {
+            while let Some(line) = lines.next_line().await.expect("redis output") {
+                if line.contains("Ready to accept connections") {
+                    return true;
+                }
+            }
+            false
+        };
+        let ready = tokio::time::timeout(PATIENCE, ready)
+            .await
+            .expect("redis-server ready in time");
+        assert!(ready, "redis-server exited before it was ready");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// Stops Redis cleanly (SIGTERM: it finishes writing its append-only
+    /// file) and waits for the process to end.
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("Redis is running");
+        signal(&child, "TERM");
+        let status = tokio::time::timeout(PATIENCE, child.wait())
+            .await
+            .expect("redis-server stops in time")
+            .expect("wait for redis-server");
+        assert!(status.success(), "redis-server exited with {status}");
+    }
+
+    /// Starts it again on the same port with the same files.
+    pub async fn restart(&mut self) {
+        self.launch().await;
+    }
+}
+
+/// A free loopback port, found by binding port 0.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("process still running");
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The server binary as a child process.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts the server binary on a free port with `--redis <redis>` and
+    /// `args`, the ticker off, and waits for its `listening on` line (the
+    /// server prints it once the stream is loaded, or after a bounded wait
+    /// when Redis is down).
+    pub async fn start(redis: &Redis, args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
+            .args(["--redis", &redis.url()])
+            .args(["--dist", "/nonexistent"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the server binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("server starts in time")
+            .expect("server output")
+            .expect("a first line");
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        ServerProcess { addr, child }
+    }
+
+    /// SIGKILL: no shutdown, no goodbye to anyone.
+    pub async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("wait for the server");
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub async fn terminate(mut self) {
+        signal(&self.child, "TERM");
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("server stops in time")
+            .expect("wait for the server");
+        assert!(status.success(), "server exited with {status}");
+    }
+}
