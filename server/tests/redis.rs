@@ -368,3 +368,47 @@ async fn a_replaced_stream_is_announced_to_live_subscribers() {
     assert_eq!((id, event.message.as_str()), (next.event_id, "new stream"));
     assert_eq!(metric(b.addr, "sse_resets_total").await, 1);
 }
+
+#[tokio::test]
+async fn a_server_started_while_redis_is_down_resumes_its_subscribers_once_it_is_back() {
+    let mut redis = Redis::start().await;
+    let a = ServerProcess::start(&redis, &[]).await;
+    let mut acks = Vec::new();
+    for i in 0..5 {
+        acks.push(publish(a.addr, &format!("m{i}")).await);
+    }
+    a.terminate().await;
+    redis.stop().await;
+
+    // B cannot load the stream: it serves anyway, degraded, and holds its
+    // subscribers' resume points until it can.
+    let b = ServerProcess::start(&redis, &["--keep-alive", "100ms"]).await;
+    let health = get(b.addr, "/healthz").await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (503, Some("degraded"))
+    );
+    let mut resuming = Sse::open(b.addr, "/stream", Some(&acks[1].event_id)).await;
+    let mut live = Sse::open(b.addr, "/stream", None).await;
+    assert_eq!((resuming.status, live.status), (200, 200));
+    loop {
+        match resuming.next_item().await.expect("still connected") {
+            Item::Comment(text) if text.trim() == "keep-alive" => break,
+            Item::Event(event) => panic!("no event before the stream is loaded: {event:?}"),
+            _ => {}
+        }
+    }
+
+    redis.restart().await;
+    let replayed = receive(&mut resuming, 3).await;
+    assert_contiguous(&replayed, 3);
+    assert_all_acknowledged_received(&acks[2..], &replayed);
+    let next = publish(b.addr, "after").await;
+    for sse in [&mut resuming, &mut live] {
+        let (id, event) = receive(sse, 1).await.remove(0);
+        assert_eq!(
+            (id, event.message),
+            (next.event_id.clone(), "after".to_owned())
+        );
+    }
+}
