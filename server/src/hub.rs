@@ -353,6 +353,7 @@ impl Hub {
                 }
                 log.push(&id, &event);
                 added += 1;
+                tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
             }
         }
         if added > 0 {
