@@ -732,12 +732,17 @@ fn command_line(args: &[String]) -> String {
         .join(" ")
 }
 
-/// `name a (share%)` per process of a step's server side, and the total.
+/// A step's server-side CPU per million deliveries (with `name a (share%)`
+/// per process when there are several) and how busy that kept its CPU.
 fn cpu_by_process(step: &StepResult) -> Option<String> {
     let total = step.server_cpu_s.filter(|t| *t > 0.0)?;
     let per_million = step.server_cpu_s_per_million?;
+    let busy = format!(
+        " (busy {:.0}% of a core)",
+        100.0 * total / step.seconds.max(1e-9)
+    );
     if step.server_cpu_by_process.len() < 2 {
-        return Some(format!("{per_million:.2}"));
+        return Some(format!("{per_million:.2}{busy}"));
     }
     let parts: Vec<String> = step
         .server_cpu_by_process
@@ -750,7 +755,7 @@ fn cpu_by_process(step: &StepResult) -> Option<String> {
             )
         })
         .collect();
-    Some(format!("{per_million:.2} = {}", parts.join(" + ")))
+    Some(format!("{per_million:.2} = {}{busy}", parts.join(" + ")))
 }
 
 impl<'a> Pair<'a> {
@@ -1186,6 +1191,7 @@ mod tests {
             server_cpu_s: Some(0.4),
             server_cpu_by_process: vec![("server 1".into(), 0.3), ("redis".into(), 0.1)],
             server_cpu_s_per_million: Some(4.0),
+            seconds: 1.0,
             ..StepResult::default()
         };
         SuiteResults {
@@ -1232,7 +1238,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("ours-redis-pair 4.00 = server 1 3.00 (75%) + redis 1.00 (25%)"));
+        assert!(text.contains(
+            "ours-redis-pair 4.00 = server 1 3.00 (75%) + redis 1.00 (25%) (busy 40% of a core)"
+        ));
         assert!(text.contains("None: every workload ran"));
     }
 }

@@ -118,6 +118,7 @@ pub struct StepResult {
     /// side: for servers sharing a Redis, every server and Redis).
     pub server_cpu_s: Option<f64>,
     /// Of `server_cpu_s`, each server-side process's share: (name, s).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_cpu_by_process: Vec<(String, f64)>,
     /// Server CPU seconds per million deliveries.
     pub server_cpu_s_per_million: Option<f64>,
