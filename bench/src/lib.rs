@@ -13,7 +13,8 @@
 //! Modules, each named for what it holds:
 //! - [`payload`]: the benchmark payload (sequence, send time, padding) and
 //!   how it is found in an event's `data`.
-//! - [`target`]: where to subscribe and how to publish on one server.
+//! - [`target`]: where to subscribe and how to publish on one target (a
+//!   server, or several sharing a Redis).
 //! - [`http`]: the subscriber side of HTTP/1.1: request, response head,
 //!   chunked body decoding.
 //! - [`tracker`]: per-subscriber sequence bookkeeping and a worker's
@@ -24,7 +25,8 @@
 //! - [`fleet`]: the coordinator's handle on its workers.
 //! - [`publisher`]: the open-loop publisher.
 //! - [`procstat`]: CPU time and resident memory of a process tree.
-//! - [`server_proc`]: starting and stopping the servers under test.
+//! - [`server_proc`]: starting and stopping the servers under test (and the
+//!   Redis a pair of them shares).
 //! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer and
 //!   the smoke run.
 //! - [`suite`]: the configuration file and a run of every workload against
