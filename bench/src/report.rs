@@ -18,7 +18,7 @@ use plotters::prelude::*;
 
 use crate::server_proc::ServerSpec;
 use crate::suite::{ServerResults, SuiteResults};
-use crate::workloads::StepResult;
+use crate::workloads::{SaturationResult, StepResult};
 
 /// Formats milliseconds with a sensible precision.
 fn ms(v: f64) -> String {
@@ -314,21 +314,7 @@ impl Ctx<'_> {
                 let _ = writeln!(out, "| {} | failed | | | | | | |", s.name);
                 continue;
             };
-            let fail = sat
-                .steps
-                .iter()
-                .filter(|(ok, _)| !ok)
-                .min_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
-                .map_or_else(
-                    || "none up to the highest rate tried".to_owned(),
-                    |(_, st)| {
-                        format!(
-                            "{}: {}",
-                            st.rate,
-                            failure(st, self.results.config.saturation.p99_limit_ms)
-                        )
-                    },
-                );
+            let fail = first_failure(sat, self.results.config.saturation.p99_limit_ms, "");
             match &sat.best {
                 Some(b) => {
                     let _ = writeln!(
@@ -650,6 +636,19 @@ fn cpu_cell(step: &StepResult, reference: Option<&StepResult>) -> String {
         ),
         None => "–".to_owned(),
     }
+}
+
+/// The lowest failing rate of a saturation search (followed by `unit`) and
+/// why it failed.
+fn first_failure(sat: &SaturationResult, p99_limit_ms: f64, unit: &str) -> String {
+    sat.steps
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .min_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+        .map_or_else(
+            || "none up to the highest rate tried".to_owned(),
+            |(_, st)| format!("{}{unit}: {}", st.rate, failure(st, p99_limit_ms)),
+        )
 }
 
 /// Why a saturation step failed.
@@ -987,21 +986,7 @@ impl<'a> Pair<'a> {
             .iter()
             .filter_map(|s| {
                 let sat = s.saturation.as_ref()?;
-                let text = sat
-                    .steps
-                    .iter()
-                    .filter(|(ok, _)| !ok)
-                    .min_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
-                    .map_or_else(
-                        || "none up to the highest rate tried".to_owned(),
-                        |(_, st)| {
-                            format!(
-                                "{} events/s: {}",
-                                st.rate,
-                                failure(st, c.saturation.p99_limit_ms)
-                            )
-                        },
-                    );
+                let text = first_failure(sat, c.saturation.p99_limit_ms, " events/s");
                 Some(format!("- {}: {text}", s.name))
             })
             .collect();

@@ -56,6 +56,18 @@ async fn receive(sse: &mut Sse, n: usize) -> Vec<(String, ServerEvent)> {
     out
 }
 
+/// Waits for a keep-alive comment: the stream is open and quiet (an event
+/// before it fails the test).
+async fn await_keep_alive(sse: &mut Sse) {
+    loop {
+        match sse.next_item().await.expect("still connected") {
+            Item::Comment(text) if text.trim() == "keep-alive" => return,
+            Item::Event(event) => panic!("no event expected yet: {event:?}"),
+            Item::Comment(_) | Item::Retry(_) => {}
+        }
+    }
+}
+
 /// Checks that `events` are seqs `from..` with no gap or repeat, one epoch.
 fn assert_contiguous(events: &[(String, ServerEvent)], from: u64) {
     let epoch = events
@@ -304,15 +316,8 @@ async fn while_redis_is_down_publishing_fails_subscribers_wait_and_then_catch_up
     assert_eq!(metric(a.addr, "sse_log_up").await, 0);
     assert!(metric(a.addr, "sse_log_outages_total").await >= 1);
     // Subscribers stay connected and hear keep-alives.
-    for sse in [&mut on_a, &mut on_b] {
-        loop {
-            match sse.next_item().await.expect("still connected") {
-                Item::Comment(text) if text.trim() == "keep-alive" => break,
-                Item::Event(event) => panic!("no event while Redis is down: {event:?}"),
-                _ => {}
-            }
-        }
-    }
+    await_keep_alive(&mut on_a).await;
+    await_keep_alive(&mut on_b).await;
 
     redis.restart().await;
     for i in 0..10 {
@@ -391,13 +396,7 @@ async fn a_server_started_while_redis_is_down_resumes_its_subscribers_once_it_is
     let mut resuming = Sse::open(b.addr, "/stream", Some(&acks[1].event_id)).await;
     let mut live = Sse::open(b.addr, "/stream", None).await;
     assert_eq!((resuming.status, live.status), (200, 200));
-    loop {
-        match resuming.next_item().await.expect("still connected") {
-            Item::Comment(text) if text.trim() == "keep-alive" => break,
-            Item::Event(event) => panic!("no event before the stream is loaded: {event:?}"),
-            _ => {}
-        }
-    }
+    await_keep_alive(&mut resuming).await;
 
     redis.restart().await;
     let replayed = receive(&mut resuming, 3).await;
