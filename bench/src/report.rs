@@ -238,23 +238,11 @@ impl Ctx<'_> {
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
                     count(f64::from(st.active)),
                     s.name,
-                    with_ratio(
-                        ms(st.latency.p50_ms),
-                        st.latency.p50_ms,
-                        r.map(|r| r.latency.p50_ms)
-                    ),
-                    with_ratio(
-                        ms(st.latency.p99_ms),
-                        st.latency.p99_ms,
-                        r.map(|r| r.latency.p99_ms)
-                    ),
+                    ms_vs(st.latency.p50_ms, r.map(|r| r.latency.p50_ms)),
+                    ms_vs(st.latency.p99_ms, r.map(|r| r.latency.p99_ms)),
                     ms(st.latency.p999_ms),
                     ms(st.latency.max_ms),
-                    with_ratio(
-                        ms(st.completion.p99_ms),
-                        st.completion.p99_ms,
-                        r.map(|r| r.completion.p99_ms)
-                    ),
+                    ms_vs(st.completion.p99_ms, r.map(|r| r.completion.p99_ms)),
                     integrity(st.lost, st.duplicated, st.reordered),
                     cpu_cell(st, r),
                     st.loadgen_cpu_share * 100.0
@@ -419,11 +407,7 @@ impl Ctx<'_> {
                 "| {} | {} | {} | {} | {} | {} | {} of {} | {} |",
                 s.name,
                 ms(st.latency.p50_ms),
-                with_ratio(
-                    ms(st.latency.p99_ms),
-                    st.latency.p99_ms,
-                    reference.map(|r| r.latency.p99_ms)
-                ),
+                ms_vs(st.latency.p99_ms, reference.map(|r| r.latency.p99_ms)),
                 ms(st.latency.max_ms),
                 integrity(st.lost, st.duplicated, st.reordered),
                 rss,
@@ -651,6 +635,11 @@ fn first_failure(sat: &SaturationResult, p99_limit_ms: f64, unit: &str) -> Strin
         )
 }
 
+/// A duration in ms with its ratio to the reference's, when there is one.
+fn ms_vs(value: f64, reference: Option<f64>) -> String {
+    with_ratio(ms(value), value, reference)
+}
+
 /// Why a saturation step failed.
 pub fn failure(step: &StepResult, p99_limit_ms: f64) -> String {
     let mut why = Vec::new();
@@ -859,26 +848,10 @@ impl<'a> Pair<'a> {
                     st.deliveries_per_s,
                     r.map(|r| r.deliveries_per_s)
                 ),
-                with_ratio(
-                    ms(st.latency.p50_ms),
-                    st.latency.p50_ms,
-                    r.map(|r| r.latency.p50_ms)
-                ),
-                with_ratio(
-                    ms(st.latency.p99_ms),
-                    st.latency.p99_ms,
-                    r.map(|r| r.latency.p99_ms)
-                ),
-                with_ratio(
-                    ms(st.latency.max_ms),
-                    st.latency.max_ms,
-                    r.map(|r| r.latency.max_ms)
-                ),
-                with_ratio(
-                    ms(st.completion.p99_ms),
-                    st.completion.p99_ms,
-                    r.map(|r| r.completion.p99_ms)
-                ),
+                ms_vs(st.latency.p50_ms, r.map(|r| r.latency.p50_ms)),
+                ms_vs(st.latency.p99_ms, r.map(|r| r.latency.p99_ms)),
+                ms_vs(st.latency.max_ms, r.map(|r| r.latency.max_ms)),
+                ms_vs(st.completion.p99_ms, r.map(|r| r.completion.p99_ms)),
                 integrity(st.lost, st.duplicated, st.reordered),
                 cpu_cell(st, r),
                 st.loadgen_cpu_share * 100.0
