@@ -88,7 +88,8 @@ pub struct Config {
     pub redis_key: String,
 
     /// The Redis stream is trimmed to this many entries (default: --history;
-    /// must not be smaller).
+    /// must not be smaller). Clients resuming from further back than
+    /// --history are replayed from the stream.
     #[arg(long, env = "SSE_REDIS_MAX_LEN", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_max_len: Option<u64>,
 

@@ -156,7 +156,8 @@ pub enum Topics {
 }
 
 impl Topics {
-    fn matches(&self, topic: &str) -> bool {
+    /// Whether `topic` is one of these.
+    pub(crate) fn matches(&self, topic: &str) -> bool {
         match self {
             Topics::All => true,
             Topics::Only(list) => list.iter().any(|t| &**t == topic),

@@ -63,7 +63,7 @@ fn stream_route(
             |header_id: Option<String>, query: String, conn: Option<Connection>, app: App| {
                 let answer = StreamRequest::from_query(&query, header_id).and_then(|request| {
                     let kill = conn.map(|c| c.kill).unwrap_or_default();
-                    stream::open(&app.hub, request, kill, app.stream)
+                    stream::open(&app.hub, &app.log, request, kill, app.stream)
                 });
                 answer.unwrap_or_else(ApiError::into_response)
             },

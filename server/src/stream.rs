@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use shared::{EventId, ResetNotice, ResetReason, RESET_EVENT};
 use tokio::sync::watch;
@@ -18,6 +18,7 @@ use warp::http::{header, HeaderValue, Response};
 use warp::Reply;
 
 use crate::error::ApiError;
+use crate::event_log::{EventLog, SharedLog};
 use crate::hub::{frame_json, Hub, Position, Read, Subscription, Topics};
 use crate::metrics::Metrics;
 
@@ -109,21 +110,48 @@ pub(crate) fn resume_point(
     }
     let wanted = id.seq + 1;
     if wanted < first {
-        let notice = ResetNotice {
-            reason: ResetReason::HistoryExceeded,
-            requested: Some(raw.to_owned()),
-            missed_from: Some(wanted),
-            missed_to: Some(first - 1),
-            resume_seq: first,
-            message: format!(
-                "Events {wanted} to {} are older than the history the server keeps \
-                 and were missed. Resuming from seq {first}.",
-                first - 1
-            ),
-        };
-        return (epoch, first, Some(notice));
+        return (
+            epoch,
+            first,
+            Some(history_exceeded(Some(raw), wanted, first)),
+        );
     }
     (epoch, wanted, None)
+}
+
+/// The notice for events `wanted..first` that are no longer kept.
+fn history_exceeded(requested: Option<&str>, wanted: u64, first: u64) -> ResetNotice {
+    ResetNotice {
+        reason: ResetReason::HistoryExceeded,
+        requested: requested.map(str::to_owned),
+        missed_from: Some(wanted),
+        missed_to: Some(first - 1),
+        resume_seq: first,
+        message: format!(
+            "Events {wanted} to {} are older than the history the server keeps \
+             and were missed. Resuming from seq {first}.",
+            first - 1
+        ),
+    }
+}
+
+/// Where a subscriber starts, as [`resume_point`] says, except that when
+/// the events it asks for are older than the hub's history but `log` may
+/// still hold them, it starts at the first of them, reading from the log
+/// (`true`) until it reaches the history.
+fn plan_start(
+    position: Position,
+    last_event_id: Option<&str>,
+    log: &dyn EventLog,
+) -> (u64, u64, Option<ResetNotice>, bool) {
+    let (epoch, cursor, notice) = resume_point(position, last_event_id);
+    match notice {
+        Some(notice) if notice.reason == ResetReason::HistoryExceeded && log.reaches_further() => {
+            let wanted = notice.missed_from.unwrap_or(cursor);
+            (epoch, wanted, None, true)
+        }
+        notice => (epoch, cursor, notice, false),
+    }
 }
 
 /// The `event: reset` frame; its id makes a later reconnect resume right
@@ -151,6 +179,11 @@ struct Subscriber {
     epoch: u64,
     /// The next seq to read.
     cursor: u64,
+    /// Whether the cursor is older than the hub's history, so the next
+    /// events come from `log` (Redis) until it reaches the history.
+    backfill: bool,
+    /// The event log, for a start settled late and for backfill.
+    log: SharedLog,
     /// The topics to deliver.
     topics: Topics,
     /// Changes after every publish, and at shutdown.
@@ -172,6 +205,9 @@ struct Subscriber {
 
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
+/// Events read from the event log at a time during a backfill.
+const BACKFILL_BATCH: usize = 512;
+
 impl Subscriber {
     /// The next bytes to write, or `None` when the stream ends.
     async fn next_chunk(&mut self) -> Option<Bytes> {
@@ -187,6 +223,14 @@ impl Subscriber {
             if self.resume.is_some() {
                 if let Some(notice) = self.settle_start() {
                     return Some(notice);
+                }
+            }
+            if self.backfill && self.resume.is_none() {
+                if let Some(chunk) = self.backfill_chunk().await {
+                    return Some(chunk);
+                }
+                if self.backfill {
+                    continue;
                 }
             }
             if self.dirty && self.resume.is_none() {
@@ -222,14 +266,62 @@ impl Subscriber {
             return None;
         }
         let requested = self.resume.take().flatten();
-        let (epoch, cursor, notice) = resume_point(position, requested.as_deref());
+        let (epoch, cursor, notice, backfill) =
+            plan_start(position, requested.as_deref(), self.log.as_ref());
         self.epoch = epoch;
         self.cursor = cursor;
+        self.backfill = backfill;
         self.sub.advance(cursor);
         self.dirty = true;
         let notice = notice?;
         self.active = true;
         Some(reset_frame(self.sub.hub(), epoch, &notice))
+    }
+
+    /// Reads the next events older than the hub's history from the event
+    /// log: the bytes to write, or `None` when none of them is for this
+    /// subscriber. Events the log no longer holds (or cannot give, Redis
+    /// being unreachable) are announced with a `history_exceeded` notice.
+    /// Ends the backfill once the cursor reaches the history.
+    async fn backfill_chunk(&mut self) -> Option<Bytes> {
+        let position = self.sub.hub().position();
+        if position.epoch != self.epoch || self.cursor >= position.first {
+            self.backfill = false;
+            self.dirty = true;
+            return None;
+        }
+        let events = self
+            .log
+            .range(self.epoch, self.cursor, position.first - 1, BACKFILL_BATCH)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::debug!(%error, "cannot replay from the event log");
+                Vec::new()
+            });
+        // The first seq the log gave, or where the history starts.
+        let found = events.first().map_or(position.first, |(id, _)| id.seq);
+        let mut out = BytesMut::new();
+        if found > self.cursor {
+            let notice = history_exceeded(None, self.cursor, found);
+            out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
+        }
+        let mut count = 0;
+        let mut next = found;
+        for (id, event) in &events {
+            next = id.seq + 1;
+            if self.topics.matches(&event.topic) {
+                out.extend_from_slice(&frame_json(None, id, event));
+                count += 1;
+            }
+        }
+        self.cursor = next;
+        self.sub.advance(next);
+        Metrics::add(&self.sub.hub().metrics.delivered, count);
+        if out.is_empty() {
+            return None;
+        }
+        self.active = true;
+        Some(out.freeze())
     }
 
     /// Reads what the log holds after the cursor: the bytes to write, or
@@ -320,6 +412,7 @@ fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>>
 /// [`ApiError::TooManySubscribers`] at the subscriber limit.
 pub(crate) fn open(
     hub: &Arc<Hub>,
+    log: &SharedLog,
     request: StreamRequest,
     kill: CancellationToken,
     settings: StreamSettings,
@@ -329,13 +422,13 @@ pub(crate) fn open(
     // shared log settles it later; until then the cursor is out of the
     // reaper's reach.
     let position = hub.position();
-    let (resume, (epoch, cursor, notice)) = if position.loaded {
+    let (resume, (epoch, cursor, notice, backfill)) = if position.loaded {
         (
             None,
-            resume_point(position, request.last_event_id.as_deref()),
+            plan_start(position, request.last_event_id.as_deref(), log.as_ref()),
         )
     } else {
-        (Some(request.last_event_id), (0, u64::MAX, None))
+        (Some(request.last_event_id), (0, u64::MAX, None, false))
     };
     let sub = hub.subscribe(cursor, kill).map_err(|full| {
         Metrics::add(&hub.metrics.refused, 1);
@@ -354,6 +447,8 @@ pub(crate) fn open(
         resume,
         epoch,
         cursor,
+        backfill,
+        log: log.clone(),
         topics: request.topics,
         wake: hub.watch(),
         first: Some(Bytes::from(first)),

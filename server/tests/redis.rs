@@ -411,3 +411,54 @@ async fn a_server_started_while_redis_is_down_resumes_its_subscribers_once_it_is
         );
     }
 }
+
+#[tokio::test]
+async fn a_resume_from_before_the_history_is_replayed_from_the_longer_stream() {
+    let redis = Redis::start().await;
+    // Each server keeps the last 20 events; the stream keeps 100.
+    let args = [
+        "--history",
+        "20",
+        "--max-lag",
+        "20",
+        "--redis-max-len",
+        "100",
+    ];
+    let a = ServerProcess::start(&redis, &args).await;
+    for i in 0..150 {
+        let topic = if i % 2 == 0 { "a" } else { "b" };
+        common::publish(a.addr, topic, &format!("m{i}")).await;
+    }
+    let b = ServerProcess::start(&redis, &args).await;
+    let epoch = get(a.addr, "/healthz").await.json()["epoch"]
+        .as_u64()
+        .unwrap();
+
+    // Within the stream: exact, from the stream and then the history.
+    for server in [&a, &b] {
+        let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-60"))).await;
+        let events = receive(&mut sse, 90).await;
+        assert_contiguous(&events, 61);
+    }
+    // Older than the stream: the notice for what it no longer holds.
+    let mut sse = Sse::open(b.addr, "/stream", Some(&format!("{epoch}-10"))).await;
+    let reset = sse.next_event().await;
+    assert_eq!(reset.event, RESET_EVENT);
+    let notice: ResetNotice = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(notice.reason, ResetReason::HistoryExceeded);
+    assert_eq!(
+        (notice.missed_from, notice.missed_to, notice.resume_seq),
+        (Some(11), Some(50), 51)
+    );
+    assert_contiguous(&receive(&mut sse, 100).await, 51);
+    // Topic filters apply to the replay too, and live events follow it.
+    let path = "/stream?topic=b";
+    let mut only_b = Sse::open(a.addr, path, Some(&format!("{epoch}-60"))).await;
+    let events = receive(&mut only_b, 45).await;
+    let seqs: Vec<u64> = events.iter().map(|(_, e)| e.seq).collect();
+    assert_eq!(seqs, (62..=150).step_by(2).collect::<Vec<_>>());
+    assert!(events.iter().all(|(_, e)| e.topic == "b"));
+    let next = common::publish(b.addr, "b", "live").await;
+    assert_eq!(receive(&mut only_b, 1).await[0].1.seq, next);
+    assert_eq!(metric(a.addr, "sse_resets_total").await, 0);
+}

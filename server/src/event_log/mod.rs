@@ -40,6 +40,10 @@ pub struct Unavailable(pub String);
 pub type AppendFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Appended, Unavailable>> + Send + 'a>>;
 
+/// The future [`EventLog::range`] returns.
+pub type RangeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<(EventId, ServerEvent)>, Unavailable>> + Send + 'a>>;
+
 /// How the log is doing, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogHealth {
@@ -65,6 +69,22 @@ pub trait EventLog: Send + Sync + fmt::Debug {
 
     /// How the log is doing.
     fn health(&self) -> LogHealth;
+
+    /// Whether the log keeps events older than the hub's history, which
+    /// [`EventLog::range`] reads for a client resuming from further back.
+    fn reaches_further(&self) -> bool {
+        false
+    }
+
+    /// The events with seqs `from..=to` of `epoch` that the log still holds,
+    /// oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Unavailable`] when the log cannot be reached.
+    fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
+        let _ = (epoch, from, to, limit);
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }
 
 /// A shared handle to the configured log.

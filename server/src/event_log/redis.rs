@@ -11,7 +11,10 @@
 //! `--history` entries into the hub at start, then blocks in `XREAD` for
 //! new ones and hands them to [`Hub::replicate`], which frames each event
 //! once for all local subscribers. Publishing is an `EVALSHA` of the script
-//! on a connection of its own, acknowledged once Redis has the entry.
+//! on a connection of its own, acknowledged once Redis has the entry. When
+//! the stream is kept longer than the history (`--redis-max-len`), a client
+//! resuming from before the history is replayed with `XRANGE` on that
+//! connection ([`EventLog::range`]) until it reaches the history.
 //!
 //! When Redis cannot be reached, the reader logs it once, counts it and
 //! retries with backoff; subscribers keep their connections (and their
@@ -30,7 +33,7 @@ use shared::{EventId, ServerEvent};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{AppendFuture, Appended, EventLog, LogHealth, Unavailable};
+use super::{AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Unavailable};
 use crate::hub::{now_rfc3339, Hub};
 
 /// Appends one event: numbers it after the stream's newest entry (or starts
@@ -129,10 +132,10 @@ impl Health {
 /// [`RedisLog::follow`] once per server, publish with [`EventLog::append`].
 pub struct RedisLog {
     client: Client,
-    /// The publishing connection, made on demand and dropped on error, so
-    /// that a publish after an outage connects afresh instead of failing on
-    /// the dead connection.
-    publisher: Mutex<Option<MultiplexedConnection>>,
+    /// The connection for publishes and replays, made on demand and
+    /// dropped on error, so that a command after an outage connects afresh
+    /// instead of failing on the dead connection.
+    commands: Mutex<Option<MultiplexedConnection>>,
     options: RedisOptions,
     append: Script,
     health: Health,
@@ -156,7 +159,7 @@ impl RedisLog {
     pub fn new(options: RedisOptions) -> Result<Self, RedisError> {
         Ok(Self {
             client: Client::open(options.url.as_str())?,
-            publisher: Mutex::new(None),
+            commands: Mutex::new(None),
             options,
             append: Script::new(APPEND),
             health: Health::default(),
@@ -175,8 +178,8 @@ impl RedisLog {
             .await
     }
 
-    async fn publisher(&self) -> Result<MultiplexedConnection, RedisError> {
-        let mut slot = self.publisher.lock().await;
+    async fn commands(&self) -> Result<MultiplexedConnection, RedisError> {
+        let mut slot = self.commands.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }
@@ -188,7 +191,7 @@ impl RedisLog {
     async fn try_append(&self, topic: String, message: String) -> Result<Appended, RedisError> {
         let uuid = Uuid::new_v4();
         let time = now_rfc3339();
-        let mut conn = self.publisher().await?;
+        let mut conn = self.commands().await?;
         let result: Result<String, RedisError> = self
             .append
             .key(&self.options.key)
@@ -202,9 +205,7 @@ impl RedisLog {
         let raw = match result {
             Ok(raw) => raw,
             Err(error) => {
-                if is_connection_failure(&error) {
-                    *self.publisher.lock().await = None;
-                }
+                self.forget_connection_after(&error).await;
                 return Err(error);
             }
         };
@@ -227,6 +228,38 @@ impl RedisLog {
         })
     }
 
+    /// Drops the command connection when `error` says it is broken.
+    async fn forget_connection_after(&self, error: &RedisError) {
+        if is_connection_failure(error) {
+            *self.commands.lock().await = None;
+        }
+    }
+
+    async fn try_range(
+        &self,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<(EventId, ServerEvent)>, RedisError> {
+        let mut conn = self.commands().await?;
+        let reply: Result<StreamRangeReply, RedisError> = conn
+            .xrange_count(
+                &self.options.key,
+                EventId::new(epoch, from).to_string(),
+                EventId::new(epoch, to).to_string(),
+                limit,
+            )
+            .await;
+        match reply {
+            Ok(reply) => Ok(reply.ids.iter().filter_map(decode).collect()),
+            Err(error) => {
+                self.forget_connection_after(&error).await;
+                Err(error)
+            }
+        }
+    }
+
     /// Reads the stream into `hub` until the hub shuts down: one reader per
     /// server, reconnecting with backoff while Redis is unreachable.
     pub async fn follow(self: Arc<Self>, hub: Arc<Hub>) {
@@ -238,9 +271,9 @@ impl RedisLog {
                 error = self.read_into(&hub, &mut backoff) => error,
             };
             self.health.failed("reading the stream", &error);
-            // The publishing connection shares the reader's fate: the next
+            // The command connection shares the reader's fate: the next
             // publish connects afresh.
-            *self.publisher.lock().await = None;
+            *self.commands.lock().await = None;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
@@ -381,6 +414,25 @@ impl EventLog for RedisLog {
                     )))
                 }
             }
+        })
+    }
+
+    fn reaches_further(&self) -> bool {
+        self.options.max_len > self.options.history
+    }
+
+    fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
+        Box::pin(async move {
+            self.try_range(epoch, from, to, limit)
+                .await
+                .map_err(|error| {
+                    if is_connection_failure(&error) {
+                        self.health.failed("replaying from the stream", &error);
+                    } else {
+                        self.health.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Unavailable(format!("the event log (Redis) is unavailable: {error}"))
+                })
         })
     }
 
