@@ -202,13 +202,7 @@ impl RedisLog {
             .arg(&time)
             .invoke_async(&mut conn)
             .await;
-        let raw = match result {
-            Ok(raw) => raw,
-            Err(error) => {
-                self.forget_connection_after(&error).await;
-                return Err(error);
-            }
-        };
+        let raw = result?;
         let id: EventId = raw.parse().map_err(|_| {
             RedisError::from((
                 redis::ErrorKind::Client,
@@ -228,10 +222,16 @@ impl RedisLog {
         })
     }
 
-    /// Drops the command connection when `error` says it is broken.
-    async fn forget_connection_after(&self, error: &RedisError) {
+    /// Records a failed command: a connection failure marks Redis down and
+    /// drops the command connection (the next command connects afresh);
+    /// any other error is counted and logged.
+    async fn command_failed(&self, during: &'static str, error: &RedisError) {
         if is_connection_failure(error) {
+            self.health.failed(during, error);
             *self.commands.lock().await = None;
+        } else {
+            self.health.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, during, "Redis refused a command");
         }
     }
 
@@ -243,21 +243,15 @@ impl RedisLog {
         limit: usize,
     ) -> Result<Vec<(EventId, ServerEvent)>, RedisError> {
         let mut conn = self.commands().await?;
-        let reply: Result<StreamRangeReply, RedisError> = conn
+        let reply: StreamRangeReply = conn
             .xrange_count(
                 &self.options.key,
                 EventId::new(epoch, from).to_string(),
                 EventId::new(epoch, to).to_string(),
                 limit,
             )
-            .await;
-        match reply {
-            Ok(reply) => Ok(reply.ids.iter().filter_map(decode).collect()),
-            Err(error) => {
-                self.forget_connection_after(&error).await;
-                Err(error)
-            }
-        }
+            .await?;
+        Ok(reply.ids.iter().filter_map(decode).collect())
     }
 
     /// Reads the stream into `hub` until the hub shuts down: one reader per
@@ -398,12 +392,7 @@ impl EventLog for RedisLog {
                     Ok(appended)
                 }
                 Err(error) => {
-                    if is_connection_failure(&error) {
-                        self.health.failed("publishing", &error);
-                    } else {
-                        self.health.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, "Redis refused a publish");
-                    }
+                    self.command_failed("publishing", &error).await;
                     let outcome = if error.is_timeout() {
                         "the event may or may not have been stored"
                     } else {
@@ -423,16 +412,16 @@ impl EventLog for RedisLog {
 
     fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
         Box::pin(async move {
-            self.try_range(epoch, from, to, limit)
-                .await
-                .map_err(|error| {
-                    if is_connection_failure(&error) {
-                        self.health.failed("replaying from the stream", &error);
-                    } else {
-                        self.health.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Unavailable(format!("the event log (Redis) is unavailable: {error}"))
-                })
+            match self.try_range(epoch, from, to, limit).await {
+                Ok(events) => Ok(events),
+                Err(error) => {
+                    self.command_failed("replaying from the stream", &error)
+                        .await;
+                    Err(Unavailable(format!(
+                        "the event log (Redis) is unavailable: {error}"
+                    )))
+                }
+            }
         })
     }
 
