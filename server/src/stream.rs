@@ -137,20 +137,19 @@ fn history_exceeded(requested: Option<&str>, wanted: u64, first: u64) -> ResetNo
 
 /// Where a subscriber starts, as [`resume_point`] says, except that when
 /// the events it asks for are older than the hub's history but `log` may
-/// still hold them, it starts at the first of them, reading from the log
-/// (`true`) until it reaches the history.
+/// still hold them, it starts at the first of them in [`Phase::Backfill`].
 fn plan_start(
     position: Position,
     last_event_id: Option<&str>,
     log: &dyn EventLog,
-) -> (u64, u64, Option<ResetNotice>, bool) {
+) -> (u64, u64, Option<ResetNotice>, Phase) {
     let (epoch, cursor, notice) = resume_point(position, last_event_id);
     match notice {
         Some(notice) if notice.reason == ResetReason::HistoryExceeded && log.reaches_further() => {
             let wanted = notice.missed_from.unwrap_or(cursor);
-            (epoch, wanted, None, true)
+            (epoch, wanted, None, Phase::Backfill)
         }
-        notice => (epoch, cursor, notice, false),
+        notice => (epoch, cursor, notice, Phase::Live),
     }
 }
 
@@ -171,17 +170,14 @@ struct Subscriber {
     /// Registration with the hub it reads from: lag tracking. A subscriber
     /// cut for lag is closed with its connection, which drops this stream.
     sub: Subscription,
-    /// Where the client asked to resume (its Last-Event-ID), until the
-    /// start is settled: at the first read once the log is loaded.
-    resume: Option<Option<String>>,
+    /// Where the subscriber is: waiting to settle its start, reading from
+    /// the event log, or reading the hub's ring.
+    phase: Phase,
     /// The epoch `cursor` counts in; 0 when the log had no epoch yet (its
     /// first events are then this subscriber's without a notice).
     epoch: u64,
     /// The next seq to read.
     cursor: u64,
-    /// Whether the cursor is older than the hub's history, so the next
-    /// events come from `log` (Redis) until it reaches the history.
-    backfill: bool,
     /// The event log, for a start settled late and for backfill.
     log: SharedLog,
     /// The topics to deliver.
@@ -203,6 +199,20 @@ struct Subscriber {
     dirty: bool,
 }
 
+/// Where a subscriber reads from.
+#[derive(Debug)]
+enum Phase {
+    /// The log is not loaded yet (a server still catching up with a shared
+    /// log): the start is settled, from the client's Last-Event-ID kept
+    /// here, once it is.
+    Unsettled(Option<String>),
+    /// The cursor is older than the hub's history: the next events come
+    /// from the event log (Redis) until the cursor reaches the history.
+    Backfill,
+    /// Reading the hub's ring.
+    Live,
+}
+
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// Events read from the event log at a time during a backfill.
@@ -220,22 +230,27 @@ impl Subscriber {
             if self.sub.hub().shutdown_token().is_cancelled() {
                 return None;
             }
-            if self.resume.is_some() {
-                if let Some(notice) = self.settle_start() {
-                    return Some(notice);
+            match self.phase {
+                Phase::Unsettled(_) => {
+                    if let Some(notice) = self.settle_start() {
+                        return Some(notice);
+                    }
+                    if !matches!(self.phase, Phase::Unsettled(_)) {
+                        continue;
+                    }
                 }
-            }
-            if self.backfill && self.resume.is_none() {
-                if let Some(chunk) = self.backfill_chunk().await {
-                    return Some(chunk);
-                }
-                if self.backfill {
+                Phase::Backfill => {
+                    if let Some(chunk) = self.backfill_chunk().await {
+                        return Some(chunk);
+                    }
                     continue;
                 }
-            }
-            if self.dirty && self.resume.is_none() {
-                if let Some(chunk) = self.read_log() {
-                    return Some(chunk);
+                Phase::Live => {
+                    if self.dirty {
+                        if let Some(chunk) = self.read_log() {
+                            return Some(chunk);
+                        }
+                    }
                 }
             }
             tokio::select! {
@@ -265,12 +280,14 @@ impl Subscriber {
         if !position.loaded {
             return None;
         }
-        let requested = self.resume.take().flatten();
-        let (epoch, cursor, notice, backfill) =
+        let Phase::Unsettled(requested) = std::mem::replace(&mut self.phase, Phase::Live) else {
+            return None;
+        };
+        let (epoch, cursor, notice, phase) =
             plan_start(position, requested.as_deref(), self.log.as_ref());
         self.epoch = epoch;
         self.cursor = cursor;
-        self.backfill = backfill;
+        self.phase = phase;
         self.sub.advance(cursor);
         self.dirty = true;
         let notice = notice?;
@@ -286,7 +303,7 @@ impl Subscriber {
     async fn backfill_chunk(&mut self) -> Option<Bytes> {
         let position = self.sub.hub().position();
         if position.epoch != self.epoch || self.cursor >= position.first {
-            self.backfill = false;
+            self.phase = Phase::Live;
             self.dirty = true;
             return None;
         }
@@ -422,13 +439,10 @@ pub(crate) fn open(
     // shared log settles it later; until then the cursor is out of the
     // reaper's reach.
     let position = hub.position();
-    let (resume, (epoch, cursor, notice, backfill)) = if position.loaded {
-        (
-            None,
-            plan_start(position, request.last_event_id.as_deref(), log.as_ref()),
-        )
+    let (epoch, cursor, notice, phase) = if position.loaded {
+        plan_start(position, request.last_event_id.as_deref(), log.as_ref())
     } else {
-        (Some(request.last_event_id), (0, u64::MAX, None, false))
+        (0, u64::MAX, None, Phase::Unsettled(request.last_event_id))
     };
     let sub = hub.subscribe(cursor, kill).map_err(|full| {
         Metrics::add(&hub.metrics.refused, 1);
@@ -444,10 +458,9 @@ pub(crate) fn open(
     }
     let subscriber = Subscriber {
         sub,
-        resume,
+        phase,
         epoch,
         cursor,
-        backfill,
         log: log.clone(),
         topics: request.topics,
         wake: hub.watch(),
