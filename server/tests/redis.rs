@@ -11,7 +11,7 @@ use common::cluster::{Redis, ServerProcess};
 use common::{get, metric, publish_raw, try_send, Sse};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use shared::{EventId, Item, ResetNotice, ResetReason, ServerEvent, RESET_EVENT};
+use shared::{EventId, Item, ResetReason, ServerEvent};
 
 /// An acknowledged publish: the answer's event id and event uuid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,10 +260,8 @@ async fn an_id_older_than_the_trimmed_stream_gets_the_reset_notice_on_any_server
     let b = ServerProcess::start(&redis, &args).await;
     for server in [&a, &b] {
         let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-10"))).await;
-        let reset = sse.next_event().await;
-        assert_eq!(reset.event, RESET_EVENT);
+        let (reset, notice) = sse.next_reset().await;
         assert_eq!(reset.last_event_id, format!("{epoch}-70"));
-        let notice: ResetNotice = serde_json::from_str(&reset.data).unwrap();
         assert_eq!(notice.reason, ResetReason::HistoryExceeded);
         assert_eq!(
             (notice.missed_from, notice.missed_to, notice.resume_seq),
@@ -362,9 +360,7 @@ async fn a_replaced_stream_is_announced_to_live_subscribers() {
         "{new:?} after {old:?}"
     );
 
-    let reset = on_b.next_event().await;
-    assert_eq!(reset.event, RESET_EVENT);
-    let notice: ResetNotice = serde_json::from_str(&reset.data).unwrap();
+    let (_, notice) = on_b.next_reset().await;
     assert_eq!(
         (notice.reason, notice.resume_seq),
         (ResetReason::ServerRestarted, 1)
@@ -442,9 +438,7 @@ async fn a_resume_from_before_the_history_is_replayed_from_the_longer_stream() {
     }
     // Older than the stream: the notice for what it no longer holds.
     let mut sse = Sse::open(b.addr, "/stream", Some(&format!("{epoch}-10"))).await;
-    let reset = sse.next_event().await;
-    assert_eq!(reset.event, RESET_EVENT);
-    let notice: ResetNotice = serde_json::from_str(&reset.data).unwrap();
+    let (_, notice) = sse.next_reset().await;
     assert_eq!(notice.reason, ResetReason::HistoryExceeded);
     assert_eq!(
         (notice.missed_from, notice.missed_to, notice.resume_seq),

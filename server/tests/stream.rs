@@ -190,10 +190,8 @@ async fn a_too_old_id_gets_a_reset_notice_then_the_history() {
         .as_u64()
         .expect("epoch");
     let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-2"))).await;
-    let reset = sse.next_event().await;
-    assert_eq!(reset.event, RESET_EVENT);
+    let (reset, notice) = sse.next_reset().await;
     assert_eq!(reset.last_event_id, format!("{epoch}-7"));
-    let notice: ResetNotice = serde_json::from_str(&reset.data).expect("notice");
     assert_eq!(notice.reason, ResetReason::HistoryExceeded);
     assert_eq!(
         (notice.missed_from, notice.missed_to, notice.resume_seq),

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use server::Config;
-use shared::{Item, ParsedEvent, Parser, ServerEvent};
+use shared::{Item, ParsedEvent, Parser, ResetNotice, ServerEvent, RESET_EVENT};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -255,6 +255,17 @@ impl Sse {
         );
         let message = serde_json::from_str(&event.data).expect("ServerEvent JSON");
         (event, message)
+    }
+
+    /// The next dispatched event, which must be a reset notice, decoded.
+    pub async fn next_reset(&mut self) -> (ParsedEvent, ResetNotice) {
+        let event = self.next_event().await;
+        assert_eq!(
+            event.event, RESET_EVENT,
+            "expected a reset notice: {event:?}"
+        );
+        let notice = serde_json::from_str(&event.data).expect("ResetNotice JSON");
+        (event, notice)
     }
 
     /// Reads until the server ends the stream.
