@@ -31,6 +31,16 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub history: u64,
 
+    /// How many bytes of framed events the history keeps at most, beside
+    /// --history (the newest event is always kept).
+    #[arg(long, env = "SSE_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_bytes: u64,
+
+    /// Most topics one stream may name with `topic=`; more are refused
+    /// with 400 too_many_topics.
+    #[arg(long, env = "SSE_MAX_TOPICS_PER_STREAM", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_topics_per_stream: u64,
+
     /// How many events a subscriber may fall behind before it is
     /// disconnected (it then reconnects and resumes from the history).
     /// Must not exceed --history.

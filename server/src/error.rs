@@ -55,6 +55,14 @@ pub enum ApiError {
     /// Wrong method for the route (405 `method_not_allowed`).
     #[error("method not allowed for this endpoint")]
     MethodNotAllowed,
+    /// A stream naming more topics than allowed (400 `too_many_topics`).
+    #[error("the stream names {given} topics; the limit is {limit} per stream")]
+    TooManyTopics {
+        /// Distinct topics named.
+        given: usize,
+        /// The limit (`--max-topics-per-stream`).
+        limit: usize,
+    },
 }
 
 impl ApiError {
@@ -65,7 +73,8 @@ impl ApiError {
             | ApiError::InvalidBody(_)
             | ApiError::EmptyMessage
             | ApiError::InvalidTopic(_)
-            | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            | ApiError::UnreadableBody(_)
+            | ApiError::TooManyTopics { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -92,6 +101,7 @@ impl ApiError {
             ApiError::UnreadableBody(_) => "unreadable_body",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::TooManyTopics { .. } => "too_many_topics",
         }
     }
 }

@@ -16,7 +16,7 @@
 //! holds to [`Hub::replicate`], and the ring is this server's copy of the
 //! stream's recent past.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,8 +60,13 @@ struct Log {
     events: VecDeque<Stored>,
     /// The seq the next published event gets; seqs start at 1.
     next_seq: u64,
-    /// How many events are retained.
+    /// How many events are retained at most.
     capacity: usize,
+    /// How many frame bytes are retained at most (the newest event is
+    /// always kept, whatever its size).
+    max_bytes: usize,
+    /// Frame bytes retained now.
+    bytes: usize,
 }
 
 impl Log {
@@ -70,19 +75,44 @@ impl Log {
     }
 
     /// Frames `event` once and appends it as `next_seq`, dropping the oldest
-    /// when full.
+    /// while the history is over its count or byte bound.
     fn push(&mut self, id: &EventId, event: &ServerEvent) {
         debug_assert_eq!(id.seq, self.next_seq);
-        if self.events.len() == self.capacity {
-            self.events.pop_front();
-        }
+        let frame = frame_json(None, id, event);
+        self.bytes += frame.len();
         self.events.push_back(Stored {
             seq: id.seq,
             topic: Arc::from(event.topic.as_str()),
-            frame: frame_json(None, id, event),
+            frame,
         });
         self.next_seq = id.seq + 1;
+        while self.events.len() > self.capacity
+            || (self.bytes > self.max_bytes && self.events.len() > 1)
+        {
+            if let Some(old) = self.events.pop_front() {
+                self.bytes -= old.frame.len();
+            }
+        }
     }
+
+    /// Forgets every event and counts from `next_seq` on in `epoch`.
+    fn restart(&mut self, epoch: u64, next_seq: u64) {
+        self.epoch = epoch;
+        self.events.clear();
+        self.bytes = 0;
+        self.next_seq = next_seq;
+    }
+}
+
+/// A new in-memory log's epoch: this second since the Unix epoch times
+/// 10^6, plus a random part below 10^6, so that two runs started in the same
+/// second (on one machine or on two) never share an epoch.
+fn new_epoch() -> u64 {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let random = (Uuid::new_v4().as_u128() % 1_000_000) as u64;
+    seconds * 1_000_000 + random
 }
 
 /// The current time as RFC 3339 with milliseconds, as events carry it.
@@ -100,6 +130,8 @@ pub(crate) enum Read {
         bytes: Option<Bytes>,
         /// How many events `bytes` holds.
         count: u64,
+        /// The seq of the last event in `bytes`.
+        last: u64,
         /// The next seq to read.
         next: u64,
         /// Whether the read stopped at the batch size with frames left.
@@ -152,7 +184,7 @@ pub enum Topics {
     #[default]
     All,
     /// Only these.
-    Only(Box<[Arc<str>]>),
+    Only(HashSet<Box<str>>),
 }
 
 impl Topics {
@@ -160,9 +192,35 @@ impl Topics {
     pub(crate) fn matches(&self, topic: &str) -> bool {
         match self {
             Topics::All => true,
-            Topics::Only(list) => list.iter().any(|t| &**t == topic),
+            Topics::Only(set) => set.contains(topic),
         }
     }
+
+    /// How many topics are named (0 for every topic).
+    pub fn len(&self) -> usize {
+        match self {
+            Topics::All => 0,
+            Topics::Only(set) => set.len(),
+        }
+    }
+
+    /// Whether every topic is followed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How big the hub may grow, and how it treats slow subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct HubOptions {
+    /// Most events kept for resuming clients.
+    pub history: u64,
+    /// Most frame bytes kept for resuming clients.
+    pub history_bytes: u64,
+    /// How far behind a subscriber may fall before it is cut.
+    pub max_lag: u64,
+    /// The most subscribers at once.
+    pub max_subscribers: usize,
 }
 
 /// Shared state of one server run.
@@ -170,6 +228,13 @@ impl Topics {
 pub struct Hub {
     /// The history, which is also the fan-out buffer.
     log: RwLock<Log>,
+    /// Whether the seqs come from a shared log this hub copies (Redis), so
+    /// that a client may know of events this hub has not read yet.
+    replica: bool,
+    /// Bumped each time a replica's reader has read everything the shared
+    /// log held at that moment: a client's id that is still ahead of the hub
+    /// after that was not issued by this log.
+    synced: AtomicU64,
     /// Bumped after every publish; subscribers wait on it.
     notify: watch::Sender<u64>,
     /// Live subscribers, for the reaper and the subscriber limit.
@@ -203,40 +268,39 @@ pub(crate) struct Subscription {
 pub struct Full(pub usize);
 
 impl Hub {
-    /// A hub that is the log: retaining `history` events, numbering them in
-    /// an epoch that is this run's start time in ms since the Unix epoch,
-    /// cutting subscribers more than `max_lag` events behind and admitting at
-    /// most `max_subscribers`.
-    pub fn new(history: u64, max_lag: u64, max_subscribers: usize) -> Arc<Self> {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self::build(epoch, true, history, max_lag, max_subscribers)
+    /// A hub that is the log: numbering events in a new epoch of its own
+    /// (see [`new_epoch`]) within the bounds of `options`.
+    pub fn new(options: HubOptions) -> Arc<Self> {
+        Self::build(new_epoch(), false, options)
     }
 
     /// A hub that copies a shared log: empty and not loaded until the log's
     /// reader hands it events with [`Hub::replicate`] and reports it caught
     /// up with [`Hub::mark_loaded`].
-    pub fn replica(history: u64, max_lag: u64, max_subscribers: usize) -> Arc<Self> {
-        Self::build(0, false, history, max_lag, max_subscribers)
+    pub fn replica(options: HubOptions) -> Arc<Self> {
+        Self::build(0, true, options)
     }
 
-    fn build(
-        epoch: u64,
-        loaded: bool,
-        history: u64,
-        max_lag: u64,
-        max_subscribers: usize,
-    ) -> Arc<Self> {
+    fn build(epoch: u64, replica: bool, options: HubOptions) -> Arc<Self> {
+        let HubOptions {
+            history,
+            history_bytes,
+            max_lag,
+            max_subscribers,
+        } = options;
         let capacity = usize::try_from(history).unwrap_or(usize::MAX).max(1);
         Arc::new(Self {
             log: RwLock::new(Log {
                 epoch,
-                loaded,
+                loaded: !replica,
                 events: VecDeque::with_capacity(capacity.min(1 << 16)),
                 next_seq: 1,
                 capacity,
+                max_bytes: usize::try_from(history_bytes).unwrap_or(usize::MAX),
+                bytes: 0,
             }),
+            replica,
+            synced: AtomicU64::new(0),
             notify: watch::channel(0).0,
             slots: Mutex::new(Slab::new()),
             subscribers: AtomicUsize::new(0),
@@ -345,12 +409,11 @@ impl Hub {
                         tracing::warn!(
                             old = log.epoch,
                             new = id.epoch,
-                            "the shared log was replaced; resuming clients get a reset notice"
+                            "the shared log began a new epoch (it was replaced, or lost events); \
+                             subscribers get a reset notice"
                         );
                     }
-                    log.epoch = id.epoch;
-                    log.events.clear();
-                    log.next_seq = id.seq;
+                    log.restart(id.epoch, id.seq);
                 }
                 log.push(&id, &event);
                 added += 1;
@@ -362,6 +425,24 @@ impl Hub {
             Metrics::add(&self.metrics.published, added as u64);
         }
         added
+    }
+
+    /// Whether the seqs come from a shared log this hub copies.
+    pub fn is_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// How many times a replica's reader has caught up with the shared log.
+    pub(crate) fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Records that a replica's reader has read everything the shared log
+    /// held a moment ago; subscribers waiting on an id ahead of the hub learn
+    /// whether it has arrived.
+    pub fn mark_synced(&self) {
+        self.synced.fetch_add(1, Ordering::Release);
+        self.notify.send_modify(|v| *v += 1);
     }
 
     /// Resolves once the hub is loaded (at once for the in-memory log).
@@ -433,6 +514,17 @@ impl Hub {
         if cursor < first {
             return Read::Lost { first };
         }
+        if cursor >= log.next_seq {
+            // Nothing new, or a replica that has not read up to a client's
+            // own position yet: wait where the client is.
+            return Read::Frames {
+                bytes: None,
+                count: 0,
+                last: 0,
+                next: cursor,
+                more: false,
+            };
+        }
         let start = (cursor - first) as usize;
         // One pending frame is handed over as is (no copy); several are
         // joined into one buffer so they go out in one write.
@@ -440,6 +532,7 @@ impl Hub {
         let mut joined: Option<BytesMut> = None;
         let mut count = 0;
         let mut size = 0;
+        let mut last = 0;
         let mut next = cursor;
         for stored in log.events.range(start..) {
             if size >= MAX_BATCH_BYTES {
@@ -450,6 +543,7 @@ impl Hub {
                 continue;
             }
             count += 1;
+            last = stored.seq;
             size += stored.frame.len();
             if let Some(buf) = joined.as_mut() {
                 buf.extend_from_slice(&stored.frame);
@@ -468,6 +562,7 @@ impl Hub {
         Read::Frames {
             bytes,
             count,
+            last,
             next,
             more,
         }
@@ -564,8 +659,17 @@ pub(crate) fn frame_json(event: Option<&str>, id: &EventId, payload: &impl Seria
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    pub(crate) fn options(history: u64, max_lag: u64, max_subscribers: usize) -> HubOptions {
+        HubOptions {
+            history,
+            history_bytes: u64::MAX,
+            max_lag,
+            max_subscribers,
+        }
+    }
 
     fn frames(read: Read) -> (String, u64, u64) {
         match read {
@@ -583,7 +687,7 @@ mod tests {
 
     #[test]
     fn seqs_are_contiguous_and_history_is_bounded() {
-        let hub = Hub::new(3, 3, 10);
+        let hub = Hub::new(options(3, 3, 10));
         for i in 0..5 {
             let (id, event) = hub.publish("t", format!("m{i}"));
             assert_eq!(id.seq, i + 1);
@@ -605,11 +709,11 @@ mod tests {
 
     #[test]
     fn topic_filter_skips_but_advances() {
-        let hub = Hub::new(10, 10, 10);
+        let hub = Hub::new(options(10, 10, 10));
         hub.publish("a", "1".into());
         hub.publish("b", "2".into());
         hub.publish("a", "3".into());
-        let only_b = Topics::Only(vec![Arc::from("b")].into_boxed_slice());
+        let only_b = Topics::Only([Box::from("b")].into_iter().collect());
         let epoch = hub.epoch();
         let (text, count, next) = frames(hub.read(epoch, 1, &only_b));
         assert_eq!((count, next), (1, 4));
@@ -620,7 +724,7 @@ mod tests {
 
     #[test]
     fn reaper_cuts_after_two_strikes_and_limit_holds() {
-        let hub = Hub::new(100, 2, 3);
+        let hub = Hub::new(options(100, 2, 3));
         let slow = hub.subscribe(1, CancellationToken::new()).unwrap();
         let fast = hub.subscribe(1, CancellationToken::new()).unwrap();
         let third = hub.subscribe(1, CancellationToken::new()).unwrap();
@@ -659,7 +763,7 @@ mod tests {
 
     #[test]
     fn a_replica_skips_what_it_has_restarts_after_gaps_and_follows_new_epochs() {
-        let hub = Hub::replica(10, 10, 10);
+        let hub = Hub::replica(options(10, 10, 10));
         assert!(!hub.is_loaded());
         assert_eq!(hub.epoch(), 0);
         let batch = |epoch: u64, seqs: std::ops::RangeInclusive<u64>| {

@@ -27,8 +27,7 @@ use warp::http::{header, HeaderName, HeaderValue, Method, Request};
 
 use crate::app::App;
 use crate::config::{Config, ConfigError};
-use crate::event_log::{MemoryLog, RedisLog, RedisOptions, SharedLog};
-use crate::hub::Hub;
+use crate::event_log;
 use crate::publish::PublishSettings;
 use crate::routes::routes;
 use crate::stream::StreamSettings;
@@ -36,9 +35,6 @@ use crate::ticker;
 
 /// How often subscribers are checked for lag.
 const REAP_EVERY: Duration = Duration::from_millis(200);
-
-/// How long start-up waits for a Redis stream to load before serving.
-const LOAD_WAIT: Duration = Duration::from_secs(3);
 
 /// File descriptors kept for things other than subscribers.
 const RESERVED_FDS: u64 = 64;
@@ -102,13 +98,14 @@ pub async fn run(
     );
 
     let tasks = TaskTracker::new();
-    let (hub, log) = open_log(&config, max_subscribers, &tasks).await?;
+    let (hub, log) = event_log::open(&config, max_subscribers, &tasks).await?;
     let app = App {
         hub: hub.clone(),
         log: log.clone(),
         stream: StreamSettings {
             keep_alive: config.keep_alive,
             retry: config.retry,
+            max_topics: usize::try_from(config.max_topics_per_stream).unwrap_or(usize::MAX),
         },
         publish: Arc::new(PublishSettings {
             token: config.publish_token.clone(),
@@ -207,49 +204,6 @@ pub async fn run(
     tasks.wait().await;
     tracing::info!("shut down");
     Ok(())
-}
-
-/// The hub and the event log the options ask for. With Redis, the stream's
-/// reader is started and given [`LOAD_WAIT`] to load the recent history
-/// before connections are accepted, so that resuming clients find it.
-async fn open_log(
-    config: &Config,
-    max_subscribers: usize,
-    tasks: &TaskTracker,
-) -> Result<(Arc<Hub>, SharedLog), ConfigError> {
-    let Some(url) = &config.redis else {
-        let hub = Hub::new(config.history, config.max_lag, max_subscribers);
-        tracing::info!(history = config.history, "events are kept in memory");
-        return Ok((hub.clone(), Arc::new(MemoryLog::new(hub))));
-    };
-    let hub = Hub::replica(config.history, config.max_lag, max_subscribers);
-    let log = RedisLog::new(RedisOptions {
-        url: url.clone(),
-        key: config.redis_key.clone(),
-        max_len: config.stream_max_len(),
-        history: config.history,
-    })
-    .map(Arc::new)
-    .map_err(|error| ConfigError::BadRedisUrl {
-        url: url.clone(),
-        reason: error.to_string(),
-    })?;
-    tracing::info!(
-        key = %config.redis_key,
-        max_len = config.stream_max_len(),
-        "events are kept in the Redis stream"
-    );
-    tasks.spawn(log.clone().follow(hub.clone()));
-    if tokio::time::timeout(LOAD_WAIT, hub.until_loaded())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the Redis stream is not loaded yet; serving anyway: subscribers wait for it \
-             and publishing answers 503 until Redis answers"
-        );
-    }
-    Ok((hub, log))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -257,6 +257,7 @@ async fn a_quiet_stream_gets_keep_alive_comments() {
         Some(Item::Comment(" stream open".into()))
     );
     assert_eq!(sse.next_item().await, Some(Item::Retry(2000)));
+    sse.next_position().await;
     assert_eq!(
         sse.next_item().await,
         Some(Item::Comment(" keep-alive".into()))

@@ -1,12 +1,16 @@
 //! The SSE `id:` of every event: `<epoch>-<seq>`.
 //!
-//! `epoch` names one run of the server (its start time in milliseconds since
-//! the Unix epoch) and `seq` the event's place in that run's log. From an id a
-//! server learns in O(1) which run produced it, where it sits in the log and
-//! whether the history still holds it.
+//! `epoch` names one log: one run of an in-memory server (its start second
+//! since the Unix epoch times 10^6, plus a random part below 10^6, so that
+//! two runs never share one), or one life of a shared Redis stream (Redis's
+//! clock in microseconds when it began). `seq` is the event's place in that
+//! log. From an id a server learns in O(1) which log produced it, where it
+//! sits in the log and whether the history still holds it.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::message::MAX_EVENT_ID_LEN;
 
 /// A parsed event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +27,9 @@ pub enum EventIdError {
     /// No `-` between epoch and seq.
     #[error("an event id has the form <epoch>-<seq>")]
     MissingSeparator,
+    /// Longer than any id a server issues (see [`MAX_EVENT_ID_LEN`]).
+    #[error("an event id is at most {MAX_EVENT_ID_LEN} bytes long")]
+    TooLong,
     /// A part is empty, has a character other than an ASCII digit, or is too large.
     #[error("{part} is not a decimal number that fits in 64 bits")]
     BadNumber {
@@ -56,6 +63,9 @@ impl FromStr for EventId {
     type Err = EventIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() > MAX_EVENT_ID_LEN {
+            return Err(EventIdError::TooLong);
+        }
         let (epoch, seq) = s.split_once('-').ok_or(EventIdError::MissingSeparator)?;
         Ok(Self {
             epoch: number(epoch, "epoch")?,
@@ -88,6 +98,8 @@ mod tests {
             "1-99999999999999999999".parse::<EventId>(),
             Err(EventIdError::BadNumber { part: "seq" })
         );
+        let long = format!("1-{}", "0".repeat(MAX_EVENT_ID_LEN));
+        assert_eq!(long.parse::<EventId>(), Err(EventIdError::TooLong));
     }
 
     proptest! {

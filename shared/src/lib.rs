@@ -2,7 +2,8 @@
 //! page, the tests and the benchmark.
 //!
 //! - [`message`]: the JSON bodies (the event pushed on `/stream`, the reset
-//!   notice, the publish request and answer, the error body).
+//!   notice, the position event, the publish request and answer, the error
+//!   body).
 //! - [`event_id`]: the SSE `id:` of every event, `<epoch>-<seq>`, which tells
 //!   runs of the server apart and locates an event in the history.
 //! - [`encode`]: writes Server-Sent Events frames that no field value can break.
@@ -21,6 +22,7 @@ pub use encode::{encode, encode_comment, encode_into, EncodeError, Frame};
 pub use event_id::{EventId, EventIdError};
 pub use message::{
     validate_topic, ErrorBody, PublishRequest, PublishResponse, ResetNotice, ResetReason,
-    ServerEvent, DEFAULT_TOPIC, MAX_TOPIC_LEN, RESET_EVENT, TICKER_TOPIC,
+    ServerEvent, StreamPosition, DEFAULT_TOPIC, MAX_EVENT_ID_LEN, MAX_TOPIC_LEN, POSITION_EVENT,
+    RESET_EVENT, TICKER_TOPIC,
 };
 pub use parse::{Item, ParsedEvent, Parser};

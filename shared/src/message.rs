@@ -17,6 +17,13 @@ pub const TICKER_TOPIC: &str = "ticker";
 /// The SSE event name of a [`ResetNotice`].
 pub const RESET_EVENT: &str = "reset";
 
+/// The SSE event name of a [`StreamPosition`].
+pub const POSITION_EVENT: &str = "position";
+
+/// The longest `Last-Event-ID` a server reads, in bytes; a longer one counts
+/// as none.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+
 /// The longest topic name accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 64;
 
@@ -64,6 +71,25 @@ pub struct ResetNotice {
     pub resume_seq: u64,
     /// A sentence for people.
     pub message: String,
+}
+
+/// The `data:` of a `position` event: the stream's place in the log when
+/// no ordinary event carried it.
+///
+/// Sent once a stream's start is settled, and on a filtered or quiet
+/// stream whenever its place has moved past events it does not receive (at
+/// the latest with the next keep-alive). Its SSE `id:` is the same `id`, so a
+/// browser's `EventSource` sends it back as `Last-Event-ID` when it
+/// reconnects, and nothing published after it is lost. Being a named event,
+/// `EventSource.onmessage` never sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// The id (`<epoch>-<seq>`) up to which the subscriber has everything
+    /// of its topics.
+    pub id: String,
+    /// The reconnection delay the server advises, in milliseconds (the
+    /// stream's `retry:` field, which `EventSource` does not expose).
+    pub retry_ms: u64,
 }
 
 /// The body of `POST /publish`.

@@ -16,8 +16,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::{EventId, ServerEvent};
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::hub::{Hub, HubOptions};
 
 pub use self::memory::MemoryLog;
 pub use self::redis::{RedisLog, RedisOptions};
@@ -89,3 +94,66 @@ pub trait EventLog: Send + Sync + fmt::Debug {
 
 /// A shared handle to the configured log.
 pub type SharedLog = Arc<dyn EventLog>;
+
+/// How long start-up waits for a Redis stream to load before serving.
+const LOAD_WAIT: Duration = Duration::from_secs(3);
+
+/// The hub and the event log the options ask for. With Redis, the stream's
+/// reader (and the connection keeper of publishes) are started on `tasks`,
+/// and the reader is given [`LOAD_WAIT`] to load the recent history before
+/// connections are accepted, so that resuming clients find it.
+///
+/// # Errors
+/// [`ConfigError::BadRedisUrl`] when the Redis URL cannot be used.
+pub async fn open(
+    config: &Config,
+    max_subscribers: usize,
+    tasks: &TaskTracker,
+) -> Result<(Arc<Hub>, SharedLog), ConfigError> {
+    let options = HubOptions {
+        history: config.history,
+        history_bytes: config.history_bytes,
+        max_lag: config.max_lag,
+        max_subscribers,
+    };
+    let Some(url) = &config.redis else {
+        let hub = Hub::new(options);
+        tracing::info!(
+            history = config.history,
+            history_bytes = config.history_bytes,
+            epoch = hub.epoch(),
+            "events are kept in memory"
+        );
+        return Ok((hub.clone(), Arc::new(MemoryLog::new(hub))));
+    };
+    let hub = Hub::replica(options);
+    let log = RedisLog::new(RedisOptions {
+        url: url.clone(),
+        key: config.redis_key.clone(),
+        max_len: config.stream_max_len(),
+        history: config.history,
+        max_event_bytes: config.max_body,
+    })
+    .map(Arc::new)
+    .map_err(|error| ConfigError::BadRedisUrl {
+        url: url.clone(),
+        reason: error.to_string(),
+    })?;
+    tracing::info!(
+        key = %config.redis_key,
+        max_len = config.stream_max_len(),
+        "events are kept in the Redis stream"
+    );
+    tasks.spawn(log.clone().keep_connected(hub.shutdown_token().clone()));
+    tasks.spawn(log.clone().follow(hub.clone()));
+    if tokio::time::timeout(LOAD_WAIT, hub.until_loaded())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the Redis stream is not loaded yet; serving anyway: subscribers wait for it \
+             and publishing answers 503 until Redis answers"
+        );
+    }
+    Ok((hub, log))
+}

@@ -2,16 +2,21 @@
 //!
 //! Entry ids are the SSE event ids. A small Lua script (atomic in Redis)
 //! gives each new entry the id `<epoch>-<seq>` with the stream's epoch and
-//! the next seq: the epoch is Redis's clock in ms when the stream got its
-//! first entry, and seqs are contiguous. So any server can tell, from a
-//! client's `Last-Event-ID` alone, where in the stream it is, and the
-//! stream can be read with plain `XREAD`/`XRANGE` by other tools.
+//! the next seq: the epoch is Redis's clock in microseconds when the epoch
+//! began, and seqs are contiguous. So any server can tell, from a client's
+//! `Last-Event-ID` alone, where in the stream it is, and the stream can be
+//! read with plain `XREAD`/`XRANGE` by other tools. A stream that holds less
+//! than it did (restored from an older snapshot, a lagging replica promoted,
+//! entries deleted at the top, the key deleted) begins a new, higher epoch
+//! at the next append, so an id is never issued twice.
 //!
 //! Each server has one reader ([`RedisLog::follow`]): it loads the last
 //! `--history` entries into the hub at start, then blocks in `XREAD` for
 //! new ones and hands them to [`Hub::replicate`], which frames each event
 //! once for all local subscribers. Publishing is an `EVALSHA` of the script
-//! on a connection of its own, acknowledged once Redis has the entry. When
+//! on a connection of its own, kept by one task ([`RedisLog::keep_connected`])
+//! and acknowledged once Redis has the entry; while it is down a publish
+//! fails at once. Every command has a timeout. When
 //! the stream is kept longer than the history (`--redis-max-len`), a client
 //! resuming from before the history is replayed with `XRANGE` on that
 //! connection ([`EventLog::range`]) until it reaches the history.
@@ -25,47 +30,83 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex as SyncMutex;
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
 use shared::{EventId, ServerEvent};
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Unavailable};
 use crate::hub::{now_rfc3339, Hub};
 
-/// Appends one event: numbers it after the stream's newest entry (or starts
-/// a new epoch on an empty stream), adds it, trims the stream, returns the id.
+/// Appends one event and returns `{id, note}`.
+///
+/// The event is numbered after the stream's newest entry, in its epoch,
+/// unless the stream holds less than it once did: it is empty or missing,
+/// its newest entry is below its own last generated id (entries were
+/// deleted at the top), or below the high-water mark of the server that
+/// appends (the newest id that server has seen acknowledged or read: Redis
+/// came back from an older snapshot, or a replica that lagged took over).
+/// Then a new epoch begins, above every id seen, so that no id is ever
+/// issued twice; `note` is then `new`.
 const APPEND: &str = r"
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local epoch, seq
-if #newest == 0 then
-  local now = redis.call('TIME')
-  epoch = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-  seq = 1
-else
-  local id = newest[1][1]
+local function split(id)
   local dash = string.find(id, '-', 1, true)
-  epoch = string.sub(id, 1, dash - 1)
-  seq = tonumber(string.sub(id, dash + 1)) + 1
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
 end
-local id = epoch .. '-' .. string.format('%d', seq)
+local function before(e1, s1, e2, s2)
+  return e1 < e2 or (e1 == e2 and s1 < s2)
+end
+local hw_epoch, hw_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
+local top_epoch, top_seq = 0, 0
+local epoch, seq
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      top_epoch, top_seq = split(info[i + 1])
+    end
+  end
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #newest > 0 then
+    local e, s = split(newest[1][1])
+    if not before(e, s, top_epoch, top_seq) and not before(e, s, hw_epoch, hw_seq) then
+      epoch, seq = e, s + 1
+    end
+  end
+end
+local note = ''
+if epoch == nil then
+  if top_epoch > 0 or hw_epoch > 0 then
+    note = 'new'
+  end
+  local now = redis.call('TIME')
+  epoch = math.max(tonumber(now[1]) * 1000000 + tonumber(now[2]), top_epoch + 1, hw_epoch + 1)
+  seq = 1
+end
+local id = string.format('%.0f-%.0f', epoch, seq)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id,
   'id', ARGV[2], 'topic', ARGV[3], 'message', ARGV[4], 'time', ARGV[5])
-return id
+return {id, note}
 ";
 
-/// Longest wait in one `XREAD BLOCK`.
-const BLOCK: Duration = Duration::from_secs(5);
+/// Longest wait in one `XREAD BLOCK`: a reader that gets no answer within
+/// this plus [`COMMAND_TIMEOUT`] reports Redis down.
+const BLOCK: Duration = Duration::from_secs(2);
 /// Entries asked for per read.
 const BATCH: usize = 1024;
 /// How long connecting may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a publish waits for Redis's answer.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Retry delays of the reader while Redis is unreachable.
+/// How long any other command waits for Redis's answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes one backfill read may bring at most, counting every entry at the
+/// largest size a publish may have.
+const BACKFILL_BYTES: u64 = 4 * 1024 * 1024;
+/// Retry delays of the reader and the connection keeper while Redis is
+/// unreachable.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -80,6 +121,9 @@ pub struct RedisOptions {
     pub max_len: u64,
     /// Entries loaded into the hub at start (the hub's history).
     pub history: u64,
+    /// The largest event a publish may store, in bytes: bounds the bytes of
+    /// one backfill read.
+    pub max_event_bytes: u64,
 }
 
 const UNKNOWN: u8 = 0;
@@ -93,7 +137,7 @@ struct Health {
     state: AtomicU8,
     outages: AtomicU64,
     errors: AtomicU64,
-    down_since: SyncMutex<Option<Instant>>,
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl Health {
@@ -129,16 +173,23 @@ impl Health {
 }
 
 /// The Redis stream log. Build it with [`RedisLog::new`], run
-/// [`RedisLog::follow`] once per server, publish with [`EventLog::append`].
+/// [`RedisLog::keep_connected`] and [`RedisLog::follow`] once per server,
+/// publish with [`EventLog::append`].
 pub struct RedisLog {
     client: Client,
-    /// The connection for publishes and replays, made on demand and
-    /// dropped on error, so that a command after an outage connects afresh
-    /// instead of failing on the dead connection.
+    /// The connection for publishes and replays, made by
+    /// [`RedisLog::keep_connected`]; `None` while Redis is unreachable, so
+    /// that a publish then fails at once instead of waiting to connect.
     commands: Mutex<Option<MultiplexedConnection>>,
+    /// Wakes the connection keeper when a command found the connection
+    /// broken.
+    broken: Notify,
     options: RedisOptions,
     append: Script,
     health: Health,
+    /// The newest id this server has seen acknowledged or read: an append
+    /// that finds the stream's newest entry below it starts a new epoch.
+    high_water: Mutex<EventId>,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -148,6 +199,15 @@ impl std::fmt::Debug for RedisLog {
             .field("health", &self.health)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a publish was not stored.
+#[derive(Debug)]
+enum AppendError {
+    /// Redis is known to be unreachable: nothing was sent.
+    NotConnected,
+    /// Redis failed or refused the command.
+    Redis(RedisError),
 }
 
 impl RedisLog {
@@ -160,12 +220,16 @@ impl RedisLog {
         Ok(Self {
             client: Client::open(options.url.as_str())?,
             commands: Mutex::new(None),
+            broken: Notify::new(),
             options,
             append: Script::new(APPEND),
             health: Health::default(),
+            high_water: Mutex::new(EventId::new(0, 0)),
         })
     }
 
+    /// Connects, and checks with a `PING` that Redis answers (a connection
+    /// to a frozen Redis is accepted by the kernel all the same).
     async fn connect(
         &self,
         response_timeout: Option<Duration>,
@@ -173,26 +237,75 @@ impl RedisLog {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(response_timeout);
-        self.client
+        let mut conn = self
+            .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-
-    async fn commands(&self) -> Result<MultiplexedConnection, RedisError> {
-        let mut slot = self.commands.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let conn = self.connect(Some(PUBLISH_TIMEOUT)).await?;
-        *slot = Some(conn.clone());
+            .await?;
+        within(COMMAND_TIMEOUT, "PING", async {
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        })
+        .await?;
         Ok(conn)
     }
 
-    async fn try_append(&self, topic: String, message: String) -> Result<Appended, RedisError> {
+    /// Keeps the command connection made until the server shuts down:
+    /// reconnects with backoff whenever a command found it broken. One task
+    /// does this, so that publishes never queue to connect.
+    pub async fn keep_connected(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if self.commands.lock().is_none() {
+                match self.connect(Some(COMMAND_TIMEOUT)).await {
+                    Ok(conn) => {
+                        *self.commands.lock() = Some(conn);
+                        self.health.reached();
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(error) => {
+                        self.health.failed("connecting", &error);
+                        // The reader's reconnect cuts the wait short.
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                            () = self.broken.notified() => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.broken.notified() => {}
+            }
+        }
+    }
+
+    /// The command connection, or `None` while Redis is unreachable.
+    fn command_connection(&self) -> Option<MultiplexedConnection> {
+        self.commands.lock().clone()
+    }
+
+    /// Drops the command connection and has the keeper make a new one.
+    fn drop_commands(&self) {
+        *self.commands.lock() = None;
+        self.broken.notify_one();
+    }
+
+    /// Raises the high-water mark to `id`.
+    fn saw(&self, id: EventId) {
+        let mut high = self.high_water.lock();
+        if id > *high {
+            *high = id;
+        }
+    }
+
+    async fn try_append(&self, topic: String, message: String) -> Result<Appended, AppendError> {
+        let mut conn = self.command_connection().ok_or(AppendError::NotConnected)?;
         let uuid = Uuid::new_v4();
         let time = now_rfc3339();
-        let mut conn = self.commands().await?;
-        let result: Result<String, RedisError> = self
+        let high = *self.high_water.lock();
+        let (raw, note): (String, String) = self
             .append
             .key(&self.options.key)
             .arg(self.options.max_len)
@@ -200,16 +313,28 @@ impl RedisLog {
             .arg(&topic)
             .arg(&message)
             .arg(&time)
+            .arg(high.epoch)
+            .arg(high.seq)
             .invoke_async(&mut conn)
-            .await;
-        let raw = result?;
+            .await
+            .map_err(AppendError::Redis)?;
         let id: EventId = raw.parse().map_err(|_| {
-            RedisError::from((
+            AppendError::Redis(RedisError::from((
                 redis::ErrorKind::Client,
                 "the append script returned an id that is not <epoch>-<seq>",
                 raw.clone(),
-            ))
+            )))
         })?;
+        if note == "new" {
+            tracing::warn!(
+                %id,
+                seen = %high,
+                "the Redis stream held less than it had (restored from an older copy, \
+                 failed over to a replica that lagged, or entries deleted): a new epoch \
+                 began, and subscribers get a reset notice"
+            );
+        }
+        self.saw(id);
         Ok(Appended {
             id,
             event: ServerEvent {
@@ -222,13 +347,13 @@ impl RedisLog {
         })
     }
 
-    /// Records a failed command: a connection failure marks Redis down and
-    /// drops the command connection (the next command connects afresh);
-    /// any other error is counted and logged.
-    async fn command_failed(&self, during: &'static str, error: &RedisError) {
+    /// Records a failed command: a connection failure (a timeout included)
+    /// marks Redis down and has the command connection made anew; any
+    /// other error is counted and logged.
+    fn command_failed(&self, during: &'static str, error: &RedisError) {
         if is_connection_failure(error) {
             self.health.failed(during, error);
-            *self.commands.lock().await = None;
+            self.drop_commands();
         } else {
             self.health.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, during, "Redis refused a command");
@@ -242,7 +367,14 @@ impl RedisLog {
         to: u64,
         limit: usize,
     ) -> Result<Vec<(EventId, ServerEvent)>, RedisError> {
-        let mut conn = self.commands().await?;
+        let Some(mut conn) = self.command_connection() else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "not connected to Redis",
+            )));
+        };
+        let fit = BACKFILL_BYTES / self.options.max_event_bytes.max(1);
+        let limit = limit.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
         let reply: StreamRangeReply = conn
             .xrange_count(
                 &self.options.key,
@@ -265,9 +397,9 @@ impl RedisLog {
                 error = self.read_into(&hub, &mut backoff) => error,
             };
             self.health.failed("reading the stream", &error);
-            // The command connection shares the reader's fate: the next
-            // publish connects afresh.
-            *self.commands.lock().await = None;
+            // The command connection shares the reader's fate: it is made
+            // anew, and publishes fail at once until it is.
+            self.drop_commands();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
@@ -283,28 +415,51 @@ impl RedisLog {
             Err(error) => return error,
         };
         let key = self.options.key.as_str();
-        let mut last = match hub.last_id() {
+        let newest: StreamRangeReply = match within(
+            COMMAND_TIMEOUT,
+            "XREVRANGE",
+            conn.xrevrange_count(key, "+", "-", 1),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(error) => return error,
+        };
+        let newest = newest
+            .ids
+            .first()
+            .and_then(|e| e.id.parse::<EventId>().ok());
+        let held = hub.last_id();
+        if let (Some(held), Some(newest)) = (held, newest) {
+            if newest < held {
+                tracing::warn!(
+                    %newest,
+                    %held,
+                    "the Redis stream's newest entry is older than what this server read: \
+                     the stream lost events, and the next publish begins a new epoch"
+                );
+            }
+        }
+        if let Some(held) = held {
+            self.saw(held);
+        }
+        let mut last = match held {
             Some(id) => id.to_string(),
             None if hub.is_loaded() => "0-0".to_owned(),
-            None => {
-                // First load: start `history` entries before the newest
-                // (ids are contiguous within the stream's epoch).
-                let newest: Result<StreamRangeReply, _> =
-                    conn.xrevrange_count(key, "+", "-", 1).await;
-                match newest {
-                    Ok(reply) => match reply.ids.first().and_then(|e| e.id.parse::<EventId>().ok())
-                    {
-                        Some(id) => {
-                            EventId::new(id.epoch, id.seq.saturating_sub(self.options.history))
-                                .to_string()
-                        }
-                        None => "0-0".to_owned(),
-                    },
-                    Err(error) => return error,
-                }
-            }
+            // First load: start `history` entries before the newest (ids
+            // are contiguous within the stream's epoch).
+            None => newest.map_or_else(
+                || "0-0".to_owned(),
+                |id| {
+                    EventId::new(id.epoch, id.seq.saturating_sub(self.options.history)).to_string()
+                },
+            ),
         };
         self.health.reached();
+        if self.commands.lock().is_none() {
+            // Redis is back: have the command connection made now.
+            self.broken.notify_one();
+        }
         *backoff = BACKOFF_MIN;
         loop {
             let loaded = hub.is_loaded();
@@ -318,15 +473,9 @@ impl RedisLog {
             let (keys, ids) = ([key], [last.as_str()]);
             let read = conn.xread_options(&keys, &ids, &options);
             let reply: Option<StreamReadReply> =
-                match tokio::time::timeout(BLOCK + CONNECT_TIMEOUT * 2, read).await {
-                    Ok(Ok(reply)) => reply,
-                    Ok(Err(error)) => return error,
-                    Err(_) => {
-                        return RedisError::from((
-                            redis::ErrorKind::Io,
-                            "no answer to XREAD in time",
-                        ))
-                    }
+                match within(BLOCK + COMMAND_TIMEOUT, "XREAD", read).await {
+                    Ok(reply) => reply,
+                    Err(error) => return error,
                 };
             let entries: Vec<StreamId> = reply
                 .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
@@ -337,17 +486,39 @@ impl RedisLog {
             let count = entries.len();
             self.health.reached();
             hub.replicate(entries.iter().filter_map(decode));
-            if !loaded && count < BATCH {
-                tracing::info!(
-                    key,
-                    last_id = hub.last_id().map(|id| id.to_string()),
-                    history = hub.history_len(),
-                    "loaded the shared stream"
-                );
-                hub.mark_loaded();
+            if let Some(id) = hub.last_id() {
+                self.saw(id);
+            }
+            if count < BATCH {
+                if !loaded {
+                    tracing::info!(
+                        key,
+                        last_id = hub.last_id().map(|id| id.to_string()),
+                        history = hub.history_len(),
+                        "loaded the shared stream"
+                    );
+                    hub.mark_loaded();
+                }
+                hub.mark_synced();
             }
         }
     }
+}
+
+/// Runs a Redis command, or fails with a timeout error after `limit`: every
+/// call has one, so a frozen Redis or a half-open socket is an outage, not a
+/// hang.
+async fn within<T>(
+    limit: Duration,
+    command: &'static str,
+    call: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<T, RedisError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer to {command} in time"),
+        )))
+    })
 }
 
 /// Whether `error` says Redis could not be reached (rather than that it
@@ -391,16 +562,20 @@ impl EventLog for RedisLog {
                     self.health.reached();
                     Ok(appended)
                 }
-                Err(error) => {
-                    self.command_failed("publishing", &error).await;
-                    let outcome = if error.is_timeout() {
-                        "the event may or may not have been stored"
+                Err(AppendError::NotConnected) => Err(Unavailable(
+                    "the event log (Redis) is unreachable; the event was not published".into(),
+                )),
+                Err(AppendError::Redis(error)) => {
+                    self.command_failed("publishing", &error);
+                    let message = if error.is_timeout() {
+                        "the event log (Redis) did not answer in time; the event may or may \
+                         not have been stored"
+                    } else if is_connection_failure(&error) {
+                        "the event log (Redis) is unreachable; the event was not published"
                     } else {
-                        "the event was not published"
+                        "the event log (Redis) refused the event; it was not published"
                     };
-                    Err(Unavailable(format!(
-                        "the event log (Redis) is unavailable: {error}; {outcome}"
-                    )))
+                    Err(Unavailable(message.into()))
                 }
             }
         })
@@ -412,14 +587,18 @@ impl EventLog for RedisLog {
 
     fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
         Box::pin(async move {
-            match self.try_range(epoch, from, to, limit).await {
+            let read = within(
+                COMMAND_TIMEOUT,
+                "XRANGE",
+                self.try_range(epoch, from, to, limit),
+            );
+            match read.await {
                 Ok(events) => Ok(events),
                 Err(error) => {
-                    self.command_failed("replaying from the stream", &error)
-                        .await;
-                    Err(Unavailable(format!(
-                        "the event log (Redis) is unavailable: {error}"
-                    )))
+                    self.command_failed("replaying from the stream", &error);
+                    Err(Unavailable(
+                        "the event log (Redis) cannot be read now".into(),
+                    ))
                 }
             }
         })
@@ -428,7 +607,8 @@ impl EventLog for RedisLog {
     fn health(&self) -> LogHealth {
         LogHealth {
             kind: "redis",
-            up: self.health.state.load(Ordering::Relaxed) == UP,
+            // Up only when a publish would be tried, not refused at once.
+            up: self.health.state.load(Ordering::Relaxed) == UP && self.commands.lock().is_some(),
             outages: self.health.outages.load(Ordering::Relaxed),
             errors: self.health.errors.load(Ordering::Relaxed),
         }

@@ -16,21 +16,56 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Persistence options: AOF fsynced on every write, unless the test
+    /// asked for snapshots only.
+    persistence: Vec<&'static str>,
 }
 
 impl Redis {
     /// Starts Redis on a free loopback port and waits until it accepts
     /// connections.
     pub async fn start() -> Redis {
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .await
+    }
+
+    /// Starts Redis that persists only by snapshots (`SAVE`), with no
+    /// append-only file: a restart brings back the last snapshot.
+    pub async fn start_with_snapshots_only() -> Redis {
+        Self::start_with(&["--save", "", "--appendonly", "no"]).await
+    }
+
+    async fn start_with(persistence: &[&'static str]) -> Redis {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let mut redis = Redis {
             port,
             dir,
             child: None,
+            persistence: persistence.to_vec(),
         };
         redis.launch().await;
         redis
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A connection for the test's own commands.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test's redis")
     }
 
     pub fn url(&self) -> String {
@@ -46,8 +81,7 @@ impl Redis {
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.persistence)
             .args(["--logfile", ""])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -90,6 +124,24 @@ impl Redis {
         assert!(status.success(), "redis-server exited with {status}");
     }
 
+    /// SIGKILL: Redis ends without writing anything more.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("Redis is running");
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("wait for redis-server");
+    }
+
+    /// SIGSTOP: Redis keeps its connections but answers nothing, as behind
+    /// a partition.
+    pub fn freeze(&self) {
+        signal(self.child.as_ref().expect("Redis is running"), "STOP");
+    }
+
+    /// SIGCONT after [`Redis::freeze`].
+    pub fn thaw(&self) {
+        signal(self.child.as_ref().expect("Redis is running"), "CONT");
+    }
+
     /// Starts it again on the same port with the same files.
     pub async fn restart(&mut self) {
         self.launch().await;
@@ -126,9 +178,15 @@ impl ServerProcess {
     /// server prints it once the stream is loaded, or after a bounded wait
     /// when Redis is down).
     pub async fn start(redis: &Redis, args: &[&str]) -> ServerProcess {
+        Self::start_at(&redis.url(), args).await
+    }
+
+    /// Like [`ServerProcess::start`] with the Redis at `url` (a
+    /// [`super::link::Link`] in front of the test's Redis, say).
+    pub async fn start_at(url: &str, args: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
-            .args(["--redis", &redis.url()])
+            .args(["--redis", url])
             .args(["--dist", "/nonexistent"])
             .args(args)
             .env("RUST_LOG", "warn")

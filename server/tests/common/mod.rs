@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod cluster;
+pub mod link;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,7 +16,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use server::Config;
-use shared::{Item, ParsedEvent, Parser, ResetNotice, ServerEvent, RESET_EVENT};
+use shared::{
+    Item, ParsedEvent, Parser, ResetNotice, ServerEvent, StreamPosition, POSITION_EVENT,
+    RESET_EVENT,
+};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -171,6 +175,24 @@ pub async fn publish(addr: SocketAddr, topic: &str, message: &str) -> u64 {
     answer.json()["seq"].as_u64().expect("seq")
 }
 
+/// Polls `/healthz` until it answers 200: the event log is reachable and a
+/// publish would be tried.
+pub async fn await_healthy(addr: SocketAddr) {
+    await_health(addr, 200).await;
+}
+
+/// Polls `/healthz` until it answers `status`.
+pub async fn await_health(addr: SocketAddr, status: u16) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while get(addr, "/healthz").await.status != status {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz of {addr} never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of one metric from `/metrics`.
 pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
     let text = get(addr, "/metrics").await.body;
@@ -188,6 +210,8 @@ pub struct Sse {
     body: Incoming,
     parser: Parser,
     items: VecDeque<Item>,
+    /// The last `position` event's id that `next_event` skipped over.
+    pub last_position: Option<String>,
 }
 
 impl Sse {
@@ -211,6 +235,7 @@ impl Sse {
             body: response.into_body(),
             parser: Parser::new(),
             items: VecDeque::new(),
+            last_position: None,
         }
     }
 
@@ -236,11 +261,31 @@ impl Sse {
         }
     }
 
-    /// The next dispatched event, skipping comments and retry.
+    /// The next dispatched event, skipping comments, retry and `position`
+    /// events (the last one's id is kept in `last_position`).
     pub async fn next_event(&mut self) -> ParsedEvent {
         loop {
             match self.next_item().await.expect("stream still open") {
+                Item::Event(event) if event.event == POSITION_EVENT => {
+                    self.last_position = Some(decode_position(&event));
+                }
                 Item::Event(event) => return event,
+                Item::Comment(_) | Item::Retry(_) => {}
+            }
+        }
+    }
+
+    /// The next `position` event's id; an ordinary event or notice before it
+    /// fails the test.
+    pub async fn next_position(&mut self) -> String {
+        loop {
+            match self.next_item().await.expect("stream still open") {
+                Item::Event(event) if event.event == POSITION_EVENT => {
+                    let id = decode_position(&event);
+                    self.last_position = Some(id.clone());
+                    return id;
+                }
+                Item::Event(event) => panic!("expected a position event: {event:?}"),
                 Item::Comment(_) | Item::Retry(_) => {}
             }
         }
@@ -276,4 +321,15 @@ impl Sse {
         }
         rest
     }
+}
+
+/// Checks a `position` event (its id line and its JSON agree) and returns
+/// its id.
+pub fn decode_position(event: &ParsedEvent) -> String {
+    let position: StreamPosition = serde_json::from_str(&event.data).expect("StreamPosition JSON");
+    assert_eq!(
+        position.id, event.last_event_id,
+        "a position's id line and JSON agree"
+    );
+    position.id
 }
