@@ -11,7 +11,10 @@
 //!
 //! When the browser gives up on a connection (`readyState` CLOSED, e.g. after
 //! a 503), the hook opens a new one after a growing delay, passing the last id
-//! seen as `?lastEventId=` so the server replays what was missed.
+//! seen as `?lastEventId=` so the server replays what was missed. That id is
+//! the last of any event the stream carried: an ordinary event, a reset
+//! notice, or a `position` event, which is how a quiet or filtered stream
+//! keeps its place (the browser's own reconnect sends the same id).
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
-use shared::{EventId, ResetNotice, ServerEvent, RESET_EVENT};
+use shared::{EventId, ResetNotice, ServerEvent, StreamPosition, POSITION_EVENT, RESET_EVENT};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{Event, EventSource, MessageEvent};
@@ -91,6 +94,9 @@ pub struct Stats {
     pub retry_in_ms: Option<f64>,
     /// What the open connection is subscribed to (`None` until it opens).
     pub subscription: Option<String>,
+    /// The reconnection delay the server advises, in ms (its `position`
+    /// events repeat the `retry:` field, which `EventSource` hides).
+    pub advised_retry_ms: Option<u64>,
 }
 
 /// The live stream, for components: copyable handles to its signals.
@@ -211,6 +217,11 @@ struct Inner {
     open: bool,
     received: u64,
     reconnects: u64,
+    /// The id of the last event of any kind this subscription received:
+    /// where a reopened stream resumes.
+    resume: Option<EventId>,
+    /// The reconnection delay the server advises (from `position`).
+    retry_ms: Option<u64>,
     last_activity: Option<f64>,
     rate: RateMeter,
     per_second: f64,
@@ -235,6 +246,8 @@ impl Inner {
             open: false,
             received: 0,
             reconnects: 0,
+            resume: None,
+            retry_ms: None,
             last_activity: None,
             rate: RateMeter::new(RATE_WINDOW_MS),
             per_second: 0.0,
@@ -252,6 +265,7 @@ struct Connection {
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(Event)>,
     on_reset: Closure<dyn FnMut(MessageEvent)>,
+    on_position: Closure<dyn FnMut(MessageEvent)>,
 }
 
 impl Drop for Connection {
@@ -262,6 +276,10 @@ impl Drop for Connection {
         let _ = self.source.remove_event_listener_with_callback(
             RESET_EVENT,
             self.on_reset.as_ref().unchecked_ref(),
+        );
+        let _ = self.source.remove_event_listener_with_callback(
+            POSITION_EVENT,
+            self.on_position.as_ref().unchecked_ref(),
         );
         self.source.close();
     }
@@ -288,6 +306,7 @@ fn subscribe(shared: &Rc<Shared>, choice: TopicChoice) {
         inner.connection = None;
         inner.topic = choice;
         inner.feed.restart();
+        inner.resume = None;
         inner.opened = false;
         inner.open = false;
         inner.backoff_ms = MIN_BACKOFF_MS;
@@ -324,14 +343,20 @@ fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
         let weak = weak.clone();
         move |event: MessageEvent| with_shared(&weak, |shared| reset(shared, &event))
     });
+    let on_position = Closure::<dyn FnMut(MessageEvent)>::new({
+        let weak = weak.clone();
+        move |event: MessageEvent| with_shared(&weak, |shared| position(shared, &event))
+    });
     let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| with_shared(&weak, failed));
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    if let Err(err) =
-        source.add_event_listener_with_callback(RESET_EVENT, on_reset.as_ref().unchecked_ref())
-    {
-        leptos::logging::warn!("could not listen for reset notices: {err:?}");
+    for (name, callback) in [(RESET_EVENT, &on_reset), (POSITION_EVENT, &on_position)] {
+        if let Err(err) =
+            source.add_event_listener_with_callback(name, callback.as_ref().unchecked_ref())
+        {
+            leptos::logging::warn!("could not listen for {name} events: {err:?}");
+        }
     }
     shared.inner.borrow_mut().connection = Some(Connection {
         source,
@@ -339,6 +364,7 @@ fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
         _on_message: on_message,
         _on_error: on_error,
         on_reset,
+        on_position,
     });
 }
 
@@ -372,6 +398,7 @@ fn message(shared: &Rc<Shared>, event: &MessageEvent) {
     {
         let mut inner = shared.inner.borrow_mut();
         inner.last_activity = Some(now());
+        inner.resume = id.or(inner.resume);
         if inner.feed.push_event(id, parsed) {
             inner.received += 1;
             inner.rows_dirty = true;
@@ -395,10 +422,30 @@ fn reset(shared: &Rc<Shared>, event: &MessageEvent) {
     {
         let mut inner = shared.inner.borrow_mut();
         inner.last_activity = Some(now());
+        inner.resume = id.or(inner.resume);
         inner.feed.push_reset(id, notice);
         inner.rows_dirty = true;
     }
     schedule_frame(shared);
+}
+
+/// A `position` event: the stream's place when no event of ours carried it.
+fn position(shared: &Rc<Shared>, event: &MessageEvent) {
+    let Some(data) = event.data().as_string() else {
+        return;
+    };
+    let position = match serde_json::from_str::<StreamPosition>(&data) {
+        Ok(position) => position,
+        Err(err) => {
+            leptos::logging::warn!(
+                "ignoring a position that is not a StreamPosition ({err}): {data}"
+            );
+            return;
+        }
+    };
+    let mut inner = shared.inner.borrow_mut();
+    inner.resume = position.id.parse::<EventId>().ok().or(inner.resume);
+    inner.retry_ms = Some(position.retry_ms);
 }
 
 fn failed(shared: &Rc<Shared>) {
@@ -452,7 +499,7 @@ fn reopen(shared: &Rc<Shared>) {
         } else {
             ConnState::Connecting
         };
-        inner.feed.last_id()
+        inner.resume.or_else(|| inner.feed.last_id())
     };
     open(shared, resume);
     schedule_frame(shared);
@@ -499,6 +546,7 @@ fn publish(shared: &Rc<Shared>) {
             since_last_ms: inner.last_activity.map(|t| at - t),
             retry_in_ms: inner.retry_at.map(|t| (t - at).max(0.0)),
             subscription: inner.open.then(|| inner.topic.label().to_owned()),
+            advised_retry_ms: inner.retry_ms,
         };
         let rows = (inner.rows_dirty && (!paused || inner.force_rows)).then(|| {
             inner.rows_dirty = false;

@@ -448,3 +448,83 @@ async fn pause_freezes_the_list_and_clear_empties_it() -> Result<()> {
     );
     browser.close().await
 }
+
+/// Subscribes the page to a custom topic that has no events yet; returns
+/// once the stream is live on it.
+async fn follow_quiet_topic(page: &Page<'_>, topic: &str) -> Result<()> {
+    page.fill("#topic-custom", topic).await?;
+    page.click("#topic-apply").await?;
+    let view = page
+        .wait_until("live on the quiet topic", |s| s.live_on(topic))
+        .await?;
+    ensure!(view.rows.is_empty(), "{}", view.summary());
+    Ok(())
+}
+
+/// Publishes two events to `topic` (and ticker events go on meanwhile);
+/// returns their seqs.
+async fn publish_two(addr: std::net::SocketAddr, topic: &str) -> Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for message in ["while away 1", "while away 2"] {
+        seqs.push(http::publish(addr, message, Some(topic)).await?.seq);
+    }
+    Ok(seqs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_topic_misses_nothing_across_the_browsers_own_reconnect() -> Result<()> {
+    let _serial = e2e::serial().await;
+    // The ticker publishes to another topic all along: the quiet stream's
+    // only id is its position.
+    let server = Server::start(&ServerOptions::ticker("50ms"))?;
+    let proxy = Proxy::start(server.addr()).await?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &proxy.url()).await?;
+    follow_quiet_topic(&page, "quiet.e2e").await?;
+
+    // The network drops, and stays down while events are published.
+    proxy.refuse();
+    ensure!(proxy.cut() >= 1, "the stream went through the proxy");
+    page.wait_until("the status to say reconnecting", |s| s.is("reconnecting"))
+        .await?;
+    let seqs = publish_two(server.addr(), "quiet.e2e").await?;
+    proxy.forward();
+    // EventSource reconnects with the position's id as Last-Event-ID.
+    let view = page
+        .wait_until("both events published while away", |s| {
+            s.is("live") && s.events().count() == 2
+        })
+        .await?;
+    let shown: Vec<u64> = view.events().filter_map(|row| row.seq).rev().collect();
+    ensure!(shown == seqs, "{shown:?} != {seqs:?}: {}", view.summary());
+    ensure!(view.resets().count() == 0, "{}", view.summary());
+    browser.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_topic_misses_nothing_across_the_pages_own_reopen() -> Result<()> {
+    let _serial = e2e::serial().await;
+    let server = Server::start(&ServerOptions::ticker("50ms"))?;
+    let proxy = Proxy::start(server.addr()).await?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &proxy.url()).await?;
+    follow_quiet_topic(&page, "quiet.e2e").await?;
+
+    // Reconnects are answered 503: the browser gives up on the stream and
+    // the page reopens it itself, with the last id it saw.
+    proxy.unavailable();
+    ensure!(proxy.cut() >= 1, "the stream went through the proxy");
+    page.wait_until("the status to say closed", |s| s.is("closed"))
+        .await?;
+    let seqs = publish_two(server.addr(), "quiet.e2e").await?;
+    proxy.forward();
+    let view = page
+        .wait_until("both events published while away", |s| {
+            s.is("live") && s.events().count() == 2
+        })
+        .await?;
+    let shown: Vec<u64> = view.events().filter_map(|row| row.seq).rev().collect();
+    ensure!(shown == seqs, "{shown:?} != {seqs:?}: {}", view.summary());
+    ensure!(view.resets().count() == 0, "{}", view.summary());
+    browser.close().await
+}

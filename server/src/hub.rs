@@ -17,7 +17,7 @@
 //! stream's recent past.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -173,6 +173,9 @@ struct Slot {
     seen: AtomicU64,
     /// Consecutive reaper scans that found it over the lag limit and stuck.
     strikes: AtomicU8,
+    /// Set while the subscriber waits for the event log (a replay that
+    /// retries a failing Redis), not for its client: the reaper leaves it be.
+    waiting: AtomicBool,
     /// Cancelled to close the subscriber's connection.
     kill: CancellationToken,
 }
@@ -480,6 +483,7 @@ impl Hub {
             cursor: AtomicU64::new(cursor),
             seen: AtomicU64::new(cursor),
             strikes: AtomicU8::new(0),
+            waiting: AtomicBool::new(false),
             kill,
         });
         let mut slots = self.slots.lock();
@@ -580,7 +584,7 @@ impl Hub {
             let cursor = slot.cursor.load(Ordering::Relaxed);
             let stuck = slot.seen.swap(cursor, Ordering::Relaxed) == cursor;
             let lag = head.saturating_sub(cursor);
-            if lag > self.max_lag && stuck {
+            if lag > self.max_lag && stuck && !slot.waiting.load(Ordering::Relaxed) {
                 if slot.strikes.fetch_add(1, Ordering::Relaxed) >= 1 && !slot.kill.is_cancelled() {
                     slot.kill.cancel();
                     cut += 1;
@@ -619,6 +623,12 @@ impl Subscription {
     /// Records how far this subscriber has read.
     pub(crate) fn advance(&self, next: u64) {
         self.slot.cursor.store(next, Ordering::Relaxed);
+    }
+
+    /// Records whether this subscriber waits for the event log rather than
+    /// for its client, so that the reaper does not take it for stalled.
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.slot.waiting.store(waiting, Ordering::Relaxed);
     }
 
     /// The switch the hub pulls to cut this subscriber.

@@ -427,6 +427,7 @@ impl Subscriber {
                 self.phase = Phase::Backfill {
                     failing_since: None,
                 };
+                self.sub.set_waiting(false);
                 events
             }
             Err(error) => {
@@ -434,6 +435,7 @@ impl Subscriber {
                     return Ok(None);
                 };
                 let since = *failing_since.get_or_insert_with(Instant::now);
+                self.sub.set_waiting(true);
                 if since.elapsed() >= BACKFILL_PATIENCE {
                     tracing::info!(
                         %error,
@@ -701,5 +703,41 @@ mod tests {
             notice.requested.as_deref(),
             Some(format!("{}-4", epoch + 1).as_str())
         );
+    }
+
+    #[test]
+    fn a_replica_waits_for_ids_it_has_not_read() {
+        let position = Position {
+            loaded: true,
+            epoch: 7,
+            first: 3,
+            next: 98,
+        };
+        // Same epoch, ahead: start right after the client's id.
+        assert_eq!(
+            resume_point(position, true, Some("7-100")),
+            Resume::At(7, 101, None)
+        );
+        // The top of the range does not overflow.
+        assert_eq!(
+            resume_point(position, true, Some(&format!("7-{}", u64::MAX))),
+            Resume::At(7, u64::MAX, None)
+        );
+        // A newer epoch than the replica has read: wait for it.
+        assert_eq!(resume_point(position, true, Some("8-1")), Resume::Ahead);
+        // An older one is gone.
+        let Resume::At(7, 3, Some(notice)) = resume_point(position, true, Some("6-1")) else {
+            panic!("an older epoch resets");
+        };
+        assert_eq!(notice.reason, ResetReason::ServerRestarted);
+        // In memory, the same ids start live: this log issued none of them.
+        assert_eq!(
+            resume_point(position, false, Some("7-100")),
+            Resume::At(7, 98, None)
+        );
+        assert!(matches!(
+            resume_point(position, false, Some("8-1")),
+            Resume::At(7, 3, Some(_))
+        ));
     }
 }

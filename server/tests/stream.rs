@@ -268,3 +268,53 @@ async fn a_quiet_stream_gets_keep_alive_comments() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_may_name_only_so_many_topics() {
+    let server = start(&["--max-topics-per-stream", "3"]).await;
+    let ok = Sse::open(server.addr, "/stream?topic=a&topic=b&topic=c&topic=a", None).await;
+    assert_eq!(ok.status, 200, "a repeated topic counts once");
+    let refused = get(server.addr, "/stream?topic=a&topic=b&topic=c&topic=d").await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.json(),
+        serde_json::json!({
+            "error": "too_many_topics",
+            "message": "the stream names 4 topics; the limit is 3 per stream",
+        })
+    );
+    // The default limit, 32.
+    let server = start(&[]).await;
+    let query: Vec<String> = (0..33).map(|i| format!("topic=t{i}")).collect();
+    let refused = get(server.addr, &format!("/stream?{}", query.join("&"))).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"], "too_many_topics");
+    assert_eq!(metric(server.addr, "sse_subscribers").await, 0);
+}
+
+#[tokio::test]
+async fn the_history_is_bounded_in_bytes_too() {
+    // Each frame is about 200 bytes plus its message: ten 1 KB messages
+    // cannot all fit in 4 KB.
+    let server = start(&["--history-bytes", "4096"]).await;
+    let body = "x".repeat(1000);
+    for _ in 0..10 {
+        publish(server.addr, "t", &body).await;
+    }
+    let kept = metric(server.addr, "sse_history_events").await;
+    assert!((1..=4).contains(&kept), "{kept} events kept");
+    let epoch = get(server.addr, "/healthz").await.json()["epoch"]
+        .as_u64()
+        .expect("epoch");
+    let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-0"))).await;
+    let (_, notice) = sse.next_reset().await;
+    assert_eq!(notice.reason, ResetReason::HistoryExceeded);
+    assert_eq!(notice.resume_seq, 11 - kept);
+    for seq in notice.resume_seq..=10 {
+        assert_eq!(sse.next_message().await.1.seq, seq);
+    }
+    // One event larger than the whole bound is still kept, alone.
+    let big = "y".repeat(8000);
+    publish(server.addr, "t", &big).await;
+    assert_eq!(metric(server.addr, "sse_history_events").await, 1);
+}
