@@ -495,7 +495,8 @@ async fn a_quiet_topic_misses_nothing_across_the_browsers_own_reconnect() -> Res
             s.is("live") && s.events().count() == 2
         })
         .await?;
-    let shown: Vec<u64> = view.events().filter_map(|row| row.seq).rev().collect();
+    let mut shown: Vec<u64> = view.events().filter_map(|row| row.seq).collect();
+    shown.reverse();
     ensure!(shown == seqs, "{shown:?} != {seqs:?}: {}", view.summary());
     ensure!(view.resets().count() == 0, "{}", view.summary());
     browser.close().await
@@ -523,7 +524,8 @@ async fn a_quiet_topic_misses_nothing_across_the_pages_own_reopen() -> Result<()
             s.is("live") && s.events().count() == 2
         })
         .await?;
-    let shown: Vec<u64> = view.events().filter_map(|row| row.seq).rev().collect();
+    let mut shown: Vec<u64> = view.events().filter_map(|row| row.seq).collect();
+    shown.reverse();
     ensure!(shown == seqs, "{shown:?} != {seqs:?}: {}", view.summary());
     ensure!(view.resets().count() == 0, "{}", view.summary());
     browser.close().await
