@@ -36,6 +36,17 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_bytes: u64,
 
+    /// Events each topic keeps for resuming clients while the history has
+    /// room (the oldest events beyond their topic's share go first).
+    #[arg(long, env = "SSE_HISTORY_PER_TOPIC", default_value_t = 100)]
+    pub history_per_topic: u64,
+
+    /// Most topics that hold events or are followed; a publish to a new
+    /// topic over it evicts the least recently published topic no one
+    /// follows, or is refused with 503 topic_limit.
+    #[arg(long, env = "SSE_MAX_LIVE_TOPICS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_live_topics: u64,
+
     /// Most topics one stream may name with `topic=`; more are refused
     /// with 400 too_many_topics.
     #[arg(long, env = "SSE_MAX_TOPICS_PER_STREAM", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=10_000))]

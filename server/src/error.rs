@@ -55,6 +55,13 @@ pub enum ApiError {
     /// Wrong method for the route (405 `method_not_allowed`).
     #[error("method not allowed for this endpoint")]
     MethodNotAllowed,
+    /// A new topic while every live topic is followed and the live-topic
+    /// limit is reached (503 `topic_limit`, with Retry-After).
+    #[error("the server holds its maximum of {0} live topics, all of them followed; retry later")]
+    TopicLimit(usize),
+    /// A query parameter with a bad value (400 `invalid_query`).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// A stream naming more topics than allowed (400 `too_many_topics`).
     #[error("the stream names {given} topics; the limit is {limit} per stream")]
     TooManyTopics {
@@ -74,13 +81,14 @@ impl ApiError {
             | ApiError::EmptyMessage
             | ApiError::InvalidTopic(_)
             | ApiError::UnreadableBody(_)
+            | ApiError::InvalidQuery(_)
             | ApiError::TooManyTopics { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::TooManySubscribers(_) | ApiError::LogUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::TooManySubscribers(_)
+            | ApiError::LogUnavailable(_)
+            | ApiError::TopicLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -102,6 +110,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooManyTopics { .. } => "too_many_topics",
+            ApiError::TopicLimit(_) => "topic_limit",
+            ApiError::InvalidQuery(_) => "invalid_query",
         }
     }
 }
@@ -119,7 +129,7 @@ impl Reply for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManySubscribers(_) => {
+            ApiError::TooManySubscribers(_) | ApiError::TopicLimit(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::LogUnavailable(_) => {

@@ -5,13 +5,15 @@
 //! - [`config`]: the command line and environment options.
 //! - [`event_log`]: where events are stored: in memory, or a Redis stream
 //!   shared by several servers.
-//! - [`hub`]: the history ring, fan-out, the lag policy.
+//! - [`hub`]: the retained events (per topic, under global bounds), the
+//!   topic index that wakes only matching subscribers, the lag policy.
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
 //! - [`publish`]: `POST /publish` validation and storing.
 //! - [`error`]: every error answer as a status and JSON body.
 //! - [`metrics`]: counters, `/metrics` and `/healthz`.
 //! - [`page`]: the built web page at `/`.
 //! - [`ticker`]: the demo ticker.
+//! - [`topics`]: `GET /topics`, the live topics a page at a time.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
 //!
@@ -30,6 +32,7 @@ pub mod routes;
 pub mod serve;
 pub mod stream;
 pub mod ticker;
+pub mod topics;
 
 pub use app::App;
 pub use config::{Config, ConfigError};

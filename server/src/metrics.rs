@@ -22,6 +22,9 @@ pub struct Metrics {
     pub(crate) resets: AtomicU64,
     /// Publish requests refused for bad input.
     pub(crate) publish_errors: AtomicU64,
+    /// Subscribers woken by publishes (each publish wakes only those whose
+    /// filter matches).
+    pub(crate) wakeups: AtomicU64,
 }
 
 impl Metrics {
@@ -36,7 +39,7 @@ pub fn render(app: &App) -> String {
     let m = &hub.metrics;
     let log = app.log.health();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 13] = [
+    let rows: [(&str, &str, &str, u64); 17] = [
         (
             "sse_subscribers",
             "gauge",
@@ -90,6 +93,30 @@ pub fn render(app: &App) -> String {
             "gauge",
             "Events held in the resume history.",
             hub.history_len() as u64,
+        ),
+        (
+            "sse_history_bytes",
+            "gauge",
+            "Bytes held in the resume history (frames and bookkeeping).",
+            hub.history_bytes() as u64,
+        ),
+        (
+            "sse_topics",
+            "gauge",
+            "Live topics: topics that hold events or are followed.",
+            hub.live_topics() as u64,
+        ),
+        (
+            "sse_topic_evictions_total",
+            "counter",
+            "Topics no one followed, evicted whole to make room for new ones (--max-live-topics).",
+            hub.topic_evictions(),
+        ),
+        (
+            "sse_wakeups_total",
+            "counter",
+            "Subscribers woken by publishes (only those whose filter matches).",
+            load(&m.wakeups),
         ),
         (
             "sse_last_seq",

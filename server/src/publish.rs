@@ -7,7 +7,7 @@ use shared::{validate_topic, PublishRequest, PublishResponse, DEFAULT_TOPIC};
 use warp::Reply;
 
 use crate::error::ApiError;
-use crate::event_log::EventLog;
+use crate::event_log::{AppendError, EventLog};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -128,7 +128,10 @@ where
     let appended = log
         .append(topic, request.message)
         .await
-        .map_err(|e| ApiError::LogUnavailable(e.0))?;
+        .map_err(|e| match e {
+            AppendError::Unavailable(e) => ApiError::LogUnavailable(e.0),
+            AppendError::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+        })?;
     Ok(PublishResponse {
         event_id: appended.id.to_string(),
         id: appended.event.id,

@@ -15,6 +15,7 @@ use crate::page;
 use crate::publish::{self, PublishHeaders};
 use crate::serve::Connection;
 use crate::stream::{self, StreamRequest};
+use crate::topics;
 
 /// Every route, with errors turned into JSON bodies.
 ///
@@ -26,6 +27,8 @@ use crate::stream::{self, StreamRequest};
 pub fn routes(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
     stream_route(app.clone())
         .or(publish_route(app.clone()))
+        .unify()
+        .or(topics_route(app.clone()))
         .unify()
         .or(healthz(app.clone()))
         .unify()
@@ -91,6 +94,19 @@ fn publish_route(
                 publish::handle(&app.hub, app.log.as_ref(), &app.publish, headers, body).await
             },
         )
+}
+
+/// `GET /topics?limit=100&after=NAME`.
+fn topics_route(
+    app: App,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("topics")
+        .and(warp::get())
+        .and(raw_query())
+        .and(with_app(app))
+        .map(|query: String, app: App| {
+            topics::list(&app.hub, &query).unwrap_or_else(ApiError::into_response)
+        })
 }
 
 /// `GET /healthz`.

@@ -1,9 +1,10 @@
 //! One subscriber's response to `GET /stream`: where it starts (live, or
-//! after its Last-Event-ID, with a reset notice when the history cannot cover
-//! the gap), then the live events, keep-alive comments on a quiet stream, and
-//! a clean end at shutdown.
+//! after its Last-Event-ID), then its events, with a reset notice wherever
+//! events of its own topics are gone, a `position` event wherever its place
+//! moved without an event of its own, keep-alive comments on a quiet
+//! stream, and a clean end at shutdown.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,16 +12,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use shared::{EventId, ResetNotice, ResetReason, StreamPosition, POSITION_EVENT, RESET_EVENT};
-use tokio::sync::watch;
+use shared::{
+    EventId, ResetNotice, ResetReason, StreamPosition, TopicPattern, POSITION_EVENT, RESET_EVENT,
+};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use warp::http::{header, HeaderValue, Response};
 use warp::Reply;
 
 use crate::error::ApiError;
-use crate::event_log::{EventLog, SharedLog};
-use crate::hub::{frame_json, Hub, Position, Read, Subscription, Topics};
+use crate::event_log::SharedLog;
+use crate::hub::store::Loss;
+use crate::hub::{frame_json, Filter, Hub, Position, Read, Refused, Subscription};
 use crate::metrics::Metrics;
 
 /// What a stream request asks for.
@@ -29,27 +32,26 @@ pub struct StreamRequest {
     /// The id the client last received (the `Last-Event-ID` header, else the
     /// `lastEventId` query parameter).
     pub last_event_id: Option<String>,
-    /// The topics to receive.
-    pub topics: Topics,
+    /// The topics and patterns to receive (none: every topic).
+    pub patterns: BTreeSet<TopicPattern>,
 }
 
 impl StreamRequest {
-    /// Reads `topic` (repeatable) and `lastEventId` from a query string; the
-    /// `Last-Event-ID` header, sent by a reconnecting `EventSource`, wins over
-    /// the query parameter, which stays the same across reconnects.
+    /// Reads `topic` (repeatable: a topic name, `prefix.*` or `*`) and
+    /// `lastEventId` from a query string; the `Last-Event-ID` header, sent by
+    /// a reconnecting `EventSource`, wins over the query parameter, which
+    /// stays the same across reconnects.
     ///
     /// # Errors
-    /// [`ApiError::InvalidTopic`] for a topic name that breaks the rules.
+    /// [`ApiError::InvalidTopic`] for a topic or pattern that breaks the
+    /// rules.
     pub fn from_query(query: &str, header_id: Option<String>) -> Result<Self, ApiError> {
-        let mut topics: HashSet<Box<str>> = HashSet::new();
+        let mut patterns = BTreeSet::new();
         let mut query_id = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "topic" => {
-                    shared::validate_topic(&value).map_err(ApiError::InvalidTopic)?;
-                    if !topics.contains(value.as_ref()) {
-                        topics.insert(Box::from(value.as_ref()));
-                    }
+                    patterns.insert(TopicPattern::parse(&value).map_err(ApiError::InvalidTopic)?);
                 }
                 "lastEventId" => query_id = Some(value.into_owned()),
                 _ => {}
@@ -57,12 +59,13 @@ impl StreamRequest {
         }
         Ok(Self {
             last_event_id: header_id.or(query_id),
-            topics: if topics.is_empty() {
-                Topics::All
-            } else {
-                Topics::Only(topics)
-            },
+            patterns,
         })
+    }
+
+    /// The filter of the patterns asked for.
+    pub fn filter(&self) -> Filter {
+        Filter::new(self.patterns.iter().cloned())
     }
 }
 
@@ -74,16 +77,23 @@ pub struct StreamSettings {
     pub keep_alive: Duration,
     /// Reconnection delay advised in the `retry:` field.
     pub retry: Duration,
-    /// Most topics one stream may name.
+    /// Most topics and patterns one stream may name.
     pub max_topics: usize,
 }
 
 /// Where a new subscriber starts, as far as the log's position tells.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Resume {
-    /// At seq `cursor` of `epoch`, after the notice, if the history cannot
-    /// take the client exactly where it left off.
-    At(u64, u64, Option<ResetNotice>),
+    /// At seq `cursor` of `epoch`; `restarted` when the client's id was of
+    /// another log, whose events are gone.
+    At {
+        /// The epoch the cursor counts in.
+        epoch: u64,
+        /// The first seq to read.
+        cursor: u64,
+        /// Whether the client's id belonged to another log.
+        restarted: bool,
+    },
     /// The client's id is of a newer epoch than this replica has read: it
     /// waits until the replica has caught up with the shared log.
     Ahead,
@@ -91,7 +101,8 @@ pub(crate) enum Resume {
 
 /// Where a new subscriber starts, from the log's `position` and the
 /// client's Last-Event-ID (a malformed one counts as none: the stream
-/// starts live). Only asked once the log is loaded.
+/// starts live). Only asked once the log is loaded. What of the
+/// subscriber's own is gone after it, the first read finds.
 ///
 /// A `replica` (a server reading a shared log) may not have read yet what
 /// the client saw on another server: an id ahead of it is waited for, never
@@ -102,12 +113,17 @@ pub(crate) fn resume_point(
     last_event_id: Option<&str>,
 ) -> Resume {
     let Position {
-        epoch, first, next, ..
+        epoch,
+        horizon,
+        next,
+        ..
     } = position;
-    let Some((raw, mut id)) =
-        last_event_id.and_then(|raw| Some((raw, raw.parse::<EventId>().ok()?)))
-    else {
-        return Resume::At(epoch, next, None);
+    let Some(mut id) = last_event_id.and_then(|raw| raw.parse::<EventId>().ok()) else {
+        return Resume::At {
+            epoch,
+            cursor: next,
+            restarted: false,
+        };
     };
     if id.epoch == 0 {
         // A position taken before the log had any event: everything of the
@@ -118,59 +134,65 @@ pub(crate) fn resume_point(
         if replica && id.epoch > epoch {
             return Resume::Ahead;
         }
-        return Resume::At(epoch, first, Some(restarted(position, raw)));
-    }
-    if id.seq >= next {
-        // A replica waits for what the client saw elsewhere; the in-memory
-        // log has not issued such an id, so the client starts live.
-        let cursor = if replica {
-            id.seq.saturating_add(1)
-        } else {
-            next
-        };
-        return Resume::At(epoch, cursor, None);
-    }
-    let wanted = id.seq + 1;
-    if wanted < first {
-        return Resume::At(
+        return Resume::At {
             epoch,
-            first,
-            Some(history_exceeded(Some(raw), wanted, first)),
-        );
+            cursor: horizon,
+            restarted: true,
+        };
     }
-    Resume::At(epoch, wanted, None)
+    let cursor = if id.seq >= next && !replica {
+        // The in-memory log has not issued such an id: the client starts
+        // live. A replica waits for what the client saw elsewhere.
+        next
+    } else {
+        id.seq.saturating_add(1)
+    };
+    Resume::At {
+        epoch,
+        cursor,
+        restarted: false,
+    }
 }
 
 /// The notice for a client whose id belongs to another log (an earlier run,
-/// or a shared stream that was replaced).
-fn restarted(position: Position, requested: &str) -> ResetNotice {
-    let first = position.first;
-    let missed = (first > 1).then(|| (1, first - 1));
+/// or a shared stream that was replaced or lost events).
+fn restarted(requested: Option<&str>, resume_seq: u64) -> ResetNotice {
     ResetNotice {
         reason: ResetReason::ServerRestarted,
-        requested: Some(requested.to_owned()),
-        missed_from: missed.map(|m| m.0),
-        missed_to: missed.map(|m| m.1),
-        resume_seq: first,
+        requested: requested.map(str::to_owned),
+        missed_from: None,
+        missed_to: None,
+        missed_count: None,
+        resume_seq,
         message: format!(
             "The event log restarted (a new server run, or a new shared stream): \
-             events from before it are gone. Replaying from seq {first}."
+             events from before it are gone. Replaying what it keeps from seq {resume_seq}."
         ),
     }
 }
 
-/// The notice for events `wanted..first` that are no longer kept.
-fn history_exceeded(requested: Option<&str>, wanted: u64, first: u64) -> ResetNotice {
+/// The notice for events of the subscriber's own that are gone.
+fn lost(reason: ResetReason, requested: Option<&str>, loss: Loss, resume_seq: u64) -> ResetNotice {
+    let what = match loss.count {
+        Some(1) => "1 event".to_owned(),
+        Some(n) => format!("{n} events"),
+        None => "events".to_owned(),
+    };
+    let why = match reason {
+        ResetReason::FellBehind => "left the history before they could be sent",
+        _ => "are no longer kept",
+    };
     ResetNotice {
-        reason: ResetReason::HistoryExceeded,
+        reason,
         requested: requested.map(str::to_owned),
-        missed_from: Some(wanted),
-        missed_to: Some(first - 1),
-        resume_seq: first,
+        missed_from: Some(loss.first),
+        missed_to: Some(loss.last),
+        missed_count: loss.count,
+        resume_seq,
         message: format!(
-            "Events {wanted} to {} are older than the history the server keeps \
-             and were missed. Resuming from seq {first}.",
-            first - 1
+            "{what} of your topics between seq {} and {} {why}. \
+             Going on from seq {resume_seq}.",
+            loss.first, loss.last
         ),
     }
 }
@@ -179,7 +201,7 @@ fn history_exceeded(requested: Option<&str>, wanted: u64, first: u64) -> ResetNo
 /// after the notice.
 fn reset_frame(hub: &Hub, epoch: u64, notice: &ResetNotice) -> Bytes {
     Metrics::add(&hub.metrics.resets, 1);
-    let id = EventId::new(epoch, notice.resume_seq - 1);
+    let id = EventId::new(epoch, notice.resume_seq.saturating_sub(1));
     frame_json(Some(RESET_EVENT), &id, notice)
 }
 
@@ -187,29 +209,33 @@ fn reset_frame(hub: &Hub, epoch: u64, notice: &ResetNotice) -> Bytes {
 ///
 /// The hot path (woken by a publish, write the new frames) touches no timer
 /// and registers one waiter: the keep-alive timer is re-armed only when it
-/// fires, and shutdown arrives through the same publish notification.
+/// fires, and shutdown arrives through the same wake-up.
 struct Subscriber {
-    /// Registration with the hub it reads from: lag tracking. A subscriber
-    /// cut for lag is closed with its connection, which drops this stream.
+    /// Registration with the hub: wake-ups, lag tracking, what it follows.
+    /// A subscriber cut for lag is closed with its connection, which drops
+    /// this stream.
     sub: Subscription,
     /// Where the subscriber is: waiting to settle its start, reading from
-    /// the event log, or reading the hub's ring.
+    /// the event log, or reading the hub.
     phase: Phase,
     /// The epoch `cursor` counts in; 0 when the log had no epoch yet (its
     /// first events are then this subscriber's without a notice).
     epoch: u64,
+    /// The hub's generation the cursor counts in.
+    generation: u64,
     /// The next seq to read.
     cursor: u64,
     /// The seq (in `epoch`) of the last id written to the client: of an
     /// event, a notice or a `position`. A `position` is due when the cursor
     /// has moved past it without an event for this subscriber.
     told: u64,
+    /// Losses at or below this seq were announced already.
+    announced_through: u64,
+    /// The client's Last-Event-ID, until the first read after settling
+    /// (whose losses are `history_exceeded`; later ones `fell_behind`).
+    resuming: Option<Option<String>>,
     /// The event log, for a start settled late and for backfill.
     log: SharedLog,
-    /// The topics to deliver.
-    topics: Topics,
-    /// Changes after every publish, and at shutdown.
-    wake: watch::Receiver<u64>,
     /// Bytes to send before anything else (the opening, a reset notice and
     /// the position).
     first: Option<Bytes>,
@@ -222,9 +248,9 @@ struct Subscriber {
     tick: Pin<Box<Sleep>>,
     /// When bytes were last handed to the connection.
     last_write: Instant,
-    /// Whether the log may hold frames not yet read: set by a publish
-    /// notification, or when a read stopped at the batch size. When clear,
-    /// the stream goes straight to waiting instead of reading the log again.
+    /// Whether the hub may hold frames not yet read: set by a wake-up, or
+    /// when a read stopped at the batch size. When clear, the stream goes
+    /// straight to waiting instead of reading again.
     dirty: bool,
 }
 
@@ -234,22 +260,25 @@ enum Phase {
     /// The start is not settled yet: the log is not loaded (a server still
     /// catching up with a shared log), or the client's id is of an epoch
     /// this replica has not read yet. Settled from the client's
-    /// Last-Event-ID, kept here, once the log is loaded and has the id's
-    /// epoch, or has caught up with the shared log (`synced` moved on)
-    /// without it.
+    /// Last-Event-ID once the log is loaded and has the id's epoch, or has
+    /// caught up with the shared log (`synced` moved on) without it.
     Unsettled {
         /// The client's Last-Event-ID.
         requested: Option<String>,
         /// The hub's sync count when the subscriber arrived.
         synced_at: u64,
     },
-    /// The cursor is older than the hub's history: the next events come
-    /// from the event log (Redis) until the cursor reaches the history.
+    /// Events the hub no longer holds come from the event log (Redis), up
+    /// to `upto`; then back to the hub.
     Backfill {
+        /// The last seq to read from the log.
+        upto: u64,
+        /// The first seq the hub said was lost for this subscriber.
+        lost_from: u64,
         /// When the current run of failed reads began, if one is going on.
         failing_since: Option<Instant>,
     },
-    /// Reading the hub's ring.
+    /// Reading the hub.
     Live,
 }
 
@@ -295,18 +324,18 @@ impl Subscriber {
                 },
                 Phase::Live => {
                     if self.dirty {
-                        if let Some(chunk) = self.read_log() {
+                        if let Some(chunk) = self.read_hub() {
                             return Some(chunk);
+                        }
+                        if !matches!(self.phase, Phase::Live) {
+                            continue;
                         }
                     }
                 }
             }
             tokio::select! {
                 biased;
-                changed = self.wake.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
+                () = self.sub.changed() => {
                     self.dirty = true;
                 }
                 () = self.tick.as_mut() => {
@@ -314,7 +343,10 @@ impl Subscriber {
                     let now = Instant::now();
                     if now >= due {
                         self.tick.as_mut().reset(now + self.keep_alive);
-                        return Some(self.quiet_frame());
+                        if let Some(frame) = self.quiet_frame() {
+                            return Some(frame);
+                        }
+                        continue;
                     }
                     self.tick.as_mut().reset(due);
                 }
@@ -322,26 +354,25 @@ impl Subscriber {
         }
     }
 
-    /// What a quiet connection gets: a `position` when the subscriber's
-    /// place moved past events it does not receive, else a keep-alive.
-    fn quiet_frame(&mut self) -> Bytes {
-        match self.position_frame() {
-            Some(frame) => frame,
-            None => Bytes::from_static(KEEP_ALIVE),
+    /// What a quiet connection gets: anything new after all; else a
+    /// `position` when the subscriber's place moved past events it does not
+    /// receive; else a keep-alive. `None` when the phase changed instead.
+    fn quiet_frame(&mut self) -> Option<Bytes> {
+        if matches!(self.phase, Phase::Live) {
+            // Brings the cursor up to what is visible, so that the position
+            // is current.
+            if let Some(chunk) = self.read_hub() {
+                return Some(chunk);
+            }
+            if !matches!(self.phase, Phase::Live) {
+                return None;
+            }
+            let at = self.cursor.saturating_sub(1);
+            if at > self.told {
+                return Some(self.position_at(at));
+            }
         }
-    }
-
-    /// The `position` event for the subscriber's place, when the client's
-    /// last id is behind it.
-    fn position_frame(&mut self) -> Option<Bytes> {
-        if !matches!(self.phase, Phase::Live) {
-            return None;
-        }
-        let at = self.cursor.saturating_sub(1);
-        if at <= self.told {
-            return None;
-        }
-        Some(self.position_at(at))
+        Some(Bytes::from_static(KEEP_ALIVE))
     }
 
     /// A `position` event for seq `at` of the subscriber's epoch.
@@ -360,8 +391,9 @@ impl Subscriber {
     /// subscriber arrives, or not have read the client's epoch yet):
     /// returns the notice, if any, and the `position` to send first.
     fn settle_start(&mut self) -> Option<Bytes> {
-        self.wake.borrow_and_update();
+        self.sub.clear_wake();
         let hub = self.sub.hub();
+        let generation = hub.generation();
         let position = hub.position();
         if !position.loaded {
             return None;
@@ -373,30 +405,41 @@ impl Subscriber {
         else {
             return None;
         };
-        let requested = requested.as_deref();
-        let resume = match resume_point(position, hub.is_replica(), requested) {
+        let requested = requested.clone();
+        let resume = match resume_point(position, hub.is_replica(), requested.as_deref()) {
             Resume::Ahead if hub.synced() <= *synced_at => return None,
             // Caught up with the shared log and still not there: the id
             // was not issued by this log.
-            Resume::Ahead => Resume::At(
-                position.epoch,
-                position.first,
-                Some(restarted(position, requested.unwrap_or_default())),
-            ),
+            Resume::Ahead => Resume::At {
+                epoch: position.epoch,
+                cursor: position.horizon,
+                restarted: true,
+            },
             resume => resume,
         };
-        let Resume::At(epoch, cursor, notice) = resume else {
+        let Resume::At {
+            epoch,
+            cursor,
+            restarted: was_restarted,
+        } = resume
+        else {
             return None;
         };
-        let (cursor, notice, phase) = plan_start(cursor, notice, self.log.as_ref());
         self.epoch = epoch;
+        self.generation = generation;
         self.cursor = cursor;
-        self.phase = phase;
-        self.sub.advance(cursor);
+        self.phase = Phase::Live;
         self.dirty = true;
         let mut out = BytesMut::new();
-        if let Some(notice) = notice {
+        if was_restarted {
+            // The notice stands for everything before the current log's
+            // kept events, its own losses included.
+            self.announced_through = position.next.saturating_sub(1);
+            let notice = restarted(requested.as_deref(), cursor);
             out.extend_from_slice(&reset_frame(self.sub.hub(), epoch, &notice));
+            self.resuming = None;
+        } else {
+            self.resuming = Some(requested);
         }
         // The client now holds everything before the cursor.
         let position = self.position_at(cursor.saturating_sub(1));
@@ -404,36 +447,40 @@ impl Subscriber {
         Some(out.freeze())
     }
 
-    /// Reads the next events older than the hub's history from the event
-    /// log: the bytes to write, or `None` when none of them is for this
-    /// subscriber. Events the log no longer holds are announced with a
-    /// `history_exceeded` notice; a log that cannot be read is retried for
+    /// Reads the next events the hub no longer holds from the event log
+    /// (Redis): the bytes to write, or `None` when none of them is for this
+    /// subscriber. Events the log does not hold either are announced with
+    /// a `history_exceeded` notice; a log that cannot be read is retried for
     /// [`BACKFILL_PATIENCE`], then the stream ends ([`Ended`]) so that the
     /// client reconnects and resumes from where it got to. Ends the backfill
-    /// once the cursor reaches the history.
+    /// once the cursor passes `upto`.
     async fn backfill_chunk(&mut self) -> Result<Option<Bytes>, Ended> {
-        let position = self.sub.hub().position();
-        if position.epoch != self.epoch || self.cursor >= position.first {
+        let Phase::Backfill {
+            upto,
+            lost_from,
+            failing_since,
+        } = &mut self.phase
+        else {
+            return Ok(None);
+        };
+        let (upto, lost_from) = (*upto, *lost_from);
+        if self.cursor > upto || self.sub.hub().epoch() != self.epoch {
+            self.announced_through = self.announced_through.max(upto);
             self.phase = Phase::Live;
             self.dirty = true;
             return Ok(None);
         }
         let events = match self
             .log
-            .range(self.epoch, self.cursor, position.first - 1, BACKFILL_BATCH)
+            .range(self.epoch, self.cursor, upto, BACKFILL_BATCH)
             .await
         {
             Ok(events) => {
-                self.phase = Phase::Backfill {
-                    failing_since: None,
-                };
+                *failing_since = None;
                 self.sub.set_waiting(false);
                 events
             }
             Err(error) => {
-                let Phase::Backfill { failing_since } = &mut self.phase else {
-                    return Ok(None);
-                };
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 self.sub.set_waiting(true);
                 if since.elapsed() >= BACKFILL_PATIENCE {
@@ -452,11 +499,20 @@ impl Subscriber {
                 return Ok(None);
             }
         };
-        // The first seq the log gave, or where the history starts.
-        let found = events.first().map_or(position.first, |(id, _)| id.seq);
+        // The first seq the log gave, or past the range: what lies before it
+        // is gone from the log too. The hub knows which of it was this
+        // subscriber's: nothing before `lost_from`.
+        let found = events.first().map_or(upto + 1, |(id, _)| id.seq);
         let mut out = BytesMut::new();
-        if found > self.cursor {
-            let notice = history_exceeded(None, self.cursor, found);
+        if found > self.cursor && found > lost_from {
+            let loss = Loss::unknown(self.cursor.max(lost_from), found - 1);
+            let requested = self.resuming.take().flatten();
+            let notice = lost(
+                ResetReason::HistoryExceeded,
+                requested.as_deref(),
+                loss,
+                found,
+            );
             out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
             self.told = found - 1;
         }
@@ -464,14 +520,16 @@ impl Subscriber {
         let mut next = found;
         for (id, event) in &events {
             next = id.seq + 1;
-            if self.topics.matches(&event.topic) {
+            if self.sub.filter.matches(&event.topic) {
                 out.extend_from_slice(&frame_json(None, id, event));
                 self.told = id.seq;
                 count += 1;
             }
         }
+        if events.is_empty() {
+            next = upto + 1;
+        }
         self.cursor = next;
-        self.sub.advance(next);
         Metrics::add(&self.sub.hub().metrics.delivered, count);
         if out.is_empty() {
             return Ok(None);
@@ -479,78 +537,101 @@ impl Subscriber {
         Ok(Some(out.freeze()))
     }
 
-    /// Reads what the log holds after the cursor: the bytes to write, or
-    /// `None` when nothing there is for this subscriber.
-    fn read_log(&mut self) -> Option<Bytes> {
-        // Mark the current version seen before reading, so a publish racing
-        // with the read still wakes us.
-        self.wake.borrow_and_update();
+    /// Reads what the hub holds for this subscriber after the cursor: the
+    /// bytes to write, or `None` when there is nothing for it (or the phase
+    /// changed to a backfill).
+    fn read_hub(&mut self) -> Option<Bytes> {
+        // Clear the wake flag before reading, so a publish racing with the
+        // read still wakes us.
+        self.sub.clear_wake();
         self.dirty = false;
-        match self.sub.hub().read(self.epoch, self.cursor, &self.topics) {
-            Read::Replaced { epoch, .. } if self.epoch == 0 => {
-                // The log's first events: this subscriber was waiting for
-                // them, from seq 1 on.
-                self.epoch = epoch;
-                self.told = 0;
-                self.read_log()
-            }
-            Read::Replaced { epoch, first } => {
-                let last = EventId::new(self.epoch, self.cursor.saturating_sub(1));
+        match self
+            .sub
+            .read(self.generation, self.cursor, self.announced_through)
+        {
+            Read::Restarted {
+                epoch,
+                horizon,
+                generation,
+            } => {
+                let previous = self.epoch;
+                self.generation = generation;
+                self.dirty = true;
+                if previous == 0 {
+                    // The log's first events: this subscriber was waiting
+                    // for them.
+                    self.epoch = epoch;
+                    self.told = 0;
+                    self.cursor = self.cursor.max(horizon);
+                    return self.read_hub();
+                }
+                if epoch == previous {
+                    // A replica skipped a stretch it could not read.
+                    if self.cursor >= horizon {
+                        return self.read_hub();
+                    }
+                    let loss = Loss::unknown(self.cursor, horizon - 1);
+                    let notice = lost(ResetReason::FellBehind, None, loss, horizon);
+                    self.cursor = horizon;
+                    self.told = horizon - 1;
+                    return Some(reset_frame(self.sub.hub(), epoch, &notice));
+                }
+                let last = EventId::new(previous, self.cursor.saturating_sub(1));
                 let notice = ResetNotice {
                     reason: ResetReason::ServerRestarted,
                     requested: None,
                     missed_from: None,
                     missed_to: None,
-                    resume_seq: first,
+                    missed_count: None,
+                    resume_seq: horizon,
                     message: format!(
                         "The event log lost events after {last} (it was restored from an \
                          older copy, or replaced): it began anew. Continuing from seq \
-                         {first} of the new log."
+                         {horizon} of the new log."
                     ),
                 };
                 self.epoch = epoch;
-                self.cursor = first;
-                self.told = first - 1;
-                self.sub.advance(first);
-                self.dirty = true;
+                self.cursor = horizon;
+                self.announced_through = 0;
+                self.told = horizon.saturating_sub(1);
                 Some(reset_frame(self.sub.hub(), epoch, &notice))
             }
-            Read::Lost { first } => {
-                // Only reachable when the history is smaller than a burst:
-                // say so in-band rather than skip silently.
-                let notice = ResetNotice {
-                    reason: ResetReason::FellBehind,
-                    requested: None,
-                    missed_from: Some(self.cursor),
-                    missed_to: Some(first - 1),
-                    resume_seq: first,
-                    message: format!(
-                        "This subscriber fell behind: events {} to {} left the history \
-                         before they could be sent.",
-                        self.cursor,
-                        first - 1
-                    ),
-                };
-                self.cursor = first;
-                self.told = first - 1;
-                self.sub.advance(first);
-                self.dirty = true;
-                Some(reset_frame(self.sub.hub(), self.epoch, &notice))
-            }
-            Read::Frames {
-                bytes,
-                count,
-                last,
-                next,
-                more,
-            } => {
-                self.cursor = next;
-                self.sub.advance(next);
-                self.dirty = more;
-                let bytes = bytes?;
-                self.told = last;
-                Metrics::add(&self.sub.hub().metrics.delivered, count);
-                Some(bytes)
+            Read::Batch(batch) => {
+                if let Some(loss) = batch.loss {
+                    if self.log.reaches_further() && !matches!(self.phase, Phase::Backfill { .. }) {
+                        // The log may still hold what the hub dropped.
+                        self.phase = Phase::Backfill {
+                            upto: loss.last,
+                            lost_from: loss.first,
+                            failing_since: None,
+                        };
+                        return None;
+                    }
+                }
+                let mut out = BytesMut::new();
+                if let Some(loss) = batch.loss {
+                    let resume_seq = batch.first.unwrap_or(batch.next);
+                    let (reason, requested) = match self.resuming.take() {
+                        Some(requested) => (ResetReason::HistoryExceeded, requested),
+                        None => (ResetReason::FellBehind, None),
+                    };
+                    let notice = lost(reason, requested.as_deref(), loss, resume_seq);
+                    out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
+                    self.told = resume_seq - 1;
+                    self.announced_through = self.announced_through.max(loss.last);
+                }
+                self.resuming = None;
+                self.cursor = batch.next;
+                self.dirty = batch.more;
+                if let Some(bytes) = batch.bytes {
+                    out.extend_from_slice(&bytes);
+                    self.told = batch.last;
+                    Metrics::add(&self.sub.hub().metrics.delivered, batch.count);
+                    if out.len() == bytes.len() {
+                        return Some(bytes);
+                    }
+                }
+                (!out.is_empty()).then(|| out.freeze())
             }
         }
     }
@@ -559,29 +640,6 @@ impl Subscriber {
 /// The stream ends: its client reconnects and resumes.
 #[derive(Debug)]
 struct Ended;
-
-/// Where a subscriber settled at `cursor` starts reading: when the events it
-/// asks for are older than the hub's history but `log` may still hold them,
-/// at the first of them in [`Phase::Backfill`], without the notice.
-fn plan_start(
-    cursor: u64,
-    notice: Option<ResetNotice>,
-    log: &dyn EventLog,
-) -> (u64, Option<ResetNotice>, Phase) {
-    match notice {
-        Some(notice) if notice.reason == ResetReason::HistoryExceeded && log.reaches_further() => {
-            let wanted = notice.missed_from.unwrap_or(cursor);
-            (
-                wanted,
-                None,
-                Phase::Backfill {
-                    failing_since: None,
-                },
-            )
-        }
-        notice => (cursor, notice, Phase::Live),
-    }
-}
 
 /// The body of a stream: pre-framed bytes, several pending events in one chunk.
 fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
@@ -596,7 +654,9 @@ fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>>
 ///
 /// # Errors
 /// [`ApiError::TooManyTopics`] over `--max-topics-per-stream`;
-/// [`ApiError::TooManySubscribers`] at the subscriber limit.
+/// [`ApiError::TooManySubscribers`] at the subscriber limit;
+/// [`ApiError::TopicLimit`] when a topic it names is new and the live-topic
+/// limit is reached.
 pub(crate) fn open(
     hub: &Arc<Hub>,
     log: &SharedLog,
@@ -604,19 +664,18 @@ pub(crate) fn open(
     kill: CancellationToken,
     settings: StreamSettings,
 ) -> Result<warp::reply::Response, ApiError> {
-    if request.topics.len() > settings.max_topics {
+    if request.patterns.len() > settings.max_topics {
         return Err(ApiError::TooManyTopics {
-            given: request.topics.len(),
+            given: request.patterns.len(),
             limit: settings.max_topics,
         });
     }
-    // The start is settled at the first poll of the body when the log is
-    // loaded, before anything published after the opening can be missed:
-    // the cursor is taken now, and settling only decides the notice and the
-    // position. Until then the cursor is out of the reaper's reach.
-    let sub = hub.subscribe(u64::MAX, kill).map_err(|full| {
+    let sub = hub.subscribe(&request.filter(), kill).map_err(|refused| {
         Metrics::add(&hub.metrics.refused, 1);
-        ApiError::TooManySubscribers(full.0)
+        match refused {
+            Refused::Full(limit) => ApiError::TooManySubscribers(limit),
+            Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+        }
     })?;
     Metrics::add(&hub.metrics.subscriptions, 1);
     let mut subscriber = Subscriber {
@@ -626,11 +685,12 @@ pub(crate) fn open(
             synced_at: hub.synced(),
         },
         epoch: 0,
+        generation: 0,
         cursor: u64::MAX,
-        told: u64::MAX,
+        told: 0,
+        announced_through: 0,
+        resuming: None,
         log: log.clone(),
-        topics: request.topics,
-        wake: hub.watch(),
         first: None,
         keep_alive: settings.keep_alive,
         retry_ms: settings.retry.as_millis() as u64,
@@ -638,8 +698,10 @@ pub(crate) fn open(
         last_write: Instant::now(),
         dirty: true,
     };
-    // The opening goes out at once so clients and proxies see the stream
-    // live; with a loaded log it holds the notice and the position too.
+    // The start is settled now when the log is loaded, so that anything
+    // published after the opening reaches this subscriber; the opening goes
+    // out at once so clients and proxies see the stream live, with the
+    // notice and the position.
     let mut first = BytesMut::from(
         format!(": stream open\nretry: {}\n\n", settings.retry.as_millis()).as_bytes(),
     );
@@ -663,46 +725,37 @@ pub(crate) fn open(
 mod tests {
     use super::*;
 
+    fn at(epoch: u64, cursor: u64, restarted: bool) -> Resume {
+        Resume::At {
+            epoch,
+            cursor,
+            restarted,
+        }
+    }
+
     #[test]
     fn resume_points() {
-        let hub = Hub::new(crate::hub::tests::options(3, 3, 10));
-        let epoch = hub.epoch();
-        assert_eq!(
-            resume_point(hub.position(), false, None),
-            Resume::At(epoch, 1, None)
-        );
-        for i in 0..5 {
-            hub.publish("t", i.to_string());
-        }
-        let at = |id: Option<&str>| {
-            let Resume::At(e, cursor, notice) = resume_point(hub.position(), false, id) else {
-                panic!("the in-memory log never waits");
-            };
-            assert_eq!(e, epoch);
-            (cursor, notice)
+        let position = Position {
+            loaded: true,
+            epoch: 7,
+            horizon: 1,
+            next: 6,
         };
         // Live when there is no usable id.
-        assert_eq!(at(None), (6, None));
-        assert_eq!(at(Some("garbage")), (6, None));
-        assert_eq!(at(Some(&format!("{epoch}-99"))), (6, None));
-        // Exactly after the id when the history covers it.
-        assert_eq!(at(Some(&format!("{epoch}-2"))), (3, None));
-        assert_eq!(at(Some(&format!("{epoch}-5"))), (6, None));
-        // Too old.
-        let (cursor, notice) = at(Some(&format!("{epoch}-0")));
-        let notice = notice.unwrap();
-        assert_eq!(cursor, 3);
-        assert_eq!(notice.reason, ResetReason::HistoryExceeded);
-        assert_eq!((notice.missed_from, notice.missed_to), (Some(1), Some(2)));
-        // Another run.
-        let (cursor, notice) = at(Some(&format!("{}-4", epoch + 1)));
-        let notice = notice.unwrap();
-        assert_eq!(cursor, 3);
-        assert_eq!(notice.reason, ResetReason::ServerRestarted);
+        assert_eq!(resume_point(position, false, None), at(7, 6, false));
         assert_eq!(
-            notice.requested.as_deref(),
-            Some(format!("{}-4", epoch + 1).as_str())
+            resume_point(position, false, Some("garbage")),
+            at(7, 6, false)
         );
+        assert_eq!(resume_point(position, false, Some("7-99")), at(7, 6, false));
+        // Right after the id (what of it is gone, the first read finds).
+        assert_eq!(resume_point(position, false, Some("7-2")), at(7, 3, false));
+        assert_eq!(resume_point(position, false, Some("7-5")), at(7, 6, false));
+        assert_eq!(resume_point(position, false, Some("7-0")), at(7, 1, false));
+        // A position taken before the log had an epoch.
+        assert_eq!(resume_point(position, false, Some("0-0")), at(7, 1, false));
+        // Another run.
+        assert_eq!(resume_point(position, false, Some("8-4")), at(7, 1, true));
     }
 
     #[test]
@@ -710,34 +763,19 @@ mod tests {
         let position = Position {
             loaded: true,
             epoch: 7,
-            first: 3,
+            horizon: 3,
             next: 98,
         };
-        // Same epoch, ahead: start right after the client's id.
         assert_eq!(
             resume_point(position, true, Some("7-100")),
-            Resume::At(7, 101, None)
+            at(7, 101, false)
         );
-        // The top of the range does not overflow.
         assert_eq!(
             resume_point(position, true, Some(&format!("7-{}", u64::MAX))),
-            Resume::At(7, u64::MAX, None)
+            at(7, u64::MAX, false)
         );
-        // A newer epoch than the replica has read: wait for it.
         assert_eq!(resume_point(position, true, Some("8-1")), Resume::Ahead);
-        // An older one is gone.
-        let Resume::At(7, 3, Some(notice)) = resume_point(position, true, Some("6-1")) else {
-            panic!("an older epoch resets");
-        };
-        assert_eq!(notice.reason, ResetReason::ServerRestarted);
-        // In memory, the same ids start live: this log issued none of them.
-        assert_eq!(
-            resume_point(position, false, Some("7-100")),
-            Resume::At(7, 98, None)
-        );
-        assert!(matches!(
-            resume_point(position, false, Some("8-1")),
-            Resume::At(7, 3, Some(_))
-        ));
+        assert_eq!(resume_point(position, true, Some("6-1")), at(7, 3, true));
+        assert_eq!(resume_point(position, false, Some("8-1")), at(7, 3, true));
     }
 }

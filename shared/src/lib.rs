@@ -9,6 +9,8 @@
 //! - [`encode`]: writes Server-Sent Events frames that no field value can break.
 //! - [`parse`]: an incremental event-stream parser that follows the WHATWG
 //!   HTML rules, as a browser's `EventSource` does.
+//! - [`pattern`]: topic patterns (`name`, `prefix.*`, `*`), for
+//!   subscriptions and token claims.
 //!
 //! The crate does no I/O and depends only on serde, uuid and thiserror, so it
 //! builds for the server and for `wasm32-unknown-unknown` alike.
@@ -17,6 +19,7 @@ pub mod encode;
 pub mod event_id;
 pub mod message;
 pub mod parse;
+pub mod pattern;
 
 pub use encode::{encode, encode_comment, encode_into, EncodeError, Frame};
 pub use event_id::{EventId, EventIdError};
@@ -26,3 +29,4 @@ pub use message::{
     RESET_EVENT, TICKER_TOPIC,
 };
 pub use parse::{Item, ParsedEvent, Parser};
+pub use pattern::TopicPattern;

@@ -66,8 +66,15 @@ pub struct ResetNotice {
     pub missed_from: Option<u64>,
     /// Last lost sequence number, when it is known.
     pub missed_to: Option<u64>,
-    /// The sequence number the stream goes on from (events of the subscribed
-    /// topics with this seq or later follow).
+    /// How many events of the subscriber's topics were lost, when it is
+    /// known: between `missed_from` and `missed_to` there may be events of
+    /// other topics, and (with retention per topic) kept events of the
+    /// subscriber's own, which follow the notice.
+    #[serde(default)]
+    pub missed_count: Option<u64>,
+    /// The sequence number the stream goes on from: the notice's id is the
+    /// seq before it, and every kept event of the subscribed topics from it
+    /// on follows.
     pub resume_seq: u64,
     /// A sentence for people.
     pub message: String,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{AppendFuture, Appended, EventLog, LogHealth};
+use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth};
 use crate::hub::Hub;
 
 /// The hub's own ring as the log (no outside store, nothing to fail).
@@ -20,8 +20,12 @@ impl MemoryLog {
 
 impl EventLog for MemoryLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
-        let (id, event) = self.hub.publish(&topic, message);
-        Box::pin(std::future::ready(Ok(Appended { id, event })))
+        let appended = self
+            .hub
+            .publish(&topic, message)
+            .map(|(id, event)| Appended { id, event })
+            .map_err(AppendError::from);
+        Box::pin(std::future::ready(appended))
     }
 
     fn health(&self) -> LogHealth {

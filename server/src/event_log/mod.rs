@@ -36,14 +36,26 @@ pub struct Appended {
     pub event: ServerEvent,
 }
 
-/// The log could not store the event: nothing was published.
+/// The log could not be reached or read: nothing was published (or read).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+/// Why an event was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    /// The log cannot be reached.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The topic is new and the live-topic limit is reached with every
+    /// topic followed.
+    #[error(transparent)]
+    TopicLimit(#[from] crate::hub::TopicLimit),
+}
+
 /// The future [`EventLog::append`] returns.
 pub type AppendFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Appended, Unavailable>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Appended, AppendError>> + Send + 'a>>;
 
 /// The future [`EventLog::range`] returns.
 pub type RangeFuture<'a> =
@@ -68,8 +80,7 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// with its id.
     ///
     /// # Errors
-    /// [`Unavailable`] when the log cannot be reached: the event was not
-    /// published.
+    /// [`AppendError`]: the event was not published.
     fn append(&self, topic: String, message: String) -> AppendFuture<'_>;
 
     /// How the log is doing.
@@ -113,6 +124,8 @@ pub async fn open(
     let options = HubOptions {
         history: config.history,
         history_bytes: config.history_bytes,
+        history_per_topic: config.history_per_topic,
+        max_live_topics: config.max_live_topics,
         max_lag: config.max_lag,
         max_subscribers,
     };

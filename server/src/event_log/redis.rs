@@ -39,7 +39,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Unavailable};
+use super::{
+    AppendError as LogAppendError, AppendFuture, Appended, EventLog, LogHealth, RangeFuture,
+    Unavailable,
+};
 use crate::hub::{now_rfc3339, Hub};
 
 /// Appends one event and returns `{id, note}`.
@@ -562,9 +565,9 @@ impl EventLog for RedisLog {
                     self.health.reached();
                     Ok(appended)
                 }
-                Err(AppendError::NotConnected) => Err(Unavailable(
+                Err(AppendError::NotConnected) => Err(LogAppendError::Unavailable(Unavailable(
                     "the event log (Redis) is unreachable; the event was not published".into(),
-                )),
+                ))),
                 Err(AppendError::Redis(error)) => {
                     self.command_failed("publishing", &error);
                     let message = if error.is_timeout() {
@@ -575,7 +578,7 @@ impl EventLog for RedisLog {
                     } else {
                         "the event log (Redis) refused the event; it was not published"
                     };
-                    Err(Unavailable(message.into()))
+                    Err(LogAppendError::Unavailable(Unavailable(message.into())))
                 }
             }
         })
