@@ -352,5 +352,95 @@ mod tests {
             .starts_with("--redis \"http://x/\" is not a Redis URL"));
         let err = Config::try_parse_from(["server", "--redis-key", "k"]).unwrap_err();
         assert!(err.to_string().contains("--redis <URL>"), "{err}");
+        let err = Config::try_parse_from(["server", "--keep-alive", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("must be more than 0"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let config = Config::try_parse_from(["server"]).expect("defaults parse");
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_header_bytes, 16384);
+        assert_eq!(config.body_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, None);
+        for flag in [
+            "--header-timeout",
+            "--body-timeout",
+            "--idle-timeout",
+            "--keep-alive",
+        ] {
+            let err = Config::try_parse_from(["server", flag, "0ms"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be more than 0"),
+                "{flag}: {err}"
+            );
+        }
+        let over = (limits::connections_allowed(limits::hard_open_files_limit()) + 1).to_string();
+        let config =
+            Config::try_parse_from(["server", "--max-connections", &over]).expect("parses");
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!(
+                "--max-connections ({over}) is more than the open-files limit allows"
+            )));
+    }
+
+    #[test]
+    fn origins_are_trimmed_and_checked() {
+        let config = Config::try_parse_from([
+            "server",
+            "--cors-origin",
+            " http://a.example:1 ,HTTPS://B.Example",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.cors_origins,
+            ["http://a.example:1", "https://b.example"]
+        );
+        let config = Config::try_parse_from(["server", "--cors-origin", "*"]).expect("parses");
+        assert!(config.validate().is_ok());
+        let config =
+            Config::try_parse_from(["server", "--cors-origin", "*, http://a"]).expect("parses");
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "--cors-origin `*` allows every origin; give it alone, not with other origins"
+        );
+        for (origin, says) in [
+            (
+                "http://a.example/",
+                "has a path, a trailing slash or a query",
+            ),
+            (
+                "http://a.example/app",
+                "has a path, a trailing slash or a query",
+            ),
+            (
+                "http://a.example?x",
+                "has a path, a trailing slash or a query",
+            ),
+            ("a.example", "has no scheme or host"),
+            ("ftp://a.example", "is not http or https"),
+            ("http://u@a.example", "has user information"),
+            ("http://a,", "an empty origin"),
+            ("null", "has no scheme or host"),
+        ] {
+            let err = Config::try_parse_from(["server", "--cors-origin", origin]).unwrap_err();
+            assert!(err.to_string().contains(says), "{origin}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_publish_token_is_what_a_header_can_carry() {
+        assert!(Config::try_parse_from(["server", "--publish-token", "s3cr3t-_.~+/="]).is_ok());
+        for token in ["", "a b", "s\u{e9}cret"] {
+            let err = Config::try_parse_from(["server", "--publish-token", token]).unwrap_err();
+            assert!(
+                err.to_string().contains("printable ASCII"),
+                "{token:?}: {err}"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod cluster;
+pub mod raw;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
