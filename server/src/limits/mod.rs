@@ -31,6 +31,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -143,8 +144,10 @@ pub(crate) enum Admission {
 }
 
 impl ConnectionCap {
-    /// A cap of `max` connections.
+    /// A cap of `max` connections (at most what a semaphore can count,
+    /// about 2^61).
     pub fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
@@ -258,22 +261,26 @@ where
 {
     let tcp = Arc::new(tcp);
     let activity = Arc::new(Activity::default());
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(HeadTimer::new(
-        activity.clone(),
-        limits.header_timeout,
-        limits.idle_timeout,
-    ))
-    .header_read_timeout(limits.header_timeout)
-    .max_header_size(limits.max_header_bytes)
-    // A client that sends its request and then closes its sending side
-    // (`nc -N`, some health probes) still gets the answer.
-    .half_close(true);
-    // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
-    // protocol-sniffing `auto` builder costs about 10 KiB more per idle
-    // connection.
-    let socket = TokioIo::new(Socket::new(tcp.clone(), activity.clone()));
-    let served = graceful.watch(http.serve_connection(socket, handler));
+    // The builder is dropped here rather than kept in this future's state
+    // for the connection's whole life.
+    let served = {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(HeadTimer::new(
+            activity.clone(),
+            limits.header_timeout,
+            limits.idle_timeout,
+        ))
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
+        // A client that sends its request and then closes its sending side
+        // (`nc -N`, some health probes) still gets the answer.
+        .half_close(true);
+        // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
+        // protocol-sniffing `auto` builder costs about 10 KiB more per idle
+        // connection.
+        let socket = TokioIo::new(Socket::new(tcp.clone(), activity.clone()));
+        graceful.watch(http.serve_connection(socket, handler))
+    };
     tokio::select! {
         result = served => match result {
             Ok(()) => Ended::Done,
@@ -301,7 +308,10 @@ where
 async fn stream_client_left(tcp: &TcpStream, stream_started: &Notify) {
     stream_started.notified().await;
     let mut byte = [0u8; 1];
-    match tcp.peek(&mut byte).await {
+    // `poll_peek` shares the read waker with hyper's reads, which is fine:
+    // both are polled by this connection's task.
+    let peeked = std::future::poll_fn(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte))).await;
+    match peeked {
         Ok(0) | Err(_) => {}
         Ok(_) => std::future::pending().await,
     }

@@ -59,12 +59,13 @@ impl AsyncRead for Socket {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let tcp = &this.tcp;
+        // Into the unfilled part as it is: zeroing it first would make all
+        // of hyper's read buffer resident on every idle connection.
         let n = ready!(poll_io(
             cx,
             |cx| tcp.poll_read_ready(cx),
-            || tcp.try_read(buf.initialize_unfilled())
+            || tcp.try_read_buf(buf)
         ))?;
-        buf.advance(n);
         this.activity
             .bytes_read
             .fetch_add(n as u64, Ordering::Relaxed);
