@@ -81,7 +81,12 @@ pub async fn run(
 ) -> Result<(), ConfigError> {
     config.validate()?;
     let open_files = limits::raise_open_files_limit();
-    let limits = Limits::new(&config, open_files);
+    let limits = Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+        max_connections: limits::max_connections(config.max_connections, open_files),
+    };
     let max_subscribers = config.max_subscribers.unwrap_or(limits.max_connections);
     tracing::info!(
         open_files,

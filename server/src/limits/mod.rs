@@ -37,7 +37,6 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use warp::Reply;
 
-use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Refusal;
 
@@ -92,32 +91,25 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-impl Limits {
-    /// The limits `config` asks for, with `open_files` descriptors to hold
-    /// the connections. An explicit `--max-connections` over what they
-    /// allow (the soft limit could not be raised as far as the hard one
-    /// that [`Config::validate`] checked) is lowered, with a warning.
-    pub fn new(config: &Config, open_files: u64) -> Self {
-        let allowed = connections_allowed(open_files);
-        let max = match config.max_connections {
-            Some(max) if max > allowed => {
-                tracing::warn!(
-                    asked = max,
-                    allowed,
-                    "--max-connections is more than the open-files limit allows; lowered"
-                );
-                allowed
-            }
-            Some(max) => max,
-            None => allowed,
-        };
-        Self {
-            header_timeout: config.header_timeout,
-            idle_timeout: config.idle_timeout,
-            max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
-            max_connections: usize::try_from(max).unwrap_or(usize::MAX),
+/// The connection cap: `asked` (`--max-connections`), or by default what
+/// `open_files` descriptors allow. An `asked` over that (the soft limit
+/// could not be raised as far as the hard one the options were checked
+/// against) is lowered, with a warning.
+pub fn max_connections(asked: Option<u64>, open_files: u64) -> usize {
+    let allowed = connections_allowed(open_files);
+    let max = match asked {
+        Some(asked) if asked > allowed => {
+            tracing::warn!(
+                asked,
+                allowed,
+                "--max-connections is more than the open-files limit allows; lowered"
+            );
+            allowed
         }
-    }
+        Some(asked) => asked,
+        None => allowed,
+    };
+    usize::try_from(max).unwrap_or(usize::MAX)
 }
 
 /// The connection cap: a slot per open connection, and a few more for
