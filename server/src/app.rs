@@ -1,10 +1,12 @@
 //! The state every request handler shares.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::event_log::SharedLog;
 use crate::hub::Hub;
+use crate::limits::ConnectionCap;
 use crate::publish::PublishSettings;
 use crate::stream::StreamSettings;
 
@@ -21,4 +23,8 @@ pub struct App {
     pub publish: Arc<PublishSettings>,
     /// Folder of the built page.
     pub dist: Arc<PathBuf>,
+    /// The open connections and their cap, for `/metrics`.
+    pub connections: Arc<ConnectionCap>,
+    /// The address the server listens on, for the help text at `/`.
+    pub addr: SocketAddr,
 }

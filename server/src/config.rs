@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::limits;
+
 /// How the server runs. Build it from the command line with
 /// [`Config::parse`], or in tests with [`Config::parse_from`].
 #[derive(Debug, Clone, Parser)]
@@ -59,7 +61,7 @@ pub struct Config {
     pub max_lag: u64,
 
     /// Interval of keep-alive comments on a quiet stream, like `15s`.
-    #[arg(long, env = "SSE_KEEP_ALIVE", default_value = "15s", value_parser = duration)]
+    #[arg(long, env = "SSE_KEEP_ALIVE", default_value = "15s", value_parser = positive_duration)]
     pub keep_alive: Duration,
 
     /// Reconnection delay advised to clients in the `retry:` field.
@@ -67,27 +69,57 @@ pub struct Config {
     pub retry: Duration,
 
     /// When set, POST /publish requires `Authorization: Bearer <token>`.
-    #[arg(long, env = "SSE_PUBLISH_TOKEN", hide_env_values = true)]
+    /// Printable ASCII without spaces, as a header can carry it.
+    #[arg(long, env = "SSE_PUBLISH_TOKEN", hide_env_values = true, value_parser = token)]
     pub publish_token: Option<String>,
 
-    /// Origins allowed to call the API from a browser (CORS); comma separated
-    /// or repeated. Same-origin pages need no entry.
+    /// Origins allowed to call the API from a browser (CORS), like
+    /// `https://example.com:8443`; comma separated or repeated. `*` alone
+    /// allows every origin. Same-origin pages need no entry.
     #[arg(
         long = "cors-origin",
         env = "SSE_CORS_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:8080,http://localhost:8080"
+        default_value = "http://127.0.0.1:8080,http://localhost:8080",
+        value_parser = origin
     )]
     pub cors_origins: Vec<String>,
 
     /// Most subscribers at once; more get 503 with Retry-After. Defaults to
-    /// what the open-files limit allows.
+    /// --max-connections, which also applies.
     #[arg(long, env = "SSE_MAX_SUBSCRIBERS")]
     pub max_subscribers: Option<usize>,
 
     /// Largest accepted POST /publish body, in bytes.
     #[arg(long, env = "SSE_MAX_BODY", default_value_t = 64 * 1024)]
     pub max_body: u64,
+
+    /// How long a client may take to send a request's head (request line
+    /// and headers): from accept for the first request, from its first
+    /// byte for later ones. Past it the connection is closed.
+    #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes; larger
+    /// gets 431.
+    #[arg(long, env = "SSE_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1024..=256 * 1024))]
+    pub max_header_bytes: u64,
+
+    /// How long a client may take to send a POST /publish body, from the
+    /// end of its head; past it the answer is 408 and nothing is published.
+    #[arg(long, env = "SSE_BODY_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub body_timeout: Duration,
+
+    /// How long a keep-alive connection may wait, carrying no request and
+    /// no stream, before the server closes it.
+    #[arg(long, env = "SSE_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most open connections at once; more are answered 503 with
+    /// Retry-After and closed. Defaults to the open-files limit minus a
+    /// reserve for the process's own files, Redis and those answers.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 
     /// Folder of the built page (`trunk build`), served at `/` when it holds
     /// an index.html.
@@ -132,9 +164,25 @@ pub enum ConfigError {
         /// The configured history size.
         history: u64,
     },
-    /// A CORS origin that is not a valid header value.
-    #[error("--cors-origin {0:?} is not a valid origin")]
-    BadOrigin(String),
+    /// `*` among other origins: it already allows them all.
+    #[error("--cors-origin `*` allows every origin; give it alone, not with other origins")]
+    WildcardAmongOrigins,
+    /// More connections than the open-files limit can hold: the process
+    /// would run out of file descriptors before the cap applies.
+    #[error(
+        "--max-connections ({max}) is more than the open-files limit allows ({allowed}: \
+         the hard limit {hard} minus {reserved} for the process's own files)"
+    )]
+    ConnectionsOverFiles {
+        /// The configured cap.
+        max: u64,
+        /// The most the limit allows.
+        allowed: u64,
+        /// The hard open-files limit.
+        hard: u64,
+        /// File descriptors kept for other uses.
+        reserved: u64,
+    },
     /// A stream shorter than the history would let servers hold events the
     /// stream no longer has.
     #[error("--redis-max-len ({max_len}) must not be smaller than --history ({history})")]
@@ -166,9 +214,18 @@ impl Config {
                 history: self.history,
             });
         }
-        for origin in &self.cors_origins {
-            if origin.is_empty() || http::HeaderValue::from_str(origin).is_err() {
-                return Err(ConfigError::BadOrigin(origin.clone()));
+        if self.cors_origins.len() > 1 && self.cors_origins.iter().any(|o| o == "*") {
+            return Err(ConfigError::WildcardAmongOrigins);
+        }
+        if let Some(max) = self.max_connections {
+            let allowed = limits::connections_allowed(limits::hard_open_files_limit());
+            if max > allowed {
+                return Err(ConfigError::ConnectionsOverFiles {
+                    max,
+                    allowed,
+                    hard: limits::hard_open_files_limit(),
+                    reserved: limits::RESERVED_FDS,
+                });
             }
         }
         if let Some(url) = &self.redis {
@@ -196,6 +253,56 @@ impl Config {
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 150ms, 2s, 1m)"))
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// A bearer token a client can send: a header value that is not printable
+/// ASCII would never match.
+fn token(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces, and not empty".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// A browser origin as it appears in an `Origin` header: `scheme://host`
+/// with an optional port and nothing after it, or `*`. Surrounding spaces
+/// (`a, b`) are dropped; scheme and host are case-insensitive, and browsers
+/// send them in lower case.
+fn origin(s: &str) -> Result<String, String> {
+    let origin = s.trim();
+    if origin == "*" {
+        return Ok(origin.to_owned());
+    }
+    let hint = "an origin is scheme://host[:port], like http://localhost:8080, or `*` alone";
+    if origin.is_empty() {
+        return Err(format!("an empty origin; {hint}"));
+    }
+    let uri: http::Uri = origin
+        .parse()
+        .map_err(|_| format!("{origin:?} is not an origin; {hint}"))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("{origin:?} has no scheme or host; {hint}"));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!("{origin:?} is not http or https; {hint}"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(format!("{origin:?} has user information; {hint}"));
+    }
+    // `Uri` reads a missing path as `/`, so compare with what an origin is.
+    if !origin.eq_ignore_ascii_case(&format!("{scheme}://{authority}")) {
+        return Err(format!(
+            "{origin:?} has a path, a trailing slash or a query, which an Origin header never has; {hint}"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
 }
 
 fn optional_duration(s: &str) -> Result<Option<Duration>, String> {
@@ -266,5 +373,95 @@ mod tests {
             .starts_with("--redis \"http://x/\" is not a Redis URL"));
         let err = Config::try_parse_from(["server", "--redis-key", "k"]).unwrap_err();
         assert!(err.to_string().contains("--redis <URL>"), "{err}");
+        let err = Config::try_parse_from(["server", "--keep-alive", "0s"]).unwrap_err();
+        assert!(err.to_string().contains("must be more than 0"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let config = Config::try_parse_from(["server"]).expect("defaults parse");
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_header_bytes, 16384);
+        assert_eq!(config.body_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, None);
+        for flag in [
+            "--header-timeout",
+            "--body-timeout",
+            "--idle-timeout",
+            "--keep-alive",
+        ] {
+            let err = Config::try_parse_from(["server", flag, "0ms"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be more than 0"),
+                "{flag}: {err}"
+            );
+        }
+        let over = (limits::connections_allowed(limits::hard_open_files_limit()) + 1).to_string();
+        let config =
+            Config::try_parse_from(["server", "--max-connections", &over]).expect("parses");
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!(
+                "--max-connections ({over}) is more than the open-files limit allows"
+            )));
+    }
+
+    #[test]
+    fn origins_are_trimmed_and_checked() {
+        let config = Config::try_parse_from([
+            "server",
+            "--cors-origin",
+            " http://a.example:1 ,HTTPS://B.Example",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.cors_origins,
+            ["http://a.example:1", "https://b.example"]
+        );
+        let config = Config::try_parse_from(["server", "--cors-origin", "*"]).expect("parses");
+        assert!(config.validate().is_ok());
+        let config =
+            Config::try_parse_from(["server", "--cors-origin", "*, http://a"]).expect("parses");
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "--cors-origin `*` allows every origin; give it alone, not with other origins"
+        );
+        for (origin, says) in [
+            (
+                "http://a.example/",
+                "has a path, a trailing slash or a query",
+            ),
+            (
+                "http://a.example/app",
+                "has a path, a trailing slash or a query",
+            ),
+            (
+                "http://a.example?x",
+                "has a path, a trailing slash or a query",
+            ),
+            ("a.example", "has no scheme or host"),
+            ("ftp://a.example", "is not http or https"),
+            ("http://u@a.example", "has user information"),
+            ("http://a,", "an empty origin"),
+            ("null", "has no scheme or host"),
+        ] {
+            let err = Config::try_parse_from(["server", "--cors-origin", origin]).unwrap_err();
+            assert!(err.to_string().contains(says), "{origin}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_publish_token_is_what_a_header_can_carry() {
+        assert!(Config::try_parse_from(["server", "--publish-token", "s3cr3t-_.~+/="]).is_ok());
+        for token in ["", "a b", "s\u{e9}cret"] {
+            let err = Config::try_parse_from(["server", "--publish-token", token]).unwrap_err();
+            assert!(
+                err.to_string().contains("printable ASCII"),
+                "{token:?}: {err}"
+            );
+        }
     }
 }

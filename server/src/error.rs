@@ -1,14 +1,20 @@
 //! Every error answer: a status and a JSON [`ErrorBody`] saying what was wrong.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use shared::ErrorBody;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reject::Rejection;
 use warp::Reply;
 
+use crate::throttle::Throttle;
+
 /// What the server refuses, with the status and code it answers with.
-#[derive(Debug, thiserror::Error)]
+///
+/// A filter can also reject with one ([`warp::reject::custom`]); [`recover`]
+/// answers it as it is.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON (400 `invalid_json`).
     #[error("the body is not valid JSON: {0}")]
@@ -42,6 +48,22 @@ pub enum ApiError {
     /// Subscriber limit reached (503 `too_many_subscribers`, with Retry-After).
     #[error("the server holds its maximum of {0} subscribers; retry later")]
     TooManySubscribers(usize),
+    /// Connection limit reached (503 `too_many_connections`, with
+    /// Retry-After; the connection is closed).
+    #[error("the server holds its maximum of {0} connections; retry later")]
+    TooManyConnections(usize),
+    /// The body did not arrive in time (408 `request_timeout`; the
+    /// connection is closed).
+    #[error("the body did not arrive within {}", humantime::format_duration(*.after))]
+    RequestTimeout {
+        /// The time it had (`--body-timeout`).
+        after: Duration,
+    },
+    /// A transfer coding other than chunked (501 `not_implemented`).
+    #[error(
+        "Transfer-Encoding {0:?} is not supported; send the body as it is, with Content-Length or Transfer-Encoding: chunked"
+    )]
+    UnsupportedTransferCoding(String),
     /// The event log cannot store events now (503 `log_unavailable`, with
     /// Retry-After).
     #[error("{0}")]
@@ -52,9 +74,12 @@ pub enum ApiError {
     /// No such route (404 `not_found`).
     #[error("no such endpoint; see GET / for the list")]
     NotFound,
-    /// Wrong method for the route (405 `method_not_allowed`).
+    /// Wrong method for the route (405 `method_not_allowed`, with `Allow`).
     #[error("method not allowed for this endpoint")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods the route answers, as the `Allow` header lists them.
+        allow: &'static str,
+    },
     /// A new topic while every live topic is followed and the live-topic
     /// limit is reached (503 `topic_limit`, with Retry-After).
     #[error("the server holds its maximum of {0} live topics, all of them followed; retry later")]
@@ -72,6 +97,8 @@ pub enum ApiError {
     },
 }
 
+impl warp::reject::Reject for ApiError {}
+
 impl ApiError {
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
@@ -87,10 +114,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::TooManySubscribers(_)
+            | ApiError::TooManyConnections(_)
             | ApiError::LogUnavailable(_)
             | ApiError::TopicLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -105,10 +135,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::TooManySubscribers(_) => "too_many_subscribers",
+            ApiError::TooManyConnections(_) => "too_many_connections",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::UnsupportedTransferCoding(_) => "not_implemented",
             ApiError::LogUnavailable(_) => "log_unavailable",
             ApiError::UnreadableBody(_) => "unreadable_body",
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TooManyTopics { .. } => "too_many_topics",
             ApiError::TopicLimit(_) => "topic_limit",
             ApiError::InvalidQuery(_) => "invalid_query",
@@ -132,6 +165,18 @@ impl Reply for ApiError {
             ApiError::TooManySubscribers(_) | ApiError::TopicLimit(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            ApiError::TooManyConnections(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            // The rest of the body may still come, or never: the connection
+            // cannot carry another request.
+            ApiError::RequestTimeout { .. } | ApiError::UnsupportedTransferCoding(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
             ApiError::LogUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -141,14 +186,25 @@ impl Reply for ApiError {
     }
 }
 
-/// Turns warp's own rejections (unknown path, wrong method) into JSON errors.
+/// Turns rejections into JSON errors: an [`ApiError`] a filter rejected
+/// with as it is, anything else as 404. The routes check the method only
+/// once the path matched, so warp's own `MethodNotAllowed` (from serving
+/// the page's files, which checks for GET first) means no route matched.
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let error = if rejection.is_not_found() {
-        ApiError::NotFound
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::MethodNotAllowed
+    static UNHANDLED: Throttle = Throttle::new();
+    let error = if let Some(error) = rejection.find::<ApiError>() {
+        error.clone()
     } else {
-        tracing::warn!(?rejection, "unhandled rejection");
+        if !rejection.is_not_found() && rejection.find::<warp::reject::MethodNotAllowed>().is_none()
+        {
+            if let Some(left_out) = UNHANDLED.admit() {
+                tracing::warn!(
+                    ?rejection,
+                    not_logged_since_last = left_out,
+                    "unhandled rejection"
+                );
+            }
+        }
         ApiError::NotFound
     };
     Ok(error.into_response())

@@ -10,12 +10,16 @@
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
 //! - [`publish`]: `POST /publish` validation and storing.
 //! - [`error`]: every error answer as a status and JSON body.
-//! - [`metrics`]: counters, `/metrics` and `/healthz`.
+//! - [`limits`]: what a client may hold, in count, bytes and time; the
+//!   connections those limits apply to.
+//! - [`metrics`]: the counters.
+//! - [`status`]: `/metrics` and `/healthz`.
 //! - [`page`]: the built web page at `/`.
 //! - [`ticker`]: the demo ticker.
 //! - [`topics`]: `GET /topics`, the live topics a page at a time.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
+//! - [`throttle`]: log lines a client can repeat, written once in a while.
 //!
 //! [`run`] is what `main` calls, and what the tests call with a listener on
 //! port 0.
@@ -25,12 +29,15 @@ pub mod config;
 pub mod error;
 pub mod event_log;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod publish;
 pub mod routes;
 pub mod serve;
+pub mod status;
 pub mod stream;
+pub mod throttle;
 pub mod ticker;
 pub mod topics;
 

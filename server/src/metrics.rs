@@ -1,9 +1,10 @@
-//! Counters and their Prometheus text exposition for `GET /metrics`.
+//! The counters of one server run. [`crate::status`] renders them for
+//! `GET /metrics`.
 
-use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::app::App;
+use crate::throttle::Throttle;
 
 /// Monotonic counters of one server run.
 #[derive(Debug, Default)]
@@ -25,154 +26,100 @@ pub struct Metrics {
     /// Subscribers woken by publishes (each publish wakes only those whose
     /// filter matches).
     pub(crate) wakeups: AtomicU64,
+    /// Connections accepted under the connection cap.
+    pub(crate) connections: AtomicU64,
+    /// Keep-alive connections closed after `--idle-timeout` without a
+    /// request: housekeeping, not a refusal.
+    pub(crate) idle_closed: AtomicU64,
+    /// Failed accepts (most often: out of file descriptors).
+    pub(crate) accept_errors: AtomicU64,
+    /// Connections and requests refused by a limit or as malformed HTTP,
+    /// indexed by [`Refusal`].
+    refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl Metrics {
+    /// Adds `n` to `counter`.
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
-}
 
-/// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(app: &App) -> String {
-    let hub = &app.hub;
-    let m = &hub.metrics;
-    let log = app.log.health();
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 17] = [
-        (
-            "sse_subscribers",
-            "gauge",
-            "Subscribers connected now.",
-            hub.subscribers() as u64,
-        ),
-        (
-            "sse_events_published_total",
-            "counter",
-            "Events added to the history (published here, or read from the shared log).",
-            load(&m.published),
-        ),
-        (
-            "sse_events_delivered_total",
-            "counter",
-            "Events written to subscriber connections.",
-            load(&m.delivered),
-        ),
-        (
-            "sse_subscribers_dropped_total",
-            "counter",
-            "Subscribers disconnected for falling behind.",
-            load(&m.dropped),
-        ),
-        (
-            "sse_subscriptions_total",
-            "counter",
-            "Subscriber connections accepted.",
-            load(&m.subscriptions),
-        ),
-        (
-            "sse_subscribers_refused_total",
-            "counter",
-            "Subscribers refused at the subscriber limit.",
-            load(&m.refused),
-        ),
-        (
-            "sse_resets_total",
-            "counter",
-            "Reset notices sent for resumes that could not be exact.",
-            load(&m.resets),
-        ),
-        (
-            "sse_publish_errors_total",
-            "counter",
-            "Publish requests refused for bad input.",
-            load(&m.publish_errors),
-        ),
-        (
-            "sse_history_events",
-            "gauge",
-            "Events held in the resume history.",
-            hub.history_len() as u64,
-        ),
-        (
-            "sse_history_bytes",
-            "gauge",
-            "Bytes held in the resume history (frames and bookkeeping).",
-            hub.history_bytes() as u64,
-        ),
-        (
-            "sse_topics",
-            "gauge",
-            "Live topics: topics that hold events or are followed.",
-            hub.live_topics() as u64,
-        ),
-        (
-            "sse_topic_evictions_total",
-            "counter",
-            "Topics no one followed, evicted whole to make room for new ones (--max-live-topics).",
-            hub.topic_evictions(),
-        ),
-        (
-            "sse_wakeups_total",
-            "counter",
-            "Subscribers woken by publishes (only those whose filter matches).",
-            load(&m.wakeups),
-        ),
-        (
-            "sse_last_seq",
-            "gauge",
-            "Sequence number of the newest event.",
-            hub.last_seq(),
-        ),
-        (
-            "sse_log_up",
-            "gauge",
-            "1 when the event log (memory, or Redis) can take events, else 0.",
-            u64::from(log.up),
-        ),
-        (
-            "sse_log_outages_total",
-            "counter",
-            "Times the event log became unreachable.",
-            log.outages,
-        ),
-        (
-            "sse_log_errors_total",
-            "counter",
-            "Commands to the event log that failed (reads and publishes).",
-            log.errors,
-        ),
-    ];
-    let mut out = String::with_capacity(2048);
-    for (name, kind, help, value) in rows {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+    /// Counts a refusal, and logs it unless a refusal of the same kind was
+    /// logged less than [`crate::throttle::EVERY`] ago: a client can repeat
+    /// refused requests cheaply, the log must not grow with them. `peer` is
+    /// the client, when known.
+    pub(crate) fn refuse(&self, reason: Refusal, peer: Option<SocketAddr>) {
+        static LOGGED: [Throttle; Refusal::ALL.len()] =
+            [const { Throttle::new() }; Refusal::ALL.len()];
+        self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+        if let Some(left_out) = LOGGED[reason as usize].admit() {
+            tracing::info!(
+                reason = reason.label(),
+                peer = ?peer,
+                not_logged_since_last = left_out,
+                "{}",
+                reason.describe()
+            );
+        }
     }
-    out
+
+    /// How many refusals of this kind there were.
+    pub fn refusals(&self, reason: Refusal) -> u64 {
+        self.refusals[reason as usize].load(Ordering::Relaxed)
+    }
 }
 
-/// Answers `GET /healthz`: 200 `ok`, or 503 `degraded` while the event log
-/// cannot take events (subscribers are still served); which log, which
-/// epoch, how far, how many listening.
-pub fn health(app: &App) -> warp::reply::Response {
-    use warp::http::StatusCode;
-    use warp::Reply;
-    let hub = &app.hub;
-    let log = app.log.health();
-    let (status, code) = if log.up {
-        ("ok", StatusCode::OK)
-    } else {
-        ("degraded", StatusCode::SERVICE_UNAVAILABLE)
-    };
-    let body = warp::reply::json(&serde_json::json!({
-        "status": status,
-        "log": log.kind,
-        "log_up": log.up,
-        "epoch": hub.epoch(),
-        "last_seq": hub.last_seq(),
-        "subscribers": hub.subscribers(),
-    }));
-    warp::reply::with_status(body, code).into_response()
+/// Why a connection or request was refused: the `reason` label of
+/// `sse_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// At `--max-connections`: answered 503 and closed (or closed at once
+    /// when even those answers are at their limit).
+    TooManyConnections,
+    /// A request head not complete within `--header-timeout`: closed.
+    HeaderTimeout,
+    /// A request head over `--max-header-bytes`: 431.
+    HeaderTooLarge,
+    /// A request head hyper cannot parse: 400 (or 414 for a long URI).
+    MalformedRequest,
+    /// A publish body not complete within `--body-timeout`: 408.
+    BodyTimeout,
+    /// A transfer coding other than chunked: 501.
+    TransferCoding,
+}
+
+impl Refusal {
+    /// Every reason, in the order `/metrics` lists them.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::TooManyConnections,
+        Refusal::HeaderTimeout,
+        Refusal::HeaderTooLarge,
+        Refusal::MalformedRequest,
+        Refusal::BodyTimeout,
+        Refusal::TransferCoding,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "too_many_connections",
+            Refusal::HeaderTimeout => "header_timeout",
+            Refusal::HeaderTooLarge => "header_too_large",
+            Refusal::MalformedRequest => "malformed_request",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::TransferCoding => "transfer_coding",
+        }
+    }
+
+    /// The log line.
+    fn describe(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "connection refused: at --max-connections",
+            Refusal::HeaderTimeout => "connection closed: no complete request head in time",
+            Refusal::HeaderTooLarge => "request refused: head over --max-header-bytes",
+            Refusal::MalformedRequest => "request refused: not parseable as HTTP/1.1",
+            Refusal::BodyTimeout => "publish refused: body not complete in time",
+            Refusal::TransferCoding => "request refused: a transfer coding other than chunked",
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The built page (`trunk build` output in `dist/`), served at `/` so one
 //! process runs everything; without it, `/` explains where to go.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use warp::http::{header, HeaderValue};
@@ -19,8 +20,10 @@ The web page is not built yet: run `trunk build --release` at the top of the
 project (or scripts/dev.sh), then reload. See README.md.
 ";
 
-/// Answers `GET /`: the page's index.html, or the text above.
-pub async fn index(dist: &Path, host: Option<String>) -> warp::reply::Response {
+/// Answers `GET /`: the page's index.html, or the text above with the
+/// address the server listens on (never the request's Host header, which
+/// the client chooses).
+pub async fn index(dist: &Path, listening: SocketAddr) -> warp::reply::Response {
     match tokio::fs::read(dist.join("index.html")).await {
         Ok(html) => {
             let mut response = warp::reply::html(html).into_response();
@@ -29,9 +32,8 @@ pub async fn index(dist: &Path, host: Option<String>) -> warp::reply::Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             response
         }
-        Err(_) => {
-            let host = host.unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-            NO_PAGE.replace("HOST", &host).into_response()
-        }
+        Err(_) => NO_PAGE
+            .replace("HOST", &listening.to_string())
+            .into_response(),
     }
 }

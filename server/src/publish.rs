@@ -1,24 +1,29 @@
 //! `POST /publish`: checks the request in order (token, content type, size,
 //! JSON, fields) and stores the event only when everything is right.
 
+use std::time::Duration;
+
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use shared::{validate_topic, PublishRequest, PublishResponse, DEFAULT_TOPIC};
+use warp::http::HeaderValue;
 use warp::Reply;
 
 use crate::error::ApiError;
 use crate::event_log::{AppendError, EventLog};
 use crate::hub::Hub;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Refusal};
+use crate::throttle::Throttle;
 
-/// The request's headers that publishing looks at.
+/// The request's headers that publishing looks at, as sent: a value that is
+/// not ASCII is answered by that header's own check.
 #[derive(Debug, Default)]
 pub struct PublishHeaders {
     /// `Authorization`.
-    pub authorization: Option<String>,
+    pub authorization: Option<HeaderValue>,
     /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// `Content-Length`, when the client sent one.
+    pub content_type: Option<HeaderValue>,
+    /// `Content-Length`, when the client sent one (hyper has checked it).
     pub content_length: Option<u64>,
 }
 
@@ -29,6 +34,8 @@ pub struct PublishSettings {
     pub token: Option<String>,
     /// Largest accepted body in bytes.
     pub max_body: u64,
+    /// How long the body may take to arrive, from the end of the head.
+    pub body_timeout: Duration,
 }
 
 /// Compares without stopping at the first difference.
@@ -36,22 +43,29 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110, section 11.1). `None` for another scheme or
+/// a value that is not ASCII.
+fn bearer_token(authorization: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = authorization.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn check_headers(headers: &PublishHeaders, settings: &PublishSettings) -> Result<(), ApiError> {
     if let Some(token) = &settings.token {
-        let given = headers
-            .authorization
-            .as_deref()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let given = headers.authorization.as_ref().and_then(bearer_token);
         if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
             return Err(ApiError::Unauthorized);
         }
     }
-    let content_type = headers.content_type.as_deref().unwrap_or("none");
+    let content_type = headers
+        .content_type
+        .as_ref()
+        .map_or("none".into(), |v| String::from_utf8_lossy(v.as_bytes()));
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType {
-            found: content_type.to_owned(),
+            found: content_type.into_owned(),
         });
     }
     if headers
@@ -89,12 +103,38 @@ where
     Ok(buf)
 }
 
+/// What a JSON body that is not an object is, for the error message.
+/// serde's derived `Deserialize` would take an array as the fields in
+/// order (`["hello","news"]`), so anything but an object is refused first.
+fn not_an_object(body: &[u8]) -> Option<ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first == b'{' {
+        return None;
+    }
+    let kind = match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e) => return Some(ApiError::InvalidJson(e.to_string())),
+        Ok(serde_json::Value::Array(_)) => "an array",
+        Ok(serde_json::Value::String(_)) => "a string",
+        Ok(serde_json::Value::Number(_)) => "a number",
+        Ok(serde_json::Value::Bool(_)) => "a boolean",
+        Ok(serde_json::Value::Null) => "null",
+        Ok(serde_json::Value::Object(_)) => return None,
+    };
+    Some(ApiError::InvalidBody(format!(
+        "it is {kind}; send an object like {{\"message\": \"...\"}}"
+    )))
+}
+
 /// Parses and checks a publish body.
 ///
 /// # Errors
-/// `InvalidJson` for a syntax error, `InvalidBody` for missing, unknown or
-/// mistyped fields, `EmptyMessage`, `InvalidTopic`.
+/// `InvalidJson` for a syntax error, `InvalidBody` for a body that is not
+/// an object or has missing, unknown or mistyped fields, `EmptyMessage`,
+/// `InvalidTopic`.
 pub fn parse_request(body: &[u8]) -> Result<PublishRequest, ApiError> {
+    if let Some(error) = not_an_object(body) {
+        return Err(error);
+    }
     let request: PublishRequest = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             ApiError::InvalidBody(e.to_string())
@@ -122,7 +162,11 @@ where
     B: Buf,
 {
     check_headers(headers, settings)?;
-    let body = read_limited(body, settings.max_body).await?;
+    let body = tokio::time::timeout(settings.body_timeout, read_limited(body, settings.max_body))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            after: settings.body_timeout,
+        })??;
     let request = parse_request(&body)?;
     let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
     let appended = log
@@ -141,7 +185,8 @@ where
 }
 
 /// Answers `POST /publish`: stores the event in `log`, counting refusals
-/// in `hub`'s metrics.
+/// in `hub`'s metrics and logging the first of them every
+/// [`crate::throttle::EVERY`].
 pub async fn handle<S, B>(
     hub: &Hub,
     log: &dyn EventLog,
@@ -156,8 +201,18 @@ where
     match try_publish(log, settings, &headers, body).await {
         Ok(answer) => warp::reply::json(&answer).into_response(),
         Err(error) => {
+            static LOGGED: Throttle = Throttle::new();
             Metrics::add(&hub.metrics.publish_errors, 1);
-            tracing::info!(code = error.code(), %error, "publish refused");
+            if let ApiError::RequestTimeout { .. } = error {
+                hub.metrics.refuse(Refusal::BodyTimeout, None);
+            } else if let Some(left_out) = LOGGED.admit() {
+                tracing::info!(
+                    code = error.code(),
+                    %error,
+                    not_logged_since_last = left_out,
+                    "publish refused"
+                );
+            }
             error.into_response()
         }
     }
@@ -172,23 +227,39 @@ mod tests {
         let settings = PublishSettings {
             token: Some("s3cret".into()),
             max_body: 10,
+            body_timeout: Duration::from_secs(1),
         };
         let mut headers = PublishHeaders::default();
         assert!(matches!(
             check_headers(&headers, &settings),
             Err(ApiError::Unauthorized)
         ));
-        headers.authorization = Some("Bearer wrong!".into());
-        assert!(matches!(
-            check_headers(&headers, &settings),
-            Err(ApiError::Unauthorized)
-        ));
-        headers.authorization = Some("Bearer s3cret".into());
-        assert!(matches!(
-            check_headers(&headers, &settings),
-            Err(ApiError::UnsupportedMediaType { .. })
-        ));
-        headers.content_type = Some("Application/JSON; charset=utf-8".into());
+        for wrong in [
+            &b"Bearer wrong!"[..],
+            b"Basic s3cret",
+            b"Bearers3cret",
+            b"Bearer s3cr\xc3\xa9t",
+        ] {
+            headers.authorization = Some(HeaderValue::from_bytes(wrong).unwrap());
+            assert!(
+                matches!(
+                    check_headers(&headers, &settings),
+                    Err(ApiError::Unauthorized)
+                ),
+                "{wrong:?}"
+            );
+        }
+        for right in ["Bearer s3cret", "bearer s3cret", "BEARER   s3cret "] {
+            headers.authorization = Some(HeaderValue::from_static(right));
+            assert!(
+                matches!(
+                    check_headers(&headers, &settings),
+                    Err(ApiError::UnsupportedMediaType { .. })
+                ),
+                "{right}"
+            );
+        }
+        headers.content_type = Some(HeaderValue::from_static("Application/JSON; charset=utf-8"));
         assert!(check_headers(&headers, &settings).is_ok());
         headers.content_length = Some(11);
         assert!(matches!(
@@ -216,5 +287,13 @@ mod tests {
             "invalid_topic"
         );
         assert_eq!(parse_request(br#"{"message":"x"}"#).unwrap().message, "x");
+        assert_eq!(
+            parse_request(br#" ["hello","news"]"#)
+                .unwrap_err()
+                .to_string(),
+            r#"the JSON body is not a publish request: it is an array; send an object like {"message": "..."}"#
+        );
+        assert_eq!(parse_request(b"[1,").unwrap_err().code(), "invalid_json");
+        assert_eq!(parse_request(b"null").unwrap_err().code(), "invalid_body");
     }
 }

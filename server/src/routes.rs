@@ -1,21 +1,34 @@
 //! The routes, as warp filters. Handlers live with their feature: `stream`,
-//! `publish`, `metrics`, `page`.
+//! `publish`, `status`, `page`.
+//!
+//! Every route matches its path first and its method second, so that a
+//! known path asked with another method is `405` with `Allow`, and an
+//! unknown path is `404` whatever the method. Every GET route answers HEAD
+//! too: hyper sends the head of the answer without its body.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::header::TRANSFER_ENCODING;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
 use crate::error::{self, ApiError};
-use crate::metrics;
+use crate::limits::Connection;
+use crate::metrics::Refusal;
 use crate::page;
 use crate::publish::{self, PublishHeaders};
-use crate::serve::Connection;
+use crate::status;
 use crate::stream::{self, StreamRequest};
 use crate::topics;
+
+/// The methods of a route that reads: GET, and HEAD for its head alone.
+const READ: (&[Method], &str) = (&[Method::GET, Method::HEAD], "GET, HEAD");
+
+/// The method of a route that writes.
+const WRITE: (&[Method], &str) = (&[Method::POST], "POST");
 
 /// Every route, with errors turned into JSON bodies.
 ///
@@ -25,19 +38,22 @@ use crate::topics;
 /// pointer, and the route's state lives only while a request is answered,
 /// which for `/stream` ends as soon as the headers go out.
 pub fn routes(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
-    stream_route(app.clone())
-        .or(publish_route(app.clone()))
-        .unify()
-        .or(topics_route(app.clone()))
-        .unify()
-        .or(healthz(app.clone()))
-        .unify()
-        .or(metrics_route(app.clone()))
-        .unify()
-        .or(index(app.clone()))
-        .unify()
-        .or(assets(app))
-        .unify()
+    transfer_coding(app.clone())
+        .and(
+            stream_route(app.clone())
+                .or(publish_route(app.clone()))
+                .unify()
+                .or(topics_route(app.clone()))
+                .unify()
+                .or(healthz(app.clone()))
+                .unify()
+                .or(metrics_route(app.clone()))
+                .unify()
+                .or(index(app.clone()))
+                .unify()
+                .or(assets(app))
+                .unify(),
+        )
         .recover(error::recover)
         .unify()
         .boxed()
@@ -47,30 +63,127 @@ fn with_app(app: App) -> impl Filter<Extract = (App,), Error = Infallible> + Clo
     warp::any().map(move || app.clone())
 }
 
+/// Passes the methods in `allowed`; any other is rejected with
+/// `405 method_not_allowed` and `Allow`.
+fn allow(
+    (allowed, allow): (&'static [Method], &'static str),
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::method()
+        .and_then(move |method: Method| async move {
+            if allowed.contains(&method) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(ApiError::MethodNotAllowed { allow }))
+            }
+        })
+        .untuple_one()
+}
+
+/// A header's value as sent. warp's typed header filters reject a value
+/// that is not ASCII, which would answer with another route's error.
+fn raw_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
 /// The raw query string, empty when there is none.
 fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
+/// Refuses a body in a transfer coding other than chunked with
+/// `501 not_implemented`, on any path: hyper decodes the chunked framing
+/// and would pass the rest on undecoded (`gzip, chunked` as gzip bytes).
+fn transfer_coding(app: App) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::ext::optional::<Connection>())
+        .and_then(move |headers: HeaderMap, conn: Option<Connection>| {
+            let app = app.clone();
+            async move {
+                let Some(coding) = unsupported_coding(&headers) else {
+                    return Ok(());
+                };
+                app.hub
+                    .metrics
+                    .refuse(Refusal::TransferCoding, conn.map(|c| c.remote));
+                Err(warp::reject::custom(ApiError::UnsupportedTransferCoding(
+                    coding,
+                )))
+            }
+        })
+        .untuple_one()
+}
+
+/// The first transfer coding in `headers` that is not `chunked`.
+fn unsupported_coding(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(|coding| String::from_utf8_lossy(coding).trim().to_owned())
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked"))
+}
+
 /// `GET /stream?topic=a&topic=b&lastEventId=<id>`, header `Last-Event-ID`.
+/// HEAD checks the query and answers the stream's head, subscribing no one.
 fn stream_route(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("stream")
-        .and(warp::get())
-        .and(warp::header::optional::<String>("last-event-id"))
+        .and(allow(READ))
+        .and(warp::method())
+        .and(raw_header("last-event-id"))
         .and(raw_query())
         .and(warp::ext::optional::<Connection>())
         .and(with_app(app))
         .map(
-            |header_id: Option<String>, query: String, conn: Option<Connection>, app: App| {
-                let answer = StreamRequest::from_query(&query, header_id).and_then(|request| {
-                    let kill = conn.map(|c| c.kill).unwrap_or_default();
-                    stream::open(&app.hub, &app.log, request, kill, app.stream)
-                });
-                answer.unwrap_or_else(ApiError::into_response)
+            |method: Method,
+             header_id: Option<HeaderValue>,
+             query: String,
+             conn: Option<Connection>,
+             app: App| {
+                // An id that is not visible ASCII counts as none, as a
+                // malformed one does: the stream starts live.
+                let header_id = header_id.and_then(|v| v.to_str().ok().map(str::to_owned));
+                let request = match StreamRequest::from_query(&query, header_id) {
+                    Ok(request) => request,
+                    Err(error) => return error.into_response(),
+                };
+                if method == Method::HEAD {
+                    return stream_head();
+                }
+                let kill = conn.as_ref().map(|c| c.kill.clone()).unwrap_or_default();
+                match stream::open(&app.hub, &app.log, request, kill, app.stream) {
+                    Ok(response) => {
+                        if let Some(conn) = &conn {
+                            conn.start_stream();
+                        }
+                        response
+                    }
+                    Err(error) => error.into_response(),
+                }
             },
         )
+}
+
+/// The head of a stream's answer, for HEAD: the headers `GET` sends.
+fn stream_head() -> warp::reply::Response {
+    let mut response = warp::reply().into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        warp::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 /// `POST /publish` with a JSON `{"message": "...", "topic": "..."}`.
@@ -78,18 +191,21 @@ fn publish_route(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("publish")
-        .and(warp::post())
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::header::optional::<u64>("content-length"))
+        .and(allow(WRITE))
+        .and(raw_header("authorization"))
+        .and(raw_header("content-type"))
+        .and(raw_header("content-length"))
         .and(warp::body::stream())
         .and(with_app(app))
         .then(
-            |authorization, content_type, content_length, body, app: App| async move {
+            |authorization, content_type, content_length: Option<HeaderValue>, body, app: App| async move {
                 let headers = PublishHeaders {
                     authorization,
                     content_type,
-                    content_length,
+                    // hyper has already refused a Content-Length that is
+                    // not a number.
+                    content_length: content_length
+                        .and_then(|v| v.to_str().ok()?.parse().ok()),
                 };
                 publish::handle(&app.hub, app.log.as_ref(), &app.publish, headers, body).await
             },
@@ -101,7 +217,7 @@ fn topics_route(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("topics")
-        .and(warp::get())
+        .and(allow(READ))
         .and(raw_query())
         .and(with_app(app))
         .map(|query: String, app: App| {
@@ -112,9 +228,9 @@ fn topics_route(
 /// `GET /healthz`.
 fn healthz(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("healthz")
-        .and(warp::get())
+        .and(allow(READ))
         .and(with_app(app))
-        .map(|app: App| metrics::health(&app))
+        .map(|app: App| status::health(&app))
 }
 
 /// `GET /metrics`, Prometheus text format.
@@ -122,11 +238,11 @@ fn metrics_route(
     app: App,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("metrics")
-        .and(warp::get())
+        .and(allow(READ))
         .and(with_app(app))
         .map(|app: App| {
             warp::reply::with_header(
-                metrics::render(&app),
+                status::render(&app),
                 "content-type",
                 "text/plain; version=0.0.4; charset=utf-8",
             )
@@ -137,25 +253,45 @@ fn metrics_route(
 /// `GET /`: the built page, or a short text pointing to `/stream`.
 fn index(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path::end()
-        .and(warp::get())
-        .and(warp::header::optional::<String>("host"))
+        .and(allow(READ))
         .and(with_app(app))
-        .then(|host: Option<String>, app: App| async move { page::index(&app.dist, host).await })
+        .then(|app: App| async move { page::index(&app.dist, app.addr).await })
 }
 
-/// `GET /<file>`: the page's assets from `dist/`.
+/// `GET /<file>`: the page's assets from `dist/` (warp checks for GET or
+/// HEAD first, so another method there is 404).
 fn assets(app: &App) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let dist: Arc<std::path::PathBuf> = app.dist.clone();
-    warp::get()
-        .and(warp::fs::dir(dist.as_ref().clone()))
-        .map(|file: warp::fs::File| {
-            let mut response = file.into_response();
-            if response.status() == StatusCode::OK {
-                response.headers_mut().insert(
-                    warp::http::header::CACHE_CONTROL,
-                    warp::http::HeaderValue::from_static("no-cache"),
-                );
+    warp::fs::dir(dist.as_ref().clone()).map(|file: warp::fs::File| {
+        let mut response = file.into_response();
+        if response.status() == StatusCode::OK {
+            response.headers_mut().insert(
+                warp::http::header::CACHE_CONTROL,
+                warp::http::HeaderValue::from_static("no-cache"),
+            );
+        }
+        response
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_chunked_is_a_supported_transfer_coding() {
+        let codings = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(TRANSFER_ENCODING, HeaderValue::from_static(value));
             }
-            response
-        })
+            unsupported_coding(&headers)
+        };
+        assert_eq!(codings(&[]), None);
+        assert_eq!(codings(&["chunked"]), None);
+        assert_eq!(codings(&["Chunked"]), None);
+        assert_eq!(codings(&[" , chunked"]), None);
+        assert_eq!(codings(&["gzip, chunked"]).as_deref(), Some("gzip"));
+        assert_eq!(codings(&["chunked", "br ,chunked"]).as_deref(), Some("br"));
+    }
 }

@@ -1,12 +1,13 @@
 //! Accepting connections, serving them, and shutting down gracefully.
 //!
-//! The accept loop is ours rather than `warp::serve` for two reasons. A
-//! subscriber that stops reading leaves its response body unpolled, so the
-//! body cannot notice it was cut: each connection gets a kill switch
-//! ([`Connection`]) that the hub's reaper pulls, and the connection is dropped.
-//! And at shutdown every stream is ended first, then connections get a short
-//! grace period, then whatever is left is closed: the process never waits on
-//! a client.
+//! The accept loop is ours rather than `warp::serve` for three reasons. Each
+//! connection is served under the limits of [`crate::limits`]: deadlines,
+//! head size, the connection cap. A subscriber that stops reading leaves its
+//! response body unpolled, so the body cannot notice it was cut: each
+//! connection gets a kill switch ([`Connection`]) that the hub's reaper
+//! pulls, and the connection is dropped. And at shutdown every stream is
+//! ended first, then connections get a short grace period, then whatever is
+//! left is closed: the process never waits on a client.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,44 +29,33 @@ use warp::http::{header, HeaderName, HeaderValue, Method, Request};
 use crate::app::App;
 use crate::config::{Config, ConfigError};
 use crate::event_log;
+use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits};
+use crate::metrics::{Metrics, Refusal};
 use crate::publish::PublishSettings;
 use crate::routes::routes;
 use crate::stream::StreamSettings;
+use crate::throttle::Throttle;
 use crate::ticker;
 
 /// How often subscribers are checked for lag.
 const REAP_EVERY: Duration = Duration::from_millis(200);
 
-/// File descriptors kept for things other than subscribers.
-const RESERVED_FDS: u64 = 64;
+/// The pause after a first failed accept; it doubles with each failure in
+/// a row, up to [`ACCEPT_PAUSE_MAX`].
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
 
-/// One accepted connection, as handlers see it (a request extension).
-#[derive(Debug, Clone)]
-pub struct Connection {
-    /// Cancelling it closes the connection, even when nothing is reading.
-    pub kill: CancellationToken,
-    /// The peer.
-    pub remote: SocketAddr,
-}
-
-/// Raises the soft open-files limit to the hard limit and returns it.
-fn raise_open_files_limit() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(error) => {
-            tracing::warn!(%error, "could not raise the open-files limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
-        }
-    }
-}
+/// The longest pause between accepts that fail.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 fn cors(origins: &[String]) -> CorsLayer {
-    let origins = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect::<Vec<_>>();
+    // `Config::validate` has checked that `*` comes alone.
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([
             header::CONTENT_TYPE,
@@ -86,19 +76,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConfigError> {
     config.validate()?;
-    let fd_limit = raise_open_files_limit();
-    let max_subscribers = config.max_subscribers.unwrap_or_else(|| {
-        usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
-    });
+    let open_files = limits::raise_open_files_limit();
+    let limits = Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
+        max_connections: limits::max_connections(config.max_connections, open_files),
+    };
+    let max_subscribers = config.max_subscribers.unwrap_or(limits.max_connections);
     tracing::info!(
-        open_files = fd_limit,
+        open_files,
+        max_connections = limits.max_connections,
         max_subscribers,
-        "open-files limit allows about {} subscribers",
-        fd_limit.saturating_sub(RESERVED_FDS)
+        "open-files limit allows {} connections",
+        limits::connections_allowed(open_files)
     );
 
     let tasks = TaskTracker::new();
     let (hub, log) = event_log::open(&config, max_subscribers, &tasks).await?;
+    let connections = Arc::new(ConnectionCap::new(limits.max_connections));
     let app = App {
         hub: hub.clone(),
         log: log.clone(),
@@ -110,8 +106,11 @@ pub async fn run(
         publish: Arc::new(PublishSettings {
             token: config.publish_token.clone(),
             max_body: config.max_body,
+            body_timeout: config.body_timeout,
         }),
         dist: Arc::new(config.dist.clone()),
+        connections: connections.clone(),
+        addr: listener.local_addr().unwrap_or(config.addr),
     };
     if app.dist.join("index.html").is_file() {
         tracing::info!(dist = %app.dist.display(), "serving the page at /");
@@ -128,66 +127,72 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let force_close = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_pause = ACCEPT_PAUSE_MIN;
 
     loop {
-        let (stream, remote) = tokio::select! {
+        let (tcp, remote) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    accept_pause = ACCEPT_PAUSE_MIN;
+                    pair
+                }
                 Err(error) => {
-                    // Out of file descriptors, most often: back off briefly
-                    // instead of spinning.
-                    tracing::error!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors, most often: the connection
+                    // stays queued and the listener ready, so retrying at
+                    // once would spin. Pause longer with each failure.
+                    static LOGGED: Throttle = Throttle::new();
+                    Metrics::add(&hub.metrics.accept_errors, 1);
+                    if let Some(left_out) = LOGGED.admit() {
+                        tracing::error!(
+                            %error,
+                            pause_ms = accept_pause.as_millis(),
+                            not_logged_since_last = left_out,
+                            "accept failed; pausing"
+                        );
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(accept_pause) => {}
+                    }
+                    accept_pause = (accept_pause * 2).min(ACCEPT_PAUSE_MAX);
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            kill: force_close.child_token(),
-            remote,
-        };
-        let kill = connection.kill.clone();
-        let service = service.clone();
-        let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            let started = Instant::now();
-            let method = request.method().clone();
-            let path = request.uri().path().to_owned();
-            request.extensions_mut().insert(connection.clone());
-            let mut service = service.clone();
-            async move {
-                let response = service.call(request).await?;
-                tracing::info!(
-                    %remote,
-                    %method,
-                    path,
-                    status = response.status().as_u16(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "request"
-                );
-                Ok::<_, Infallible>(response)
+        let _ = tcp.set_nodelay(true);
+        match connections.admit() {
+            Admission::Serve(slot) => {
+                Metrics::add(&hub.metrics.connections, 1);
+                let connection = Connection::new(force_close.child_token(), remote);
+                let handler = handler(service.clone(), connection.clone());
+                let watcher = graceful.watcher();
+                let hub = hub.clone();
+                tasks.spawn(async move {
+                    let ended = limits::serve(tcp, connection, limits, handler, watcher).await;
+                    // The socket is closed by now: its slot is free.
+                    drop(slot);
+                    record(&hub.metrics, remote, ended);
+                });
             }
-        });
-        let watcher = graceful.watcher();
-        tasks.spawn(async move {
-            // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
-            // protocol-sniffing `auto` builder costs about 10 KiB more per
-            // idle connection.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), handler);
-            let conn = watcher.watch(conn);
-            tokio::select! {
-                result = conn => {
-                    if let Err(error) = result {
-                        tracing::debug!(%remote, %error, "connection ended with an error");
+            Admission::Refuse(answering) => {
+                hub.metrics
+                    .refuse(Refusal::TooManyConnections, Some(remote));
+                let stop = force_close.clone();
+                let max = connections.max();
+                tasks.spawn(async move {
+                    tokio::select! {
+                        () = limits::refuse(tcp, limits, max, answering) => {}
+                        () = stop.cancelled() => {}
                     }
-                }
-                () = kill.cancelled() => {
-                    tracing::debug!(%remote, "connection closed by the server");
-                }
+                });
             }
-        });
+            Admission::Drop => {
+                hub.metrics
+                    .refuse(Refusal::TooManyConnections, Some(remote));
+                drop(tcp);
+            }
+        }
     }
 
     tracing::info!("shutting down: ending streams");
@@ -204,6 +209,73 @@ pub async fn run(
     tasks.wait().await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The service for one connection's requests: routes (behind CORS) with
+/// the connection as a request extension, and a log line per request.
+fn handler<S, B>(
+    service: S,
+    connection: Connection,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = hyper::Response<B>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<B>, Infallible>> + Send,
+> + Send
+where
+    S: Service<Request<Incoming>, Response = hyper::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: hyper::body::Body,
+{
+    hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let remote = connection.remote;
+        request.extensions_mut().insert(connection.clone());
+        let mut service = service.clone();
+        async move {
+            let response = service.call(request).await?;
+            log_request(remote, &method, &path, response.status(), started);
+            Ok::<_, Infallible>(response)
+        }
+    })
+}
+
+/// One line per request: at info when it succeeded, at debug when it was
+/// refused, so that a client repeating bad requests cannot grow the log
+/// (refusals are counted in `/metrics`, and logged once in a while).
+fn log_request(
+    remote: SocketAddr,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    started: Instant,
+) {
+    let status = status.as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    if status < 400 {
+        tracing::info!(%remote, %method, path, status, elapsed_ms, "request");
+    } else {
+        tracing::debug!(%remote, %method, path, status, elapsed_ms, "request");
+    }
+}
+
+/// Counts and logs how a connection ended.
+fn record(metrics: &Metrics, remote: SocketAddr, ended: Ended) {
+    match ended {
+        Ended::Done => {}
+        Ended::Refused(reason) => metrics.refuse(reason, Some(remote)),
+        Ended::Idle => Metrics::add(&metrics.idle_closed, 1),
+        Ended::Killed => tracing::debug!(%remote, "connection closed by the server"),
+        Ended::ClientLeft => tracing::debug!(%remote, "the client of a stream left"),
+        Ended::Failed(error) => {
+            tracing::debug!(%remote, %error, "connection ended with an error");
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

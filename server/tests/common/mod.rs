@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod link;
+pub mod raw;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,0 +1,335 @@
+//! What a client may hold, in count, bytes and time, and the connections
+//! those limits apply to.
+//!
+//! - **Count.** At most `--max-connections` connections are served at once
+//!   ([`ConnectionCap`]). One more is answered `503 too_many_connections`
+//!   and closed ([`refuse`]). The default leaves room under the open-files
+//!   limit for the process's own files, Redis, and those answers
+//!   ([`RESERVED_FDS`]), so the file descriptors never run out.
+//! - **Bytes.** hyper answers a request head over `--max-header-bytes` with
+//!   431; `publish` caps a body at `--max-body`.
+//! - **Time.** hyper's header read timeout closes a connection whose
+//!   request head does not arrive; [`deadline`] tells it when: within
+//!   `--header-timeout` of accept for a first request, within
+//!   `--idle-timeout` for the first byte of a next one on a keep-alive
+//!   connection, then `--header-timeout` from that byte. `publish` gives a
+//!   body `--body-timeout`. None of them runs while a response is under way,
+//!   so a stream is never timed out.
+//!
+//! [`serve`] runs one connection with those limits, and ends it when it is
+//! killed ([`Connection::kill`]) or when the client of a stream leaves.
+
+mod deadline;
+mod socket;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::service::HttpService;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
+use tokio::io::ReadBuf;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use warp::Reply;
+
+use crate::error::ApiError;
+use crate::metrics::Refusal;
+
+use self::deadline::HeadTimer;
+use self::socket::Socket;
+
+/// File descriptors kept for the process's own files: the listener, the
+/// runtime, Redis connections, the page's files being served.
+const OWN_FILES: u64 = 64;
+
+/// Connections over the cap answered at once; more are closed unanswered,
+/// so that answering refusals cannot use up the reserve either.
+const REFUSING_AT_ONCE: usize = 64;
+
+/// File descriptors the default `--max-connections` leaves free under the
+/// open-files limit.
+pub const RESERVED_FDS: u64 = OWN_FILES + REFUSING_AT_ONCE as u64;
+
+/// The hard open-files limit: the most the soft limit can be raised to.
+pub fn hard_open_files_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(_, hard)| hard)
+}
+
+/// The most connections `open_files` descriptors can hold with
+/// [`RESERVED_FDS`] kept free (at least 1).
+pub fn connections_allowed(open_files: u64) -> u64 {
+    open_files.saturating_sub(RESERVED_FDS).max(1)
+}
+
+/// Raises the soft open-files limit to the hard limit and returns it.
+pub(crate) fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
+
+/// The limits of every connection, from the options.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `--header-timeout`: time to send a request head.
+    pub header_timeout: Duration,
+    /// `--idle-timeout`: time a keep-alive connection may wait for its next
+    /// request.
+    pub idle_timeout: Duration,
+    /// `--max-header-bytes`: size of a request head.
+    pub max_header_bytes: usize,
+    /// `--max-connections`, or what the open-files limit allows.
+    pub max_connections: usize,
+}
+
+/// The connection cap: `asked` (`--max-connections`), or by default what
+/// `open_files` descriptors allow. An `asked` over that (the soft limit
+/// could not be raised as far as the hard one the options were checked
+/// against) is lowered, with a warning.
+pub fn max_connections(asked: Option<u64>, open_files: u64) -> usize {
+    let allowed = connections_allowed(open_files);
+    let max = match asked {
+        Some(asked) if asked > allowed => {
+            tracing::warn!(
+                asked,
+                allowed,
+                "--max-connections is more than the open-files limit allows; lowered"
+            );
+            allowed
+        }
+        Some(asked) => asked,
+        None => allowed,
+    };
+    usize::try_from(max).unwrap_or(usize::MAX)
+}
+
+/// The connection cap: a slot per open connection, and a few more for
+/// answering the connections over it.
+#[derive(Debug)]
+pub struct ConnectionCap {
+    /// One permit per connection that may be open.
+    slots: Arc<Semaphore>,
+    /// The cap.
+    max: usize,
+    /// One permit per refused connection that may be answered at once.
+    answering: Arc<Semaphore>,
+}
+
+/// What [`ConnectionCap::admit`] decided for a new connection.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Serve it; the slot is freed when it is dropped.
+    Serve(OwnedSemaphorePermit),
+    /// Answer it with 503, holding this permit while doing so.
+    Refuse(OwnedSemaphorePermit),
+    /// Close it unanswered: even the answers to refusals are at their limit.
+    Drop,
+}
+
+impl ConnectionCap {
+    /// A cap of `max` connections (at most what a semaphore can count,
+    /// about 2^61).
+    pub fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            answering: Arc::new(Semaphore::new(REFUSING_AT_ONCE)),
+        }
+    }
+
+    /// Takes a slot for a new connection if one is free.
+    pub(crate) fn admit(&self) -> Admission {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            Admission::Serve(slot)
+        } else if let Ok(answering) = self.answering.clone().try_acquire_owned() {
+            Admission::Refuse(answering)
+        } else {
+            Admission::Drop
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// One accepted connection, as handlers see it (a request extension).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Cancelling it closes the connection, even when nothing is reading it:
+    /// the hub's reaper cuts a subscriber that fell behind this way, and
+    /// shutdown closes what is left after the grace period.
+    pub kill: CancellationToken,
+    /// The peer, for logs.
+    pub remote: SocketAddr,
+    /// Told when a stream starts on this connection: from then on the
+    /// connection's task watches for the client closing its end, which
+    /// hyper no longer reads while a response is under way (half-closed
+    /// requests are allowed so that they get their answer).
+    stream_started: Arc<Notify>,
+}
+
+impl Connection {
+    /// A connection that `kill` closes.
+    pub fn new(kill: CancellationToken, remote: SocketAddr) -> Self {
+        Self {
+            kill,
+            remote,
+            stream_started: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Says that this connection now carries a stream, which ends when the
+    /// client closes its end of the connection.
+    pub fn start_stream(&self) {
+        self.stream_started.notify_one();
+    }
+}
+
+/// What the socket, the head deadline and the connection's task share.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Bytes read from the client so far: a change means a request began.
+    bytes_read: AtomicU64,
+    /// Set when the deadline that fired was the idle one, not the head one.
+    idle_expired: AtomicBool,
+}
+
+impl Activity {
+    fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+}
+
+/// How a served connection ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The client closed it, or hyper did after a `Connection: close`, or at
+    /// shutdown.
+    Done,
+    /// Its kill switch was pulled.
+    Killed,
+    /// The client of its stream closed its end.
+    ClientLeft,
+    /// A keep-alive connection got no next request in `--idle-timeout`.
+    Idle,
+    /// A limit or the HTTP parser refused it.
+    Refused(Refusal),
+    /// Another error (the peer reset it, a write failed).
+    Failed(hyper::Error),
+}
+
+/// Serves one connection with `handler` under `limits` until hyper is done
+/// with it, it is killed, or the client of its stream leaves. `graceful`
+/// lets shutdown end it once its response is done.
+pub(crate) async fn serve<S, B>(
+    tcp: TcpStream,
+    connection: Connection,
+    limits: Limits,
+    handler: S,
+    graceful: Watcher,
+) -> Ended
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = Arc::new(tcp);
+    let activity = Arc::new(Activity::default());
+    // The builder is dropped here rather than kept in this future's state
+    // for the connection's whole life.
+    let served = {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(HeadTimer::new(
+            activity.clone(),
+            limits.header_timeout,
+            limits.idle_timeout,
+        ))
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
+        // A client that sends its request and then closes its sending side
+        // (`nc -N`, some health probes) still gets the answer.
+        .half_close(true);
+        // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
+        // protocol-sniffing `auto` builder costs about 10 KiB more per idle
+        // connection.
+        let socket = TokioIo::new(Socket::new(tcp.clone(), activity.clone()));
+        graceful.watch(http.serve_connection(socket, handler))
+    };
+    tokio::select! {
+        result = served => match result {
+            Ok(()) => Ended::Done,
+            Err(error) if error.is_timeout() => {
+                if activity.idle_expired.load(Ordering::Relaxed) {
+                    Ended::Idle
+                } else {
+                    Ended::Refused(Refusal::HeaderTimeout)
+                }
+            }
+            Err(error) if error.is_parse_too_large() => Ended::Refused(Refusal::HeaderTooLarge),
+            Err(error) if error.is_parse() => Ended::Refused(Refusal::MalformedRequest),
+            Err(error) => Ended::Failed(error),
+        },
+        () = connection.kill.cancelled() => Ended::Killed,
+        () = stream_client_left(&tcp, &connection.stream_started) => Ended::ClientLeft,
+    }
+}
+
+/// Resolves once a stream has started on the connection and its client then
+/// closed its end (or the connection broke). A client that sends bytes in
+/// the middle of a stream is not watched any further: hyper does not read
+/// them, so the end could not be told from them; its stream then ends when
+/// a write fails.
+async fn stream_client_left(tcp: &TcpStream, stream_started: &Notify) {
+    stream_started.notified().await;
+    let mut byte = [0u8; 1];
+    // `poll_peek` shares the read waker with hyper's reads, which is fine:
+    // both are polled by this connection's task.
+    let peeked = std::future::poll_fn(|cx| tcp.poll_peek(cx, &mut ReadBuf::new(&mut byte))).await;
+    match peeked {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// Answers a connection over the cap, whatever it asks, with
+/// `503 too_many_connections` and `Retry-After`, then closes it. The whole
+/// exchange gets `--header-timeout`; `answering` is held meanwhile.
+pub(crate) async fn refuse(
+    tcp: TcpStream,
+    limits: Limits,
+    max_connections: usize,
+    answering: OwnedSemaphorePermit,
+) {
+    let answer = hyper::service::service_fn(move |_request| async move {
+        Ok::<_, std::convert::Infallible>(
+            ApiError::TooManyConnections(max_connections).into_response(),
+        )
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(false)
+        .half_close(true);
+    let served = http.serve_connection(TokioIo::new(tcp), answer);
+    let _ = tokio::time::timeout(limits.header_timeout, served).await;
+    drop(answering);
+}
