@@ -83,9 +83,14 @@ fn row_view(row: &Row) -> AnyView {
             .into_any()
         }
         RowKind::Reset { id, notice } => {
+            let count = match notice.missed_count {
+                Some(1) => " 1 event".to_owned(),
+                Some(n) => format!(" {n} events"),
+                None => String::new(),
+            };
             let missed = match (notice.missed_from, notice.missed_to) {
-                (Some(from), Some(to)) if from == to => format!(" Missed #{from}."),
-                (Some(from), Some(to)) => format!(" Missed #{from} to #{to}."),
+                (Some(from), Some(to)) if from == to => format!(" Missed{count} #{from}."),
+                (Some(from), Some(to)) => format!(" Missed{count} between #{from} and #{to}."),
                 _ => String::new(),
             };
             view! {
