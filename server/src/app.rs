@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::event_log::SharedLog;
 use crate::hub::Hub;
 use crate::limits::ConnectionCap;
 use crate::publish::PublishSettings;
+use crate::rate::PublishLimiter;
 use crate::stream::StreamSettings;
 
 /// Shared state, cheap to clone into each filter.
@@ -19,8 +21,12 @@ pub struct App {
     pub log: SharedLog,
     /// Keep-alive and retry of every stream.
     pub stream: StreamSettings,
-    /// Token and size limit of `POST /publish`.
+    /// Size and time limits of `POST /publish`.
     pub publish: Arc<PublishSettings>,
+    /// Tokens and topic rights.
+    pub auth: Arc<Auth>,
+    /// Publish rate limits, when `--publish-rate` is set.
+    pub limiter: Option<Arc<PublishLimiter>>,
     /// Folder of the built page.
     pub dist: Arc<PathBuf>,
     /// The open connections and their cap, for `/metrics`.

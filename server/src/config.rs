@@ -73,6 +73,61 @@ pub struct Config {
     #[arg(long, env = "SSE_PUBLISH_TOKEN", hide_env_values = true, value_parser = token)]
     pub publish_token: Option<String>,
 
+    /// Check JWTs signed with this shared secret (HS256). Tokens give
+    /// rights per topic in their `sse` claim.
+    #[arg(
+        long,
+        env = "SSE_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Check JWTs signed with the private key of this PEM public key (RS256
+    /// for an RSA key, ES256 for a P-256 EC key).
+    #[arg(long, env = "SSE_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Accept only tokens whose `aud` is this.
+    #[arg(long, env = "SSE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Accept only tokens whose `iss` is this.
+    #[arg(long, env = "SSE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// How far `exp` and `nbf` may be off, for clocks that disagree; a
+    /// stream ends when its token is no longer accepted (`exp` plus this).
+    #[arg(long, env = "SSE_JWT_LEEWAY", default_value = "30s", value_parser = duration)]
+    pub jwt_leeway: Duration,
+
+    /// The cookie a stream's token may come in (never a publish's).
+    #[arg(long, env = "SSE_JWT_COOKIE", default_value = "sse_token")]
+    pub jwt_cookie: String,
+
+    /// Topics that need a token to be read: a name, `prefix.*` or `*`;
+    /// repeatable (comma separated in the environment).
+    #[arg(long = "private", env = "SSE_PRIVATE", value_delimiter = ',', value_parser = pattern)]
+    pub private: Vec<shared::TopicPattern>,
+
+    /// When set, /metrics and /healthz need `Authorization: Bearer <token>`.
+    #[arg(long, env = "SSE_METRICS_TOKEN", hide_env_values = true, value_parser = token)]
+    pub metrics_token: Option<String>,
+
+    /// Most publishes per second for one token subject (or, without a
+    /// token, one client address); off when unset.
+    #[arg(long, env = "SSE_PUBLISH_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_rate: Option<u32>,
+
+    /// Publishes allowed at once above --publish-rate (default: the rate).
+    #[arg(long, env = "SSE_PUBLISH_BURST", requires = "publish_rate", value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_burst: Option<u32>,
+
+    /// Proxies (CIDR, like 10.0.0.0/8) whose X-Forwarded-For names the
+    /// client for the rate limit; repeatable.
+    #[arg(long = "trust-proxy", env = "SSE_TRUST_PROXY", value_delimiter = ',')]
+    pub trust_proxy: Vec<ipnet::IpNet>,
+
     /// Origins allowed to call the API from a browser (CORS), like
     /// `https://example.com:8443`; comma separated or repeated. `*` alone
     /// allows every origin. Same-origin pages need no entry.
@@ -155,6 +210,15 @@ pub struct Config {
 /// Why a configuration cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Private topics no token could ever read.
+    #[error("--private needs --jwt-secret or --jwt-public-key: no token could read those topics")]
+    PrivateWithoutJwt,
+    /// Claims to check without tokens to check them in.
+    #[error("--jwt-audience and --jwt-issuer need --jwt-secret or --jwt-public-key")]
+    ClaimsWithoutJwt,
+    /// A JWT key that cannot be used.
+    #[error(transparent)]
+    JwtKey(#[from] crate::auth::KeyError),
     /// `--max-lag` larger than `--history` would cut subscribers only after
     /// the events they need are gone.
     #[error("--max-lag ({max_lag}) must not exceed --history ({history})")]
@@ -228,6 +292,16 @@ impl Config {
                 });
             }
         }
+        if !self.private.is_empty() && self.jwt_secret.is_none() && self.jwt_public_key.is_none() {
+            return Err(ConfigError::PrivateWithoutJwt);
+        }
+        if (self.jwt_audience.is_some() || self.jwt_issuer.is_some())
+            && self.jwt_secret.is_none()
+            && self.jwt_public_key.is_none()
+        {
+            return Err(ConfigError::ClaimsWithoutJwt);
+        }
+        self.jwt_key()?;
         if let Some(url) = &self.redis {
             if let Err(error) = redis::Client::open(url.as_str()) {
                 return Err(ConfigError::BadRedisUrl {
@@ -245,6 +319,27 @@ impl Config {
         Ok(())
     }
 
+    /// The JWT key the options name, if any.
+    ///
+    /// # Errors
+    /// [`ConfigError::JwtKey`] when the key cannot be used.
+    pub fn jwt_key(&self) -> Result<Option<crate::auth::JwtKey>, ConfigError> {
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(secret), _) => crate::auth::JwtKey::secret(secret)?,
+            (None, Some(path)) => crate::auth::JwtKey::public_key(path)?,
+            (None, None) => return Ok(None),
+        };
+        let key = key.leeway(self.jwt_leeway);
+        let key = match &self.jwt_audience {
+            Some(aud) => key.audience(aud),
+            None => key,
+        };
+        Ok(Some(match &self.jwt_issuer {
+            Some(iss) => key.issuer(iss),
+            None => key,
+        }))
+    }
+
     /// The length the Redis stream is trimmed to.
     pub fn stream_max_len(&self) -> u64 {
         self.redis_max_len.unwrap_or(self.history)
@@ -253,6 +348,10 @@ impl Config {
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 150ms, 2s, 1m)"))
+}
+
+fn pattern(s: &str) -> Result<shared::TopicPattern, String> {
+    shared::TopicPattern::parse(s.trim())
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {

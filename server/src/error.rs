@@ -40,11 +40,19 @@ pub enum ApiError {
         /// The content type received, or `none`.
         found: String,
     },
-    /// Missing or wrong bearer token (401 `unauthorized`).
-    #[error(
-        "publishing needs the header Authorization: Bearer <token> with the server's publish token"
-    )]
-    Unauthorized,
+    /// A missing, malformed or invalid token where one is needed (401
+    /// `unauthorized`, with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token that does not cover what was asked (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over `--publish-rate` (429 `rate_limited`, with Retry-After).
+    #[error("too many publishes; retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds until the next publish would be allowed.
+        retry_after_s: u64,
+    },
     /// Subscriber limit reached (503 `too_many_subscribers`, with Retry-After).
     #[error("the server holds its maximum of {0} subscribers; retry later")]
     TooManySubscribers(usize),
@@ -112,7 +120,9 @@ impl ApiError {
             | ApiError::TooManyTopics { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManySubscribers(_)
             | ApiError::TooManyConnections(_)
             | ApiError::LogUnavailable(_)
@@ -133,7 +143,9 @@ impl ApiError {
             ApiError::InvalidTopic(_) => "invalid_topic",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManySubscribers(_) => "too_many_subscribers",
             ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::RequestTimeout { .. } => "request_timeout",
@@ -159,7 +171,10 @@ impl Reply for ApiError {
             warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
         let headers = response.headers_mut();
         match self {
-            ApiError::Unauthorized => {
+            ApiError::RateLimited { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::TooManySubscribers(_) | ApiError::TopicLimit(_) => {

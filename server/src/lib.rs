@@ -3,6 +3,8 @@
 //!
 //! Modules, each named for what it holds:
 //! - [`config`]: the command line and environment options.
+//! - [`auth`]: tokens to topic rights (JWT, private topics, secrets).
+//! - [`rate`]: publish rate limits per token or client.
 //! - [`event_log`]: where events are stored: in memory, or a Redis stream
 //!   shared by several servers.
 //! - [`hub`]: the retained events (per topic, under global bounds), the
@@ -25,6 +27,7 @@
 //! port 0.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod event_log;
@@ -33,6 +36,7 @@ pub mod limits;
 pub mod metrics;
 pub mod page;
 pub mod publish;
+pub mod rate;
 pub mod routes;
 pub mod serve;
 pub mod status;

@@ -86,18 +86,38 @@ pub enum Refusal {
     BodyTimeout,
     /// A transfer coding other than chunked: 501.
     TransferCoding,
+    /// A missing or invalid token where one is needed: 401.
+    Unauthorized,
+    /// A token that does not cover the topic: 403.
+    Forbidden,
+    /// Over `--publish-rate`: 429.
+    RateLimited,
 }
 
 impl Refusal {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::TooManyConnections,
         Refusal::HeaderTimeout,
         Refusal::HeaderTooLarge,
         Refusal::MalformedRequest,
         Refusal::BodyTimeout,
         Refusal::TransferCoding,
+        Refusal::Unauthorized,
+        Refusal::Forbidden,
+        Refusal::RateLimited,
     ];
+
+    /// The reason of an access refusal (401, 403, 429), if `error` is one.
+    pub fn of_auth(error: &crate::error::ApiError) -> Option<Refusal> {
+        use crate::error::ApiError;
+        match error {
+            ApiError::Unauthorized(_) => Some(Refusal::Unauthorized),
+            ApiError::Forbidden(_) => Some(Refusal::Forbidden),
+            ApiError::RateLimited { .. } => Some(Refusal::RateLimited),
+            _ => None,
+        }
+    }
 
     /// The metric label.
     pub fn label(self) -> &'static str {
@@ -108,6 +128,9 @@ impl Refusal {
             Refusal::MalformedRequest => "malformed_request",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::TransferCoding => "transfer_coding",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Forbidden => "forbidden",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
@@ -120,6 +143,9 @@ impl Refusal {
             Refusal::MalformedRequest => "request refused: not parseable as HTTP/1.1",
             Refusal::BodyTimeout => "publish refused: body not complete in time",
             Refusal::TransferCoding => "request refused: a transfer coding other than chunked",
+            Refusal::Unauthorized => "request refused: no valid token",
+            Refusal::Forbidden => "request refused: the token does not cover the topic",
+            Refusal::RateLimited => "publish refused: over --publish-rate",
         }
     }
 }

@@ -15,11 +15,12 @@ use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
+use crate::auth::{self, StreamAccess};
 use crate::error::{self, ApiError};
 use crate::limits::Connection;
 use crate::metrics::Refusal;
 use crate::page;
-use crate::publish::{self, PublishHeaders};
+use crate::publish::{self, PublishHeaders, Publisher};
 use crate::status;
 use crate::stream::{self, StreamRequest};
 use crate::topics;
@@ -137,12 +138,16 @@ fn stream_route(
         .and(allow(READ))
         .and(warp::method())
         .and(raw_header("last-event-id"))
+        .and(raw_header("authorization"))
+        .and(raw_header("cookie"))
         .and(raw_query())
         .and(warp::ext::optional::<Connection>())
         .and(with_app(app))
         .map(
             |method: Method,
              header_id: Option<HeaderValue>,
+             authorization: Option<HeaderValue>,
+             cookie: Option<HeaderValue>,
              query: String,
              conn: Option<Connection>,
              app: App| {
@@ -153,11 +158,35 @@ fn stream_route(
                     Ok(request) => request,
                     Err(error) => return error.into_response(),
                 };
+                let peer = conn.as_ref().map(|c| c.remote);
+                let access = app
+                    .auth
+                    .for_stream(
+                        authorization.as_ref(),
+                        cookie.as_ref(),
+                        auth::query_token(&query).as_deref(),
+                    )
+                    .and_then(|grant| {
+                        let hidden = app.auth.check_stream(&grant, &request.patterns)?;
+                        Ok(StreamAccess {
+                            hidden,
+                            expires_at: grant.expires_at,
+                        })
+                    });
+                let access = match access {
+                    Ok(access) => access,
+                    Err(error) => {
+                        if let Some(reason) = Refusal::of_auth(&error) {
+                            app.hub.metrics.refuse(reason, peer);
+                        }
+                        return error.into_response();
+                    }
+                };
                 if method == Method::HEAD {
                     return stream_head();
                 }
                 let kill = conn.as_ref().map(|c| c.kill.clone()).unwrap_or_default();
-                match stream::open(&app.hub, &app.log, request, kill, app.stream) {
+                match stream::open(&app.hub, &app.log, request, access, kill, app.stream) {
                     Ok(response) => {
                         if let Some(conn) = &conn {
                             conn.start_stream();
@@ -195,19 +224,40 @@ fn publish_route(
         .and(raw_header("authorization"))
         .and(raw_header("content-type"))
         .and(raw_header("content-length"))
+        .and(raw_header("x-forwarded-for"))
+        .and(warp::ext::optional::<Connection>())
         .and(warp::body::stream())
         .and(with_app(app))
         .then(
-            |authorization, content_type, content_length: Option<HeaderValue>, body, app: App| async move {
+            |authorization,
+             content_type,
+             content_length: Option<HeaderValue>,
+             forwarded: Option<HeaderValue>,
+             conn: Option<Connection>,
+             body,
+             app: App| async move {
+                let publisher = Publisher {
+                    auth: &app.auth,
+                    limiter: app.limiter.as_deref(),
+                    peer: conn.map(|c| c.remote),
+                    forwarded: forwarded.as_ref(),
+                };
                 let headers = PublishHeaders {
                     authorization,
                     content_type,
                     // hyper has already refused a Content-Length that is
                     // not a number.
-                    content_length: content_length
-                        .and_then(|v| v.to_str().ok()?.parse().ok()),
+                    content_length: content_length.and_then(|v| v.to_str().ok()?.parse().ok()),
                 };
-                publish::handle(&app.hub, app.log.as_ref(), &app.publish, headers, body).await
+                publish::handle(
+                    &app.hub,
+                    app.log.as_ref(),
+                    &app.publish,
+                    publisher,
+                    headers,
+                    body,
+                )
+                .await
             },
         )
 }
@@ -218,19 +268,41 @@ fn topics_route(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("topics")
         .and(allow(READ))
+        .and(raw_header("authorization"))
+        .and(raw_header("cookie"))
         .and(raw_query())
         .and(with_app(app))
-        .map(|query: String, app: App| {
-            topics::list(&app.hub, &query).unwrap_or_else(ApiError::into_response)
-        })
+        .map(
+            |authorization: Option<HeaderValue>,
+             cookie: Option<HeaderValue>,
+             query: String,
+             app: App| {
+                app.auth
+                    .for_stream(
+                        authorization.as_ref(),
+                        cookie.as_ref(),
+                        auth::query_token(&query).as_deref(),
+                    )
+                    .and_then(|grant| {
+                        topics::list(&app.hub, &query, |topic| app.auth.may_read(&grant, topic))
+                    })
+                    .unwrap_or_else(ApiError::into_response)
+            },
+        )
 }
 
 /// `GET /healthz`.
 fn healthz(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("healthz")
         .and(allow(READ))
+        .and(raw_header("authorization"))
         .and(with_app(app))
-        .map(|app: App| status::health(&app))
+        .map(|authorization: Option<HeaderValue>, app: App| {
+            match app.auth.check_metrics(authorization.as_ref()) {
+                Ok(()) => status::health(&app),
+                Err(error) => error.into_response(),
+            }
+        })
 }
 
 /// `GET /metrics`, Prometheus text format.
@@ -239,8 +311,12 @@ fn metrics_route(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("metrics")
         .and(allow(READ))
+        .and(raw_header("authorization"))
         .and(with_app(app))
-        .map(|app: App| {
+        .map(|authorization: Option<HeaderValue>, app: App| {
+            if let Err(error) = app.auth.check_metrics(authorization.as_ref()) {
+                return error.into_response();
+            }
             warp::reply::with_header(
                 status::render(&app),
                 "content-type",

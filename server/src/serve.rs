@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,11 +28,13 @@ use tower_service::Service;
 use warp::http::{header, HeaderName, HeaderValue, Method, Request};
 
 use crate::app::App;
+use crate::auth::Auth;
 use crate::config::{Config, ConfigError};
 use crate::event_log;
 use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits};
 use crate::metrics::{Metrics, Refusal};
 use crate::publish::PublishSettings;
+use crate::rate::PublishLimiter;
 use crate::routes::routes;
 use crate::stream::StreamSettings;
 use crate::throttle::Throttle;
@@ -104,9 +107,22 @@ pub async fn run(
             max_topics: usize::try_from(config.max_topics_per_stream).unwrap_or(usize::MAX),
         },
         publish: Arc::new(PublishSettings {
-            token: config.publish_token.clone(),
             max_body: config.max_body,
             body_timeout: config.body_timeout,
+        }),
+        auth: Arc::new(Auth::new(
+            config.jwt_key()?,
+            config.private.clone(),
+            config.jwt_cookie.clone(),
+            config.publish_token.clone(),
+            config.metrics_token.clone(),
+        )),
+        limiter: config.publish_rate.and_then(NonZeroU32::new).map(|rate| {
+            let burst = config
+                .publish_burst
+                .and_then(NonZeroU32::new)
+                .unwrap_or(rate);
+            Arc::new(PublishLimiter::new(rate, burst, config.trust_proxy.clone()))
         }),
         dist: Arc::new(config.dist.clone()),
         connections: connections.clone(),

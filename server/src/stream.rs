@@ -8,18 +8,20 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use shared::{
-    EventId, ResetNotice, ResetReason, StreamPosition, TopicPattern, POSITION_EVENT, RESET_EVENT,
+    AuthExpired, EventId, ResetNotice, ResetReason, StreamPosition, TopicPattern,
+    AUTH_EXPIRED_EVENT, POSITION_EVENT, RESET_EVENT,
 };
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use warp::http::{header, HeaderValue, Response};
 use warp::Reply;
 
+use crate::auth::StreamAccess;
 use crate::error::ApiError;
 use crate::event_log::SharedLog;
 use crate::hub::store::Loss;
@@ -252,6 +254,11 @@ struct Subscriber {
     /// when a read stopped at the batch size. When clear, the stream goes
     /// straight to waiting instead of reading again.
     dirty: bool,
+    /// When the stream's token stops being accepted, and a timer for it:
+    /// the stream then says so with `auth_expired` and ends.
+    expiry: Option<(SystemTime, Pin<Box<Sleep>>)>,
+    /// Set once the last frame (`auth_expired`) is out: the stream ends.
+    ending: bool,
 }
 
 /// Where a subscriber reads from.
@@ -307,6 +314,9 @@ impl Subscriber {
         if let Some(first) = self.first.take() {
             return Some(first);
         }
+        if self.ending {
+            return None;
+        }
         loop {
             if self.sub.hub().shutdown_token().is_cancelled() {
                 return None;
@@ -333,8 +343,17 @@ impl Subscriber {
                     }
                 }
             }
+            let expiry = async {
+                match self.expiry.as_mut() {
+                    Some((_, sleep)) => sleep.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
+                () = expiry => {
+                    return Some(self.expired());
+                }
                 () = self.sub.changed() => {
                     self.dirty = true;
                 }
@@ -352,6 +371,21 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// The `auth_expired` event, with the subscriber's place as its id; the
+    /// stream ends after it.
+    fn expired(&mut self) -> Bytes {
+        self.ending = true;
+        let at = self
+            .expiry
+            .as_ref()
+            .map_or_else(SystemTime::now, |(at, _)| *at);
+        let expired = AuthExpired {
+            expired_at: humantime::format_rfc3339_seconds(at).to_string(),
+        };
+        let id = EventId::new(self.epoch, self.told);
+        frame_json(Some(AUTH_EXPIRED_EVENT), &id, &expired)
     }
 
     /// What a quiet connection gets: anything new after all; else a
@@ -520,7 +554,7 @@ impl Subscriber {
         let mut next = found;
         for (id, event) in &events {
             next = id.seq + 1;
-            if self.sub.filter.matches(&event.topic) {
+            if self.sub.follows(&event.topic) {
                 out.extend_from_slice(&frame_json(None, id, event));
                 self.told = id.seq;
                 count += 1;
@@ -661,22 +695,26 @@ pub(crate) fn open(
     hub: &Arc<Hub>,
     log: &SharedLog,
     request: StreamRequest,
+    access: StreamAccess,
     kill: CancellationToken,
     settings: StreamSettings,
 ) -> Result<warp::reply::Response, ApiError> {
+    let StreamAccess { hidden, expires_at } = access;
     if request.patterns.len() > settings.max_topics {
         return Err(ApiError::TooManyTopics {
             given: request.patterns.len(),
             limit: settings.max_topics,
         });
     }
-    let sub = hub.subscribe(&request.filter(), kill).map_err(|refused| {
-        Metrics::add(&hub.metrics.refused, 1);
-        match refused {
-            Refused::Full(limit) => ApiError::TooManySubscribers(limit),
-            Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
-        }
-    })?;
+    let sub = hub
+        .subscribe(&request.filter(), hidden, kill)
+        .map_err(|refused| {
+            Metrics::add(&hub.metrics.refused, 1);
+            match refused {
+                Refused::Full(limit) => ApiError::TooManySubscribers(limit),
+                Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+            }
+        })?;
     Metrics::add(&hub.metrics.subscriptions, 1);
     let mut subscriber = Subscriber {
         sub,
@@ -697,6 +735,11 @@ pub(crate) fn open(
         tick: Box::pin(tokio::time::sleep(settings.keep_alive)),
         last_write: Instant::now(),
         dirty: true,
+        expiry: expires_at.map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            (at, Box::pin(tokio::time::sleep(left)))
+        }),
+        ending: false,
     };
     // The start is settled now when the log is loaded, so that anything
     // published after the opening reaches this subscriber; the opening goes

@@ -22,12 +22,16 @@ pub struct TopicsPage {
     pub next: Option<String>,
 }
 
-/// Answers `GET /topics`.
+/// Answers `GET /topics` with the topics `readable` admits.
 ///
 /// # Errors
 /// [`ApiError::InvalidQuery`] for a `limit` that is not a number from 1 to
 /// [`MAX_LIMIT`], or an `after` that is not a topic name.
-pub fn list(hub: &Hub, query: &str) -> Result<warp::reply::Response, ApiError> {
+pub fn list(
+    hub: &Hub,
+    query: &str,
+    readable: impl Fn(&str) -> bool,
+) -> Result<warp::reply::Response, ApiError> {
     let mut limit = DEFAULT_LIMIT;
     let mut after = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -51,8 +55,9 @@ pub fn list(hub: &Hub, query: &str) -> Result<warp::reply::Response, ApiError> {
             _ => {}
         }
     }
-    // One more than asked tells whether there is a next page.
-    let mut topics = hub.topics(after.as_deref(), limit + 1);
+    // One more than asked tells whether there is a next page; topics the
+    // caller may not read are not listed (nor counted).
+    let mut topics = hub.topics(after.as_deref(), limit + 1, readable);
     let next = (topics.len() > limit).then(|| {
         topics.truncate(limit);
         topics.last().map(|t| t.name.clone())

@@ -20,6 +20,17 @@ pub const RESET_EVENT: &str = "reset";
 /// The SSE event name of a [`StreamPosition`].
 pub const POSITION_EVENT: &str = "position";
 
+/// The SSE event name of an [`AuthExpired`].
+pub const AUTH_EXPIRED_EVENT: &str = "auth_expired";
+
+/// The `data:` of an `auth_expired` event: the stream's token expired, and
+/// the stream ends. A reconnect with a fresh token resumes exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthExpired {
+    /// When the token stopped being accepted, RFC 3339 in UTC.
+    pub expired_at: String,
+}
+
 /// The longest `Last-Event-ID` a server reads, in bytes; a longer one counts
 /// as none.
 pub const MAX_EVENT_ID_LEN: usize = 128;

@@ -159,10 +159,11 @@ pub async fn open(
     );
     tasks.spawn(log.clone().keep_connected(hub.shutdown_token().clone()));
     tasks.spawn(log.clone().follow(hub.clone()));
-    if tokio::time::timeout(LOAD_WAIT, hub.until_loaded())
-        .await
-        .is_err()
-    {
+    let ready = async {
+        hub.until_loaded().await;
+        log.until_connected().await;
+    };
+    if tokio::time::timeout(LOAD_WAIT, ready).await.is_err() {
         tracing::warn!(
             "the Redis stream is not loaded yet; serving anyway: subscribers wait for it \
              and publishing answers 503 until Redis answers"

@@ -187,6 +187,8 @@ pub struct RedisLog {
     /// Wakes the connection keeper when a command found the connection
     /// broken.
     broken: Notify,
+    /// Notified each time the keeper has made the command connection.
+    connected: Notify,
     options: RedisOptions,
     append: Script,
     health: Health,
@@ -224,6 +226,7 @@ impl RedisLog {
             client: Client::open(options.url.as_str())?,
             commands: Mutex::new(None),
             broken: Notify::new(),
+            connected: Notify::new(),
             options,
             append: Script::new(APPEND),
             health: Health::default(),
@@ -231,8 +234,9 @@ impl RedisLog {
         })
     }
 
-    /// Connects, and checks with a `PING` that Redis answers (a connection
-    /// to a frozen Redis is accepted by the kernel all the same).
+    /// Connects, and checks that Redis answers and serves data (a
+    /// connection to a frozen Redis is accepted by the kernel all the same,
+    /// and a Redis loading its files answers only some commands).
     async fn connect(
         &self,
         response_timeout: Option<Duration>,
@@ -244,8 +248,13 @@ impl RedisLog {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        within(COMMAND_TIMEOUT, "PING", async {
-            redis::cmd("PING").query_async::<()>(&mut conn).await
+        // A keyspace command, not PING: a Redis still loading its data
+        // answers PING but refuses these with LOADING.
+        within(COMMAND_TIMEOUT, "EXISTS", async {
+            redis::cmd("EXISTS")
+                .arg(&self.options.key)
+                .query_async::<i64>(&mut conn)
+                .await
         })
         .await?;
         Ok(conn)
@@ -262,6 +271,7 @@ impl RedisLog {
                     Ok(conn) => {
                         *self.commands.lock() = Some(conn);
                         self.health.reached();
+                        self.connected.notify_waiters();
                         backoff = BACKOFF_MIN;
                     }
                     Err(error) => {
@@ -281,6 +291,18 @@ impl RedisLog {
                 () = shutdown.cancelled() => return,
                 () = self.broken.notified() => {}
             }
+        }
+    }
+
+    /// Resolves once the command connection is made (at start-up, so that
+    /// the first publishes do not find it still being made).
+    pub async fn until_connected(&self) {
+        loop {
+            let connected = self.connected.notified();
+            if self.commands.lock().is_some() {
+                return;
+            }
+            connected.await;
         }
     }
 
@@ -527,7 +549,9 @@ async fn within<T>(
 /// Whether `error` says Redis could not be reached (rather than that it
 /// refused the command).
 fn is_connection_failure(error: &RedisError) -> bool {
-    error.is_io_error()
+    // LOADING: up, but not serving data yet (it is reading its files).
+    error.code() == Some("LOADING")
+        || error.is_io_error()
         || error.is_connection_refusal()
         || error.is_connection_dropped()
         || error.is_timeout()

@@ -97,6 +97,25 @@ impl Filter {
     }
 }
 
+/// The topics a token may not read: private ones (`--private`) its claims
+/// do not cover. A subscription to every topic skips them; one that names a
+/// hidden topic is refused before it subscribes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hidden {
+    /// Patterns of the topics that need a token.
+    pub private: Vec<TopicPattern>,
+    /// What the token may read.
+    pub allowed: Vec<TopicPattern>,
+}
+
+impl Hidden {
+    /// Whether events of `topic` are hidden.
+    pub fn hides(&self, topic: &str) -> bool {
+        self.private.iter().any(|p| p.matches(topic))
+            && !self.allowed.iter().any(|a| a.matches(topic))
+    }
+}
+
 /// The prefixes of `topic` that a prefix pattern could name: each ends with
 /// a `.` that is not the topic's last character.
 pub(crate) fn prefixes_of(topic: &str) -> impl Iterator<Item = &str> {

@@ -45,7 +45,7 @@ use slab::Slab;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use self::index::Filter;
+pub use self::index::{Filter, Hidden};
 use self::index::{Pattern, Patterns};
 pub(crate) use self::read::Read;
 pub use self::store::TopicLimit;
@@ -220,6 +220,9 @@ pub(crate) struct Subscription {
     slot: Arc<Slot>,
     /// What it follows.
     pub(crate) filter: Filter,
+    /// Topics its token may not read, hidden from a subscription to every
+    /// topic.
+    pub(crate) hidden: Option<Arc<Hidden>>,
     /// The topics it names, with its key in each one's subscribers.
     topics: Vec<(Arc<Topic>, usize)>,
     /// The prefix patterns it names, with its key in each one's subscribers.
@@ -567,6 +570,7 @@ impl Hub {
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         filter: &Filter,
+        hidden: Option<Arc<Hidden>>,
         kill: CancellationToken,
     ) -> Result<Subscription, Refused> {
         let slot = Arc::new(Slot {
@@ -593,6 +597,7 @@ impl Hub {
             key,
             slot: slot.clone(),
             filter: filter.clone(),
+            hidden,
             topics: Vec::new(),
             patterns: Vec::new(),
             everyone: None,
@@ -628,8 +633,13 @@ impl Hub {
     /// Topics after `after` by name, at most `limit`: name, exact
     /// subscribers, events retained, newest seq, events published since
     /// the start.
-    pub fn topics(&self, after: Option<&str>, limit: usize) -> Vec<TopicInfo> {
-        let listed = self.sequencer.lock().store.list(after, limit);
+    pub fn topics(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        readable: impl Fn(&str) -> bool,
+    ) -> Vec<TopicInfo> {
+        let listed = self.sequencer.lock().store.list(after, limit, readable);
         listed
             .into_iter()
             .map(|topic| TopicInfo {
@@ -701,6 +711,11 @@ impl Subscription {
     /// The hub this subscriber reads from.
     pub(crate) fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// Whether this subscriber receives events of `topic`.
+    pub(crate) fn follows(&self, topic: &str) -> bool {
+        self.filter.matches(topic) && !self.hidden.as_ref().is_some_and(|h| h.hides(topic))
     }
 
     /// Resolves when something may be new for this subscriber (or the hub
@@ -854,16 +869,16 @@ pub(crate) mod tests {
     fn a_publish_wakes_only_the_subscribers_it_matches() {
         let hub = Hub::new(options(100, 100, 100));
         let a = hub
-            .subscribe(&filter(&["a"]), CancellationToken::new())
+            .subscribe(&filter(&["a"]), None, CancellationToken::new())
             .unwrap();
         let b = hub
-            .subscribe(&filter(&["b"]), CancellationToken::new())
+            .subscribe(&filter(&["b"]), None, CancellationToken::new())
             .unwrap();
         let rooms = hub
-            .subscribe(&filter(&["room.*"]), CancellationToken::new())
+            .subscribe(&filter(&["room.*"]), None, CancellationToken::new())
             .unwrap();
         let all = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         hub.publish("a", "1".into()).unwrap();
         hub.publish("room.7", "2".into()).unwrap();
@@ -891,13 +906,13 @@ pub(crate) mod tests {
         }
         assert_eq!(hub.history_len(), 20);
         let quiet = hub
-            .subscribe(&filter(&["quiet"]), CancellationToken::new())
+            .subscribe(&filter(&["quiet"]), None, CancellationToken::new())
             .unwrap();
         let (seqs, losses, _) = read_all(&quiet, 1);
         assert_eq!((seqs, losses), (vec![1, 2], vec![]));
         // The busy topic lost all but 18: exactly counted.
         let busy = hub
-            .subscribe(&filter(&["busy"]), CancellationToken::new())
+            .subscribe(&filter(&["busy"]), None, CancellationToken::new())
             .unwrap();
         let (seqs, losses, next) = read_all(&busy, 1);
         assert_eq!(seqs.len(), 18);
@@ -913,7 +928,7 @@ pub(crate) mod tests {
         assert_eq!(next, 1003);
         // Every topic: gaps are the busy topic's losses.
         let all = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         let (seqs, losses, _) = read_all(&all, 1);
         assert_eq!(seqs.len(), 20);
@@ -926,7 +941,7 @@ pub(crate) mod tests {
         opts.history_per_topic = 10;
         let hub = Hub::new(opts);
         let _followed = hub
-            .subscribe(&filter(&["kept"]), CancellationToken::new())
+            .subscribe(&filter(&["kept"]), None, CancellationToken::new())
             .unwrap();
         hub.publish("kept", "k1".into()).unwrap();
         hub.publish("kept", "k2".into()).unwrap();
@@ -935,7 +950,7 @@ pub(crate) mod tests {
         // Over the bound, within every floor: the idle topic's oldest goes.
         hub.publish("kept", "k3".into()).unwrap();
         let all = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         let (seqs, losses, _) = read_all(&all, 1);
         assert_eq!(seqs, [1, 2, 4, 5]);
@@ -956,32 +971,36 @@ pub(crate) mod tests {
         opts.max_live_topics = 2;
         let hub = Hub::new(opts);
         let _a = hub
-            .subscribe(&filter(&["a"]), CancellationToken::new())
+            .subscribe(&filter(&["a"]), None, CancellationToken::new())
             .unwrap();
         hub.publish("b", "b1".into()).unwrap();
         // A third topic: b, which no one follows, goes whole.
         hub.publish("c", "c1".into()).unwrap();
         assert_eq!(hub.topic_evictions(), 1);
-        let names: Vec<String> = hub.topics(None, 10).into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = hub
+            .topics(None, 10, |_| true)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["a", "c"]);
         let _c = hub
-            .subscribe(&filter(&["c"]), CancellationToken::new())
+            .subscribe(&filter(&["c"]), None, CancellationToken::new())
             .unwrap();
         assert!(hub.publish("d", "d1".into()).is_err());
         assert!(matches!(
-            hub.subscribe(&filter(&["d"]), CancellationToken::new()),
+            hub.subscribe(&filter(&["d"]), None, CancellationToken::new()),
             Err(Refused::TopicLimit(_))
         ));
         // b holds only tombstones: following it again would make it live.
         assert!(matches!(
-            hub.subscribe(&filter(&["b"]), CancellationToken::new()),
+            hub.subscribe(&filter(&["b"]), None, CancellationToken::new()),
             Err(Refused::TopicLimit(_))
         ));
         drop(_c);
         // With c no longer followed, it makes room; a resume of b learns
         // exactly what it lost.
         let b = hub
-            .subscribe(&filter(&["b"]), CancellationToken::new())
+            .subscribe(&filter(&["b"]), None, CancellationToken::new())
             .unwrap();
         assert_eq!(hub.topic_evictions(), 2);
         let (seqs, losses, _) = read_all(&b, 1);
@@ -1000,16 +1019,16 @@ pub(crate) mod tests {
     fn reaper_cuts_after_two_strikes_and_limit_holds() {
         let hub = Hub::new(options(100, 2, 3));
         let slow = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         let fast = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         let third = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         assert!(matches!(
-            hub.subscribe(&Filter::All, CancellationToken::new()),
+            hub.subscribe(&Filter::All, None, CancellationToken::new()),
             Err(Refused::Full(3))
         ));
         drop(third);
@@ -1023,7 +1042,7 @@ pub(crate) mod tests {
         assert!(!fast.kill().is_cancelled());
         // One far behind but waiting for the event log is left alone.
         let waiting = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         waiting.set_waiting(true);
         for i in 0..5 {
@@ -1064,7 +1083,7 @@ pub(crate) mod tests {
         assert_eq!(hub.last_id(), Some(EventId::new(7, 7)));
         // A gap (trimmed before it was read): the hub starts again there.
         let sub = hub
-            .subscribe(&Filter::All, CancellationToken::new())
+            .subscribe(&Filter::All, None, CancellationToken::new())
             .unwrap();
         let generation = hub.generation();
         assert_eq!(hub.replicate(batch(7, 10..=10)), 1);
@@ -1196,12 +1215,12 @@ pub(crate) mod tests {
                             published.push((id.seq, TOPICS[t]));
                         }
                         Op::Resume { filter: f, back } => {
-                            let sub = hub.subscribe(&filter(FILTERS[f]), CancellationToken::new()).unwrap();
+                            let sub = hub.subscribe(&filter(FILTERS[f]), None, CancellationToken::new()).unwrap();
                             let cursor = (published.len() as u64).saturating_sub(back) + 1;
                             check(&sub, f, cursor, &published)?;
                         }
                         Op::Live { filter: f, n, topics } => {
-                            let sub = hub.subscribe(&filter(FILTERS[f]), CancellationToken::new()).unwrap();
+                            let sub = hub.subscribe(&filter(FILTERS[f]), None, CancellationToken::new()).unwrap();
                             let cursor = published.len() as u64 + 1;
                             for t in topics.into_iter().take(n as usize) {
                                 let (id, _) = hub.publish(TOPICS[t], String::new()).unwrap();

@@ -156,8 +156,10 @@ impl Subscription {
         })
     }
 
-    /// Every topic: the global order, where a missing seq is a lost event
-    /// (seqs are contiguous).
+    /// Every topic (but those a token hides): the global order. Seqs are
+    /// contiguous, so every seq that is not kept is an event that is gone:
+    /// its topic is remembered (while its tombstone is), so only the
+    /// subscriber's own losses are counted.
     fn read_global(
         &self,
         cursor: u64,
@@ -165,35 +167,71 @@ impl Subscription {
         from_loss: u64,
         unknown_through: u64,
     ) -> (Vec<(u64, Bytes)>, u64, bool, Option<Loss>) {
+        let hidden = self.hidden.as_deref();
+        let hides = |topic: &str| hidden.is_some_and(|h| h.hides(topic));
         let global = self.hub().global.read();
         let mut events = Vec::new();
         let mut size = 0;
         let mut more = false;
         let mut upto = visible;
-        for (seq, (_, frame)) in global.events.range(cursor..=visible) {
+        for (seq, (topic, frame)) in global.events.range(cursor..=visible) {
             if size >= MAX_BATCH_BYTES {
                 more = true;
                 upto = seq - 1;
                 break;
             }
+            if hides(topic) {
+                continue;
+            }
             size += frame.len();
             events.push((*seq, frame.clone()));
         }
-        drop(global);
         let mut loss = None;
         if from_loss <= upto {
-            let mut expected = from_loss.max(unknown_through.saturating_add(1));
-            for &(seq, _) in &events {
-                if seq < expected {
-                    continue;
+            let lo = from_loss.max(unknown_through.saturating_add(1));
+            if lo <= upto {
+                // What was dropped, of this subscriber's topics.
+                let mut counted = None;
+                let mut dropped = 0;
+                for (seq, topic) in global.dropped.range(lo..=upto) {
+                    dropped += 1;
+                    if !hides(topic) {
+                        counted = Loss::join(counted, Some(Loss::counted(*seq, *seq)));
+                    }
                 }
-                if seq > expected {
-                    loss = Loss::join(loss, Some(Loss::counted(expected, seq - 1)));
+                loss = counted;
+                // Seqs neither kept nor remembered: gone, of unknown topics.
+                let kept = global.events.range(lo..=upto).count() as u64;
+                let missing = (upto - lo + 1) - kept - dropped;
+                if missing > 0 {
+                    let gone = if hidden.is_some() {
+                        Loss::unknown(lo, upto)
+                    } else {
+                        let mut first = None;
+                        let mut last = 0;
+                        let mut expected = lo;
+                        let seqs = global
+                            .events
+                            .range(lo..=upto)
+                            .map(|(seq, _)| *seq)
+                            .chain(global.dropped.range(lo..=upto).map(|(seq, _)| *seq));
+                        let mut seen: Vec<u64> = seqs.collect();
+                        seen.sort_unstable();
+                        for seq in seen.into_iter().chain(std::iter::once(upto + 1)) {
+                            if seq > expected {
+                                first.get_or_insert(expected);
+                                last = seq - 1;
+                            }
+                            expected = seq + 1;
+                        }
+                        Loss {
+                            first: first.unwrap_or(lo),
+                            last,
+                            count: Some(missing),
+                        }
+                    };
+                    loss = Loss::join(loss, Some(gone));
                 }
-                expected = seq + 1;
-            }
-            if expected <= upto {
-                loss = Loss::join(loss, Some(Loss::counted(expected, upto)));
             }
             if from_loss <= unknown_through {
                 loss = Loss::join(
@@ -202,6 +240,7 @@ impl Subscription {
                 );
             }
         }
+        drop(global);
         (events, upto, more, loss)
     }
 

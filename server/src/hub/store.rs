@@ -155,11 +155,15 @@ impl Queue {
 }
 
 /// Every retained event, by seq: the reading order of subscribers that
-/// follow every topic or a prefix pattern.
+/// follow every topic or a prefix pattern; and the topic of every dropped
+/// event still remembered, so that such a subscriber's losses are counted
+/// by topic too.
 #[derive(Debug, Default)]
 pub(crate) struct Global {
     /// Seq → (topic, frame).
     pub(crate) events: BTreeMap<u64, (Arc<str>, Bytes)>,
+    /// Seq → topic, of events dropped (the tombstones, in seq order).
+    pub(crate) dropped: BTreeMap<u64, Arc<str>>,
 }
 
 /// How big the store may grow.
@@ -509,19 +513,24 @@ impl Store {
         self.tombstone_order.push_back((seq, topic.clone()));
         self.track(topic, &queue, followed);
         drop(queue);
-        global.write().events.remove(&seq);
+        {
+            let mut global = global.write();
+            global.events.remove(&seq);
+            global.dropped.insert(seq, topic.name.clone());
+        }
         self.events -= 1;
         self.bytes -= frame.len() + EVENT_OVERHEAD;
-        self.forget_tombstones();
+        self.forget_tombstones(global);
         self.remove_if_empty(topic);
     }
 
     /// Forgets the oldest tombstones past the bound.
-    fn forget_tombstones(&mut self) {
+    fn forget_tombstones(&mut self, global: &RwLock<Global>) {
         while self.tombstone_order.len() > self.max_tombstones {
             let Some((seq, topic)) = self.tombstone_order.pop_front() else {
                 return;
             };
+            global.write().dropped.remove(&seq);
             {
                 let mut queue = topic.queue.lock();
                 if queue.tombstones.front() == Some(&seq) {
@@ -599,7 +608,11 @@ impl Store {
     /// Forgets every event and what is known of them: the log begins anew
     /// at `horizon` (a new epoch, or a stretch a replica could not read).
     pub(crate) fn restart(&mut self, horizon: u64, global: &RwLock<Global>) {
-        global.write().events.clear();
+        {
+            let mut global = global.write();
+            global.events.clear();
+            global.dropped.clear();
+        }
         for topic in self.topics.values() {
             let mut queue = topic.queue.lock();
             queue.events.clear();
@@ -624,7 +637,12 @@ impl Store {
     }
 
     /// Topics after `after` (by name), at most `limit`.
-    pub(crate) fn list(&self, after: Option<&str>, limit: usize) -> Vec<Arc<Topic>> {
+    pub(crate) fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        readable: impl Fn(&str) -> bool,
+    ) -> Vec<Arc<Topic>> {
         let start = match after {
             Some(after) => std::ops::Bound::Excluded(after),
             None => std::ops::Bound::Unbounded,
@@ -632,6 +650,7 @@ impl Store {
         self.topics
             .range::<str, _>((start, std::ops::Bound::Unbounded))
             .map(|(_, topic)| topic)
+            .filter(|topic| readable(&topic.name))
             .filter(|topic| {
                 let queue = topic.queue.lock();
                 self.is_live(topic, &queue)
