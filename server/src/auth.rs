@@ -141,9 +141,10 @@ struct Claims {
     /// The subject: the rate limiter's key.
     #[serde(default)]
     sub: Option<String>,
-    /// Expiry, seconds since the Unix epoch (required; checked by the
-    /// validation).
-    exp: u64,
+    /// Expiry, seconds since the Unix epoch (required: the validation
+    /// refuses a token without it, naming the claim).
+    #[serde(default)]
+    exp: Option<u64>,
     /// The rights.
     #[serde(default)]
     sse: SseClaims,
@@ -288,6 +289,10 @@ impl Auth {
         let Some(jwt) = &self.jwt else {
             return Err("this server takes no tokens".to_owned());
         };
+        if header_alg(token).is_some_and(|alg| alg != format!("{:?}", jwt.algorithm())) {
+            // `none`, or another algorithm: refused before anything else.
+            return Err(describe(&ErrorKind::InvalidAlgorithm, jwt.algorithm()));
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &jwt.key, &jwt.validation)
             .map_err(|e| describe(e.kind(), jwt.algorithm()))?;
         let claims = data.claims;
@@ -308,7 +313,9 @@ impl Auth {
             publish: patterns(&claims.sse.publish, "publish")?,
             who: Some(who),
             // The token is accepted until then, so a stream lasts as long.
-            expires_at: Some(UNIX_EPOCH + Duration::from_secs(claims.exp) + jwt.leeway),
+            expires_at: claims
+                .exp
+                .map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + jwt.leeway),
         })
     }
 
@@ -476,6 +483,17 @@ impl Auth {
                 .to_owned(),
         ))
     }
+}
+
+/// The `alg` a token's header names, read without trusting anything else.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    Some(header.get("alg")?.as_str()?.to_owned())
 }
 
 /// Whether some topic matches both patterns.

@@ -221,6 +221,11 @@ impl Sse {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
+        Self::open_request(addr, request).await
+    }
+
+    /// Opens a stream with the request `request` builds (extra headers).
+    pub async fn open_request(addr: SocketAddr, request: hyper::http::request::Builder) -> Sse {
         let response = send(
             addr,
             request
