@@ -5,7 +5,8 @@
 //! - [`feed`]: the bounded, duplicate-free list of rows (plain Rust, tested on
 //!   any machine).
 //! - [`topic`]: the topic choice and the `/stream` URL it opens.
-//! - [`api`]: `POST /publish`.
+//! - [`api`]: `POST /publish`, and the probe of a refused stream.
+//! - [`token`]: the access token (session storage, the reading cookie).
 //! - [`components`]: status bar, message list, publish form, topic picker.
 //!
 //! Every URL is relative (`/stream`, `/publish`), so the page works when the
@@ -17,9 +18,10 @@ pub mod api;
 pub mod components;
 pub mod feed;
 pub mod stream;
+pub mod token;
 pub mod topic;
 
-use components::{MessageList, PublishForm, StatusBar, TopicPicker};
+use components::{MessageList, PublishForm, StatusBar, TokenPanel, TopicPicker};
 use topic::TopicChoice;
 
 /// The whole page.
@@ -39,8 +41,9 @@ pub fn App() -> impl IntoView {
         </header>
         <main class="layout">
             <div class="side">
-                <TopicPicker topic=topic />
+                <TopicPicker topic=topic refused=stream.refused />
                 <PublishForm />
+                <TokenPanel stream=stream />
             </div>
             <MessageList stream=stream paused=paused />
         </main>

@@ -108,10 +108,30 @@ pub struct Stream {
     pub rows: ReadSignal<Vec<Arc<Row>>>,
     /// The counters.
     pub stats: ReadSignal<Stats>,
+    /// Why the server refused the stream (a 401 or 403, with its message):
+    /// the page then stops retrying until the topic or the token changes.
+    pub refused: ReadSignal<Option<String>>,
     shared: StoredValue<Rc<Shared>, LocalStorage>,
 }
 
 impl Stream {
+    /// Opens the stream again from where it was, after the token changed.
+    pub fn reopen(&self) {
+        self.shared.with_value(|shared| {
+            {
+                let mut inner = shared.inner.borrow_mut();
+                if let Some(retry) = inner.retry.take() {
+                    retry.clear();
+                }
+                inner.retry_at = None;
+                inner.connection = None;
+                inner.backoff_ms = MIN_BACKOFF_MS;
+            }
+            shared.set_refused.set(None);
+            reopen(shared);
+        });
+    }
+
     /// Empties the list; events already seen still will not come back.
     pub fn clear(&self) {
         self.shared.with_value(|shared| {
@@ -134,11 +154,13 @@ pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
     let (state, set_state) = signal(ConnState::Connecting);
     let (rows, set_rows) = signal(Vec::new());
     let (stats, set_stats) = signal(Stats::default());
+    let (refused, set_refused) = signal(None::<String>);
     let shared = Rc::new(Shared {
         inner: RefCell::new(Inner::new()),
         set_state,
         set_rows,
         set_stats,
+        set_refused,
         paused,
     });
 
@@ -183,6 +205,7 @@ pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
         state,
         rows,
         stats,
+        refused,
         shared: StoredValue::new_local(shared),
     }
 }
@@ -193,6 +216,7 @@ struct Shared {
     set_state: WriteSignal<ConnState>,
     set_rows: WriteSignal<Vec<Arc<Row>>>,
     set_stats: WriteSignal<Stats>,
+    set_refused: WriteSignal<Option<String>>,
     paused: Signal<bool>,
 }
 
@@ -314,6 +338,7 @@ fn subscribe(shared: &Rc<Shared>, choice: TopicChoice) {
         inner.rows_dirty = true;
         inner.force_rows = true;
     }
+    shared.set_refused.set(None);
     open(shared, None);
     publish(shared);
 }
@@ -449,8 +474,9 @@ fn position(shared: &Rc<Shared>, event: &MessageEvent) {
 }
 
 fn failed(shared: &Rc<Shared>) {
-    let closed = {
+    let (closed, was_open) = {
         let mut inner = shared.inner.borrow_mut();
+        let was_open = inner.open;
         inner.open = false;
         let closed = inner
             .connection
@@ -463,12 +489,50 @@ fn failed(shared: &Rc<Shared>) {
         } else {
             ConnState::Connecting
         };
-        closed
+        (closed, was_open)
     };
-    if closed {
+    if closed && !was_open {
+        // Refused at open: `EventSource` hides the status, so ask once.
+        probe_refusal(shared);
+    } else if closed {
         schedule_retry(shared);
     }
     schedule_frame(shared);
+}
+
+/// Asks for the stream with `fetch` to see why it was refused: a 401 or 403
+/// is shown and not retried; anything else is retried as usual.
+fn probe_refusal(shared: &Rc<Shared>) {
+    let url = {
+        let inner = shared.inner.borrow();
+        stream_url(&inner.topic, inner.resume.or_else(|| inner.feed.last_id()))
+    };
+    let weak = Rc::downgrade(shared);
+    leptos::task::spawn_local(async move {
+        let refusal = crate::api::stream_refusal(&url).await;
+        with_shared(&weak, |shared| match refusal {
+            Some((status, message)) => {
+                {
+                    let mut inner = shared.inner.borrow_mut();
+                    inner.connection = None;
+                    inner.state = ConnState::Closed;
+                }
+                let what = if status == 401 {
+                    "Not allowed without a valid token"
+                } else {
+                    "Not allowed with this token"
+                };
+                shared
+                    .set_refused
+                    .set(Some(format!("{what} ({status}): {message}")));
+                schedule_frame(shared);
+            }
+            None => {
+                schedule_retry(shared);
+                schedule_frame(shared);
+            }
+        });
+    });
 }
 
 /// Opens a new connection after the current back-off delay.

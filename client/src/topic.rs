@@ -1,6 +1,6 @@
 //! Which topics the page subscribes to, and the `/stream` URL for a choice.
 
-use shared::{validate_topic, EventId, DEFAULT_TOPIC, TICKER_TOPIC};
+use shared::{EventId, DEFAULT_TOPIC, TICKER_TOPIC};
 
 /// The topic picker's choice.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,10 +20,11 @@ impl TopicChoice {
     /// A custom topic, checked against the server's rules.
     ///
     /// # Errors
-    /// The sentence from [`shared::validate_topic`] saying what is wrong.
+    /// The sentence from [`shared::TopicPattern::parse`] saying what is wrong.
     pub fn custom(name: &str) -> Result<Self, String> {
         let name = name.trim();
-        validate_topic(name)?;
+        // A topic, or a pattern: `prefix.*` or `*`.
+        shared::TopicPattern::parse(name)?;
         Ok(Self::Custom(name.to_owned()))
     }
 

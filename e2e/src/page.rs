@@ -35,6 +35,8 @@ return {
   publish_error: shown('#publish-error'),
   publish_result: text('#publish-result'),
   topic_error: shown('#topic-error'),
+  topic_refused: shown('#topic-refused'),
+  token_state: text('#token-state'),
   paused: pause ? pause.getAttribute('aria-pressed') === 'true' : false,
   rows: Array.from(document.querySelectorAll('#messages li')).map((li) => ({
     kind: li.dataset.kind || '',
@@ -92,6 +94,10 @@ pub struct Snapshot {
     pub publish_result: Option<String>,
     /// The topic picker's error, when shown.
     pub topic_error: Option<String>,
+    /// Why the server refused the stream (401/403), when shown.
+    pub topic_refused: Option<String>,
+    /// What the token panel says.
+    pub token_state: Option<String>,
     /// Whether rendering is paused.
     pub paused: bool,
     /// The list, top (newest) first.

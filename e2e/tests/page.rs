@@ -530,3 +530,141 @@ async fn a_quiet_topic_misses_nothing_across_the_pages_own_reopen() -> Result<()
     ensure!(view.resets().count() == 0, "{}", view.summary());
     browser.close().await
 }
+
+const JWT_SECRET: &str = "e2e secret";
+
+/// An HS256 token for the e2e server, valid for an hour.
+fn jwt(subscribe: &[&str], publish: &[&str]) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({
+        "sub": "e2e",
+        "exp": exp,
+        "sse": { "subscribe": subscribe, "publish": publish },
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).expect("a key"),
+    )
+    .expect("a token")
+}
+
+fn jwt_server() -> Result<Server> {
+    let mut options = ServerOptions::ticker("off");
+    options.extra = [
+        "--jwt-secret",
+        JWT_SECRET,
+        "--private",
+        "vip",
+        "--private",
+        "secret.*",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    Server::start(&options)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_publishes_with_a_token_and_reads_a_private_topic_through_the_cookie() -> Result<()>
+{
+    let _serial = e2e::serial().await;
+    let server = jwt_server()?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &server.url()).await?;
+    page.wait_until("live", |s| s.is("live")).await?;
+
+    // Without a token the server refuses, and the page says why.
+    page.fill("#publish-message", "for vips").await?;
+    page.fill("#publish-topic", "vip").await?;
+    page.click("#publish-submit").await?;
+    let refused = page
+        .wait_for("the publish refusal", |s| s.publish_error.clone())
+        .await?;
+    ensure!(refused.contains("publishing needs"), "{refused}");
+
+    // With a token that may publish and read vip.
+    page.fill("#token", &jwt(&["vip"], &["vip"])).await?;
+    page.click("#token-read").await?;
+    page.wait_until("reading with the token", |s| {
+        s.is("live")
+            && s.token_state
+                .as_deref()
+                .is_some_and(|t| t.contains("Reading with this token"))
+    })
+    .await?;
+    page.fill("#topic-custom", "vip").await?;
+    page.click("#topic-apply").await?;
+    page.wait_until("subscribed to the private topic", |s| s.live_on("vip"))
+        .await?;
+    page.fill("#publish-message", "for vips").await?;
+    page.fill("#publish-topic", "vip").await?;
+    page.click("#publish-submit").await?;
+    let view = page
+        .wait_until("the private message in the list", |s| {
+            s.publish_error.is_none()
+                && s.events()
+                    .any(|row| row.topic.as_deref() == Some("vip") && row.message == "for vips")
+        })
+        .await?;
+    ensure!(only_topic(&view.rows, "vip"), "{}", view.summary());
+    ensure!(view.topic_refused.is_none(), "{}", view.summary());
+    browser.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_private_topic_is_shown_clearly_not_retried_for_ever() -> Result<()> {
+    let _serial = e2e::serial().await;
+    let server = jwt_server()?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &server.url()).await?;
+    page.wait_until("live", |s| s.is("live")).await?;
+    // A token for vip only, then a topic it does not cover: 403.
+    page.fill("#token", &jwt(&["vip"], &[])).await?;
+    page.click("#token-read").await?;
+    page.wait_until("live with the token", |s| s.is("live"))
+        .await?;
+    page.fill("#topic-custom", "secret.plans").await?;
+    page.click("#topic-apply").await?;
+    let shown = page
+        .wait_for("the 403 beside the topic picker", |s| {
+            s.topic_refused.clone()
+        })
+        .await?;
+    ensure!(
+        shown == "Not allowed with this token (403): the token does not allow reading secret.plans",
+        "{shown}"
+    );
+    let view = page.snapshot().await?;
+    ensure!(view.is("closed"), "{}", view.summary());
+    ensure!(
+        view.retry_note.is_none(),
+        "no endless retry: {}",
+        view.summary()
+    );
+    // No token at all: 401.
+    page.click("#token-forget").await?;
+    let shown = page
+        .wait_until("the 401 beside the topic picker", |s| {
+            s.topic_refused
+                .as_deref()
+                .is_some_and(|t| t.contains("(401)"))
+        })
+        .await?;
+    ensure!(
+        shown.topic_refused.as_deref()
+            == Some("Not allowed without a valid token (401): reading secret.plans needs a token"),
+        "{}",
+        shown.summary()
+    );
+    // A public topic works again.
+    page.click("#topic-all + span").await?;
+    page.wait_until("live on all topics", |s| {
+        s.live_on("all topics") && s.topic_refused.is_none()
+    })
+    .await?;
+    browser.close().await
+}

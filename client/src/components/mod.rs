@@ -3,9 +3,11 @@
 pub mod message_list;
 pub mod publish_form;
 pub mod status_bar;
+pub mod token_panel;
 pub mod topic_picker;
 
 pub use message_list::MessageList;
 pub use publish_form::PublishForm;
 pub use status_bar::StatusBar;
+pub use token_panel::TokenPanel;
 pub use topic_picker::TopicPicker;

@@ -14,6 +14,8 @@ const FIXED: [(&str, &str); 3] = [("all", "All"), ("ticker", "ticker"), ("defaul
 pub fn TopicPicker(
     /// The current subscription.
     topic: RwSignal<TopicChoice>,
+    /// Why the server refused the stream, if it did.
+    refused: ReadSignal<Option<String>>,
 ) -> impl IntoView {
     let selected = RwSignal::new(topic.get_untracked().kind());
     let error = RwSignal::new(None::<String>);
@@ -114,6 +116,9 @@ pub fn TopicPicker(
             </form>
             <p id="topic-error" class="error" role="alert" hidden=move || error.with(Option::is_none)>
                 {move || error.get()}
+            </p>
+            <p id="topic-refused" class="error" role="alert" hidden=move || refused.with(Option::is_none)>
+                {move || refused.get()}
             </p>
         </section>
     }
