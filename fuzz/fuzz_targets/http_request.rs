@@ -8,14 +8,15 @@
 //! begins, or after 30 ms without one (see `exchange` for why not at once).
 //!
 //! Property:
-//! - the server never panics (a panic in any of its tasks aborts the
-//!   process) and never stops: `run` has not returned, and it answers
-//!   `GET /healthz` with 200 `"status":"ok"` at the first input and every
-//!   64 inputs after;
+//! - the server never panics (libFuzzer's panic hook makes a panic in any
+//!   of its tasks a crash) and never stops: `run` has not returned, and it
+//!   answers `GET /healthz` with 200 `"status":"ok"` at the first input and
+//!   every 64 inputs after;
 //! - whatever it answers starts with `HTTP/1.1 ` (`HTTP/1.0 ` for a request
-//!   that names that version) and a status from 100 to 599 and a space; otherwise it closes the connection without an answer
-//!   (within 10 s of the half-close). An event stream's answer is read up
-//!   to its headers, as it never ends on its own;
+//!   that names that version), a status from 100 to 599 and a space;
+//!   otherwise it closes the connection without an answer (within 10 s of
+//!   the half-close). An event stream's answer is read up to its headers,
+//!   as it never ends on its own;
 //! - no answer holds the file outside `--dist` unless the input itself
 //!   holds its text.
 
@@ -39,6 +40,9 @@ const SECRET: &[u8] = b"outside-dist-7d1f0c9e4b2a";
 
 /// How long a connection may stay open with nothing answered.
 const NO_ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
+/// `GET /healthz` is checked at the first input and every this many after.
+const HEALTH_EVERY: u64 = 64;
 
 /// How long to wait for an answer to begin before half-closing.
 const HALF_CLOSE_AFTER: Duration = Duration::from_millis(30);
@@ -227,7 +231,7 @@ fn check_health(harness: &Harness) {
 fuzz_target!(|request: &[u8]| {
     let harness = harness();
     let n = harness.inputs.fetch_add(1, Ordering::Relaxed);
-    if n % 64 == 0 {
+    if n.is_multiple_of(HEALTH_EVERY) {
         check_health(harness);
     }
 

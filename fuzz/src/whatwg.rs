@@ -105,16 +105,9 @@ pub fn interpret(stream: &[u8]) -> Interpretation {
                 data.push_str(value);
                 data.push('\n');
             }
-            "id" => {
-                if !value.contains('\u{0}') {
-                    value.clone_into(&mut last_event_id_buffer);
-                }
-            }
-            "retry" => {
-                if let Some(ms) = retry_value(value) {
-                    items.push(Item::Retry(ms));
-                }
-            }
+            // "If the field value does not contain U+0000 NULL".
+            "id" if !value.contains('\u{0}') => value.clone_into(&mut last_event_id_buffer),
+            "retry" => items.extend(retry_value(value).map(Item::Retry)),
             // "Otherwise: the field is ignored."
             _ => {}
         }
