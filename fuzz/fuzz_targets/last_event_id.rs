@@ -67,21 +67,26 @@ fn check_id(s: &str) {
     let parsed = s.parse::<EventId>();
     assert_eq!(parsed, expected_id(s), "parsing {s:?}");
     if let Ok(id) = parsed {
-        round_trips(id, s);
+        round_trips(id, Some(s));
     }
 }
 
-fn round_trips(id: EventId, from: &str) {
+/// `id` displays as a string that parses back to it (no longer than `from`,
+/// the string it was read from), and that string padded with leading zeros
+/// past `MAX_EVENT_ID_LEN` bytes is too long.
+fn round_trips(id: EventId, from: Option<&str>) {
     let shown = id.to_string();
     assert_eq!(
         shown.parse::<EventId>(),
         Ok(id),
         "{id:?} shown as {shown:?}"
     );
-    assert!(
-        shown.len() <= from.len(),
-        "{id:?} shown as {shown:?}, read from {from:?}"
-    );
+    if let Some(from) = from {
+        assert!(
+            shown.len() <= from.len(),
+            "{id:?} shown as {shown:?}, read from {from:?}"
+        );
+    }
     let padded = format!("{}{shown}", "0".repeat(MAX_EVENT_ID_LEN + 1 - shown.len()));
     assert_eq!(
         padded.parse::<EventId>(),
@@ -144,6 +149,6 @@ fuzz_target!(|input: Input| {
         check_id(header);
     }
     let id = EventId::new(input.epoch, input.seq);
-    round_trips(id, &"0".repeat(MAX_EVENT_ID_LEN));
+    round_trips(id, None);
     check_query(&input.query, input.header.as_deref());
 });
