@@ -3,8 +3,9 @@
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
 # chromium and chromium-driver (the page's browser tests) and redis-server
-# (the tests of servers sharing a Redis stream). Then downloads the crates so
-# later builds can run with --offline.
+# (the tests of servers sharing a Redis stream), and for the fuzz targets
+# cargo-fuzz. Then downloads the crates so later builds can run with
+# --offline.
 #
 # Idempotent and quick when everything is present. Works unattended as root
 # on a fresh Debian machine with a Rust toolchain (rustup) installed; as
@@ -12,18 +13,21 @@
 #
 #   scripts/setup.sh                 # build tools only
 #   scripts/setup.sh --with-browser  # also chromium + chromedriver
-#   scripts/setup.sh --for-tests     # also chromium, chromedriver, redis-server
+#   scripts/setup.sh --with-fuzz     # also cargo-fuzz (scripts/fuzz.sh)
+#   scripts/setup.sh --for-tests     # all of the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TRUNK_VERSION=0.21.14
 with_browser=0
 with_redis=0
+with_fuzz=0
 for arg in "$@"; do
     case "$arg" in
         --with-browser) with_browser=1 ;;
-        --for-tests) with_browser=1; with_redis=1 ;;
-        *) echo "usage: $0 [--with-browser | --for-tests]" >&2; exit 2 ;;
+        --with-fuzz) with_fuzz=1 ;;
+        --for-tests) with_browser=1; with_redis=1; with_fuzz=1 ;;
+        *) echo "usage: $0 [--with-browser] [--with-fuzz] | --for-tests" >&2; exit 2 ;;
     esac
 done
 
@@ -45,6 +49,11 @@ if [ "$with_browser" = 1 ]; then
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)
+fi
+if [ "$with_fuzz" = 1 ]; then
+    # libfuzzer-sys compiles libFuzzer (C++); the AddressSanitizer runtime
+    # comes with the Rust toolchain, so no clang is needed.
+    command -v c++ >/dev/null || apt_packages+=(g++)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=()
@@ -86,7 +95,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_v
     cargo install wasm-bindgen-cli --version "$bindgen_version" --force
 fi
 
+# --- cargo-fuzz, for the fuzz targets in fuzz/ ---
+if [ "$with_fuzz" = 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo install cargo-fuzz (takes about a minute)"
+    cargo install cargo-fuzz --locked
+fi
+
 # --- crates, for every target (the page's wasm-only dependencies too) ---
 cargo fetch --quiet
+if [ "$with_fuzz" = 1 ]; then
+    # The fuzz crate is its own workspace, with its own Cargo.lock.
+    cargo fetch --quiet --manifest-path fuzz/Cargo.toml
+fi
 
 log "ready"
