@@ -247,6 +247,7 @@ where
     B: hyper::body::Body,
 {
     hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        with_path(&mut request);
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -259,6 +260,21 @@ where
             Ok::<_, Infallible>(response)
         }
     })
+}
+
+/// Gives a request target without a path (the authority form,
+/// `GET host:port`, meant for CONNECT) the path `/`, as RFC 9112 has clients
+/// do for an absolute URI without one: warp's path filters cannot read a
+/// target with no path at all.
+fn with_path<B>(request: &mut Request<B>) {
+    if request.uri().path_and_query().is_some() {
+        return;
+    }
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
 }
 
 /// One line per request: at info when it succeeded, at debug when it was

@@ -387,3 +387,18 @@ async fn the_help_text_at_the_root_does_not_echo_the_host_header() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_target_without_a_path_is_answered_not_dropped() {
+    // Found by fuzzing: the authority form (meant for CONNECT) with a Host
+    // that is not ASCII reached a path filter that cannot read a target
+    // without a path, and the connection's task panicked.
+    let server = start(&[]).await;
+    let mut raw = common::raw::Raw::connect(server.addr).await;
+    raw.send(b"GET sxt HTTP/1.1\r\nhost: \xa9\r\n\r\n").await;
+    let answer = raw.response().await;
+    assert!((200..500).contains(&answer.status), "{}", answer.status);
+    // And the server goes on.
+    assert_eq!(common::get(server.addr, "/healthz").await.status, 200);
+    server.stop().await;
+}

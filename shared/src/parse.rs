@@ -47,6 +47,9 @@ pub struct Parser {
     event_type: String,
     /// The last event id buffer: persists across events.
     last_event_id: String,
+    /// The last event id string: the buffer as of the last blank line,
+    /// which is what a reconnecting client sends.
+    dispatched_id: String,
 }
 
 impl Parser {
@@ -62,15 +65,19 @@ impl Parser {
         out
     }
 
-    /// The last event id seen so far, as a reconnecting client would send it.
+    /// The last event id as a reconnecting client would send it: the `id`
+    /// in force at the last blank line. An `id:` of a frame that was cut off
+    /// before its blank line does not count, so the event it named is asked
+    /// for again.
     pub fn last_event_id(&self) -> &str {
-        &self.last_event_id
+        &self.dispatched_id
     }
 
     /// Reads `chunk` and appends to `out` everything it completes.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Item>) {
         let mut rest = chunk;
-        if self.after_cr {
+        // An empty chunk says nothing about whether an LF follows a CR.
+        if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
             if let Some(b'\n') = rest.first() {
                 rest = &rest[1..];
@@ -137,6 +144,7 @@ impl Parser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Item>) {
+        self.dispatched_id.clone_from(&self.last_event_id);
         if self.data.is_empty() {
             self.event_type.clear();
             return;
@@ -159,6 +167,30 @@ impl Parser {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_makes_one_line_end() {
+        let mut parser = Parser::new();
+        let mut out = Vec::new();
+        for chunk in [&b"data: a\r"[..], b"", b"\n"] {
+            parser.feed(chunk, &mut out);
+        }
+        assert!(out.is_empty(), "one line end, no blank line yet: {out:?}");
+        parser.feed(b"\n", &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn the_last_event_id_is_set_at_the_blank_line() {
+        let mut parser = Parser::new();
+        let mut out = Vec::new();
+        parser.feed(b"id: 1\ndata: x\n\nid: 2\ndata: cut", &mut out);
+        // The second frame never ended: a reconnect asks for it again.
+        assert_eq!(parser.last_event_id(), "1");
+        parser.feed(b"\n\n", &mut out);
+        assert_eq!(parser.last_event_id(), "2");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
