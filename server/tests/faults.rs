@@ -427,3 +427,156 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// The server binary with `args`, its address, and a raised open-files
+/// limit in this process for the test's own sockets.
+async fn binary(args: &[&str]) -> (Child, SocketAddr) {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
+        .args(["--dist", "/nonexistent"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("listening in time")
+        .expect("output")
+        .expect("a line");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .expect("an address")
+        .parse()
+        .expect("an address");
+    (child, addr)
+}
+
+/// A metric, read over `conn` (a connection the test already holds).
+async fn metric_over(conn: &mut common::raw::Raw, name: &str) -> u64 {
+    let answer = conn.get("/metrics").await;
+    assert_eq!(answer.status, 200);
+    answer
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_of_thousands_is_cut_while_ordinary_clients_are_served() {
+    const HEADERS: usize = 2000;
+    const BODIES: usize = 1000;
+    let (mut server, addr) = binary(&[
+        "--header-timeout",
+        "2s",
+        "--body-timeout",
+        "2s",
+        "--max-connections",
+        "5000",
+    ])
+    .await;
+    let mut subscriber = Sse::open(addr, "/stream", None).await;
+    subscriber.next_position().await;
+    // Half a request head, or a publish whose body stops half-way.
+    let mut slow = Vec::with_capacity(HEADERS + BODIES);
+    for i in 0..HEADERS + BODIES {
+        let mut conn = common::raw::Raw::connect(addr).await;
+        if i < HEADERS {
+            conn.send(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+                .await;
+        } else {
+            conn.send(
+                b"POST /publish HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"message\":",
+            )
+            .await;
+        }
+        slow.push(conn);
+    }
+    // Meanwhile ordinary clients are served.
+    let acked = try_publish(addr, "served during the slowloris")
+        .await
+        .expect("published");
+    let (raw, _) = subscriber.next_message().await;
+    assert_eq!(raw.last_event_id, acked.to_string());
+    // Every slow connection is closed by the server.
+    for conn in &mut slow {
+        conn.until_closed().await;
+    }
+    let mut probe = common::raw::Raw::connect(addr).await;
+    let headers = metric_over(&mut probe, "sse_refused_total{reason=\"header_timeout\"}").await;
+    let bodies = metric_over(&mut probe, "sse_refused_total{reason=\"body_timeout\"}").await;
+    assert!(headers >= HEADERS as u64, "{headers}");
+    assert_eq!(bodies, BODIES as u64);
+    // Nothing of the half-sent publishes was published.
+    assert_eq!(
+        metric_over(&mut probe, "sse_events_published_total").await,
+        1
+    );
+    eprintln!(
+        "fault matrix: slowloris of {HEADERS} half heads and {BODIES} half bodies: all {} \
+         closed by the server ({headers} header timeouts, {bodies} body timeouts, 0 \
+         published), an ordinary publish and stream served meanwhile",
+        HEADERS + BODIES
+    );
+    server.start_kill().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_stops_at_the_cap_and_health_is_still_answered() {
+    const CAP: usize = 3000;
+    let (mut server, addr) = binary(&["--max-connections", &CAP.to_string()]).await;
+    // One keep-alive connection for the health checks, then the flood.
+    let mut health = common::raw::Raw::connect(addr).await;
+    assert_eq!(health.get("/healthz").await.status, 200);
+    let mut flood = Vec::with_capacity(CAP);
+    for _ in 0..CAP - 1 {
+        flood.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The server has taken them all in: the next one is over the cap.
+    let mut refused = 0;
+    for _ in 0..200 {
+        let mut conn = common::raw::Raw::connect(addr).await;
+        conn.send(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let answer = conn.response().await;
+        if answer.status == 503 {
+            assert_eq!(answer.header("retry-after"), Some("5"));
+            assert!(
+                answer.body.contains("too_many_connections"),
+                "{}",
+                answer.body
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 200, "every connection over the cap is refused");
+    assert_eq!(
+        health.get("/healthz").await.status,
+        200,
+        "health is still answered"
+    );
+    assert_eq!(
+        metric_over(&mut health, "sse_connections").await,
+        CAP as u64
+    );
+    // Room again once the flood goes.
+    drop(flood);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric_over(&mut health, "sse_connections").await > 1 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    let acked = try_publish(addr, "after the flood").await;
+    assert!(acked.is_some());
+    eprintln!(
+        "fault matrix: a flood of {CAP} connections: held at the cap, 200 more refused with \
+         503 too_many_connections, /healthz answered throughout, served again afterwards"
+    );
+    server.start_kill().ok();
+}
