@@ -25,8 +25,8 @@ use std::collections::HashSet;
 use arbitrary::Arbitrary;
 use fuzz::form;
 use libfuzzer_sys::fuzz_target;
-use server::hub::Topics;
 use server::stream::StreamRequest;
+use shared::TopicPattern;
 use shared::{validate_topic, EventId, EventIdError, MAX_EVENT_ID_LEN};
 
 #[derive(Debug, Arbitrary)]
@@ -107,7 +107,10 @@ fn check_query(query: &str, header: Option<&str>) {
         .rev()
         .find(|(name, _)| name == "lastEventId")
         .map(|(_, value)| value.as_str());
-    let first_bad = topics.iter().find_map(|topic| validate_topic(topic).err());
+    // Each `topic=` is a topic name, a prefix pattern `NAME.*` or `*`.
+    let first_bad = topics
+        .iter()
+        .find_map(|topic| TopicPattern::parse(topic).err());
 
     let answer = StreamRequest::from_query(query, header.map(str::to_owned));
     match (answer, first_bad) {
@@ -120,15 +123,16 @@ fn check_query(query: &str, header: Option<&str>) {
             panic!("{query:?} accepted ({request:?}) though a topic is invalid: {why}")
         }
         (Ok(request), None) => {
-            match &request.topics {
-                Topics::All => assert!(topics.is_empty(), "{query:?}: all topics"),
-                Topics::Only(only) => {
-                    for topic in only {
-                        assert!(validate_topic(topic).is_ok(), "{query:?} let {topic:?} in");
-                    }
-                    let named: HashSet<&str> = topics.iter().copied().collect();
-                    let got: HashSet<&str> = only.iter().map(AsRef::as_ref).collect();
-                    assert_eq!(got, named, "{query:?}");
+            // Exactly the patterns named, each once, each valid.
+            let named: HashSet<TopicPattern> = topics
+                .iter()
+                .map(|t| TopicPattern::parse(t).expect("checked above"))
+                .collect();
+            let got: HashSet<TopicPattern> = request.patterns.iter().cloned().collect();
+            assert_eq!(got, named, "{query:?}");
+            for pattern in &request.patterns {
+                if let TopicPattern::Exact(name) = pattern {
+                    assert!(validate_topic(name).is_ok(), "{query:?} let {name:?} in");
                 }
             }
             assert_eq!(

@@ -642,30 +642,35 @@ impl Subscriber {
                         return None;
                     }
                 }
-                let mut out = BytesMut::new();
-                if let Some(loss) = batch.loss {
+                let notice = batch.loss.map(|loss| {
                     let resume_seq = batch.first.unwrap_or(batch.next);
                     let (reason, requested) = match self.resuming.take() {
                         Some(requested) => (ResetReason::HistoryExceeded, requested),
                         None => (ResetReason::FellBehind, None),
                     };
                     let notice = lost(reason, requested.as_deref(), loss, resume_seq);
-                    out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
                     self.told = resume_seq - 1;
                     self.announced_through = self.announced_through.max(loss.last);
-                }
+                    reset_frame(self.sub.hub(), self.epoch, &notice)
+                });
                 self.resuming = None;
                 self.cursor = batch.next;
                 self.dirty = batch.more;
-                if let Some(bytes) = batch.bytes {
-                    out.extend_from_slice(&bytes);
+                if batch.bytes.is_some() {
                     self.told = batch.last;
                     Metrics::add(&self.sub.hub().metrics.delivered, batch.count);
-                    if out.len() == bytes.len() {
-                        return Some(bytes);
+                }
+                match (notice, batch.bytes) {
+                    // The hot path: the shared frames, as they are.
+                    (None, bytes) => bytes,
+                    (Some(notice), None) => Some(notice),
+                    (Some(notice), Some(bytes)) => {
+                        let mut out = BytesMut::with_capacity(notice.len() + bytes.len());
+                        out.extend_from_slice(&notice);
+                        out.extend_from_slice(&bytes);
+                        Some(out.freeze())
                     }
                 }
-                (!out.is_empty()).then(|| out.freeze())
             }
         }
     }

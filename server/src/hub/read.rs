@@ -170,15 +170,22 @@ impl Subscription {
         let hidden = self.hidden.as_deref();
         let hides = |topic: &str| hidden.is_some_and(|h| h.hides(topic));
         let global = self.hub().global.read();
+        let lo = from_loss.max(unknown_through.saturating_add(1));
         let mut events = Vec::new();
         let mut size = 0;
         let mut more = false;
         let mut upto = visible;
+        // Kept events at or after `lo`, delivered or hidden: with the
+        // dropped ones they account for every seq up to `upto`.
+        let mut kept = 0;
         for (seq, (topic, frame)) in global.events.range(cursor..=visible) {
             if size >= MAX_BATCH_BYTES {
                 more = true;
                 upto = seq - 1;
                 break;
+            }
+            if *seq >= lo {
+                kept += 1;
             }
             if hides(topic) {
                 continue;
@@ -188,8 +195,9 @@ impl Subscription {
         }
         let mut loss = None;
         if from_loss <= upto {
-            let lo = from_loss.max(unknown_through.saturating_add(1));
-            if lo <= upto {
+            // The common case, nothing missing, costs no second look.
+            let complete = lo > upto || kept == upto - lo + 1;
+            if !complete {
                 // What was dropped, of this subscriber's topics.
                 let mut counted = None;
                 let mut dropped = 0;
@@ -201,7 +209,6 @@ impl Subscription {
                 }
                 loss = counted;
                 // Seqs neither kept nor remembered: gone, of unknown topics.
-                let kept = global.events.range(lo..=upto).count() as u64;
                 let missing = (upto - lo + 1) - kept - dropped;
                 if missing > 0 {
                     let gone = if hidden.is_some() {
