@@ -86,17 +86,21 @@ pub enum Refusal {
     BodyTimeout,
     /// A transfer coding other than chunked: 501.
     TransferCoding,
+    /// A TLS handshake that failed or was not complete within
+    /// `--header-timeout`: closed.
+    TlsHandshake,
 }
 
 impl Refusal {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::TooManyConnections,
         Refusal::HeaderTimeout,
         Refusal::HeaderTooLarge,
         Refusal::MalformedRequest,
         Refusal::BodyTimeout,
         Refusal::TransferCoding,
+        Refusal::TlsHandshake,
     ];
 
     /// The metric label.
@@ -108,6 +112,7 @@ impl Refusal {
             Refusal::MalformedRequest => "malformed_request",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::TransferCoding => "transfer_coding",
+            Refusal::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -120,6 +125,7 @@ impl Refusal {
             Refusal::MalformedRequest => "request refused: not parseable as HTTP/1.1",
             Refusal::BodyTimeout => "publish refused: body not complete in time",
             Refusal::TransferCoding => "request refused: a transfer coding other than chunked",
+            Refusal::TlsHandshake => "connection closed: TLS handshake failed or not complete in time",
         }
     }
 }
