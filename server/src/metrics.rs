@@ -125,7 +125,9 @@ impl Refusal {
             Refusal::MalformedRequest => "request refused: not parseable as HTTP/1.1",
             Refusal::BodyTimeout => "publish refused: body not complete in time",
             Refusal::TransferCoding => "request refused: a transfer coding other than chunked",
-            Refusal::TlsHandshake => "connection closed: TLS handshake failed or not complete in time",
+            Refusal::TlsHandshake => {
+                "connection closed: TLS handshake failed or not complete in time"
+            }
         }
     }
 }

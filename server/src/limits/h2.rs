@@ -129,15 +129,16 @@ where
     fn execute(&self, stream: F) {
         let kill = self.kill.child_token();
         let open = self.streams.open();
-        self.tasks.spawn(STREAM_KILL.scope(kill.clone(), async move {
-            let _open = open;
-            // Dropping the stream's future resets the stream.
-            tokio::select! {
-                biased;
-                () = kill.cancelled() => {}
-                () = stream => {}
-            }
-        }));
+        self.tasks
+            .spawn(STREAM_KILL.scope(kill.clone(), async move {
+                let _open = open;
+                // Dropping the stream's future resets the stream.
+                tokio::select! {
+                    biased;
+                    () = kill.cancelled() => {}
+                    () = stream => {}
+                }
+            }));
     }
 }
 

@@ -328,8 +328,17 @@ where
         // HTTP/1.1 over TLS: the socket carries TLS records, among them the
         // client's close_notify, so hyper itself reads to notice a client
         // that leaves (no half-closed requests here).
-        return serve_h1(io, &connection, limits, accepted, handler, graceful, &activity, None)
-            .await;
+        return serve_h1(
+            io,
+            &connection,
+            limits,
+            accepted,
+            handler,
+            graceful,
+            &activity,
+            None,
+        )
+        .await;
     }
     let socket = if protocols.h2c {
         let sniffed = tokio::select! {
@@ -354,7 +363,17 @@ where
         socket
     };
     let io = TokioIo::new(socket);
-    serve_h1(io, &connection, limits, accepted, handler, graceful, &activity, Some(&tcp)).await
+    serve_h1(
+        io,
+        &connection,
+        limits,
+        accepted,
+        handler,
+        graceful,
+        &activity,
+        Some(&tcp),
+    )
+    .await
 }
 
 /// Reads the first bytes of a cleartext connection, as far as they could
