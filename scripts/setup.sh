@@ -2,8 +2,9 @@
 # Installs what building the page (and, with --for-tests, every test) needs,
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
-# chromium and chromium-driver (the page's browser tests) and redis-server
-# (the tests of servers sharing a Redis stream). Then downloads the crates so
+# chromium and chromium-driver (the page's browser tests), openssl (the TLS
+# tests' certificates) and redis-server (the tests of servers sharing a
+# Redis stream). Then downloads the crates so
 # later builds can run with --offline.
 #
 # Idempotent and quick when everything is present. Works unattended as root
@@ -11,8 +12,8 @@
 # another user, apt-get runs through sudo.
 #
 #   scripts/setup.sh                 # build tools only
-#   scripts/setup.sh --with-browser  # also chromium + chromedriver
-#   scripts/setup.sh --for-tests     # also chromium, chromedriver, redis-server
+#   scripts/setup.sh --with-browser  # also chromium + chromedriver, openssl
+#   scripts/setup.sh --for-tests     # also those and redis-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,8 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+    # The TLS tests (server and browser) make their certificates with it.
+    command -v openssl >/dev/null || apt_packages+=(openssl)
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)
