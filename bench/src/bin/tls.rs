@@ -40,7 +40,10 @@ use tokio_rustls::TlsConnector;
 
 /// The options.
 #[derive(Debug, clap::Parser)]
-#[command(name = "tls-bench", about = "HTTPS/HTTP2 next to plain HTTP/1.1 and nchan")]
+#[command(
+    name = "tls-bench",
+    about = "HTTPS/HTTP2 next to plain HTTP/1.1 and nchan"
+)]
 struct Args {
     /// Idle subscribers per target.
     #[arg(long, default_value_t = 2000)]
@@ -167,7 +170,11 @@ async fn start(target: &Target, root: &Path) -> Result<Running> {
                 .arg(dir.path().join("no-dist"))
                 .env("RUST_LOG", "warn");
             if tls {
-                command.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+                command
+                    .arg("--tls-cert")
+                    .arg(&cert)
+                    .arg("--tls-key")
+                    .arg(&key);
             }
         }
         Server::Nchan => {
@@ -252,7 +259,9 @@ async fn connect(running: &Running, tls: Option<&TlsConnector>) -> Result<Box<dy
     })
 }
 
-async fn h1_sender(running: &Running) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+async fn h1_sender(
+    running: &Running,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
     let io = connect(running, running.tls.as_ref()).await?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(conn);
@@ -497,7 +506,12 @@ async fn measure(target: &Target, args: &Args) -> Result<Measured> {
     while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let histogram = tally.latency.lock().expect("lock").take().context("histogram")?;
+    let histogram = tally
+        .latency
+        .lock()
+        .expect("lock")
+        .take()
+        .context("histogram")?;
     tasks.abort_all();
     Ok(Measured {
         name: target.name,
@@ -517,12 +531,36 @@ async fn main() -> Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let per = args.streams_per_connection;
     let targets = [
-        Target { name: "ours", server: Server::Ours, wire: Wire::H1 },
-        Target { name: "ours-tls", server: Server::Ours, wire: Wire::H1Tls },
-        Target { name: "ours-h2", server: Server::Ours, wire: Wire::H2Tls(1) },
-        Target { name: "ours-h2-mux", server: Server::Ours, wire: Wire::H2Tls(per) },
-        Target { name: "nchan", server: Server::Nchan, wire: Wire::H1 },
-        Target { name: "nchan-tls", server: Server::Nchan, wire: Wire::H1Tls },
+        Target {
+            name: "ours",
+            server: Server::Ours,
+            wire: Wire::H1,
+        },
+        Target {
+            name: "ours-tls",
+            server: Server::Ours,
+            wire: Wire::H1Tls,
+        },
+        Target {
+            name: "ours-h2",
+            server: Server::Ours,
+            wire: Wire::H2Tls(1),
+        },
+        Target {
+            name: "ours-h2-mux",
+            server: Server::Ours,
+            wire: Wire::H2Tls(per),
+        },
+        Target {
+            name: "nchan",
+            server: Server::Nchan,
+            wire: Wire::H1,
+        },
+        Target {
+            name: "nchan-tls",
+            server: Server::Nchan,
+            wire: Wire::H1Tls,
+        },
     ];
     let mut rows = Vec::new();
     for target in targets
@@ -536,9 +574,7 @@ async fn main() -> Result<()> {
         // Let the sockets of the last target go away.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    println!(
-        "| target | connections | memory per idle subscriber | p50 | p99 | max | delivered |"
-    );
+    println!("| target | connections | memory per idle subscriber | p50 | p99 | max | delivered |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
