@@ -5,7 +5,8 @@
 //! head size, the connection cap. A subscriber that stops reading leaves its
 //! response body unpolled, so the body cannot notice it was cut: each
 //! connection gets a kill switch ([`Connection`]) that the hub's reaper
-//! pulls, and the connection is dropped. And at shutdown every stream is
+//! pulls, and the connection is dropped (over HTTP/2, each stream has its
+//! own, and only that stream is reset). And at shutdown every stream is
 //! ended first, then connections get a short grace period, then whatever is
 //! left is closed: the process never waits on a client.
 

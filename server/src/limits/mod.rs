@@ -18,6 +18,13 @@
 //!
 //! [`serve`] runs one connection with those limits, and ends it when it is
 //! killed ([`Connection::kill`]) or when the client of a stream leaves.
+//! With `--tls-cert` it first completes the TLS handshake (within
+//! `--header-timeout` of accept) and serves HTTP/2 or HTTP/1.1 as ALPN
+//! chose; with `--h2c`, a cleartext connection that opens with HTTP/2's
+//! preface is served as HTTP/2. An HTTP/2 connection ([`h2`]) gives each
+//! stream a kill switch of its own, so the reaper resets one stream, not
+//! the connection its siblings share; `--h2-max-streams` bounds the streams
+//! of one connection.
 
 mod deadline;
 mod h2;
