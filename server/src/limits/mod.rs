@@ -21,7 +21,7 @@
 //! With `--tls-cert` it first completes the TLS handshake (within
 //! `--header-timeout` of accept) and serves HTTP/2 or HTTP/1.1 as ALPN
 //! chose; with `--h2c`, a cleartext connection that opens with HTTP/2's
-//! preface is served as HTTP/2. An HTTP/2 connection ([`h2`]) gives each
+//! preface is served as HTTP/2. An HTTP/2 connection (`h2.rs`) gives each
 //! stream a kill switch of its own, so the reaper resets one stream, not
 //! the connection its siblings share; `--h2-max-streams` bounds the streams
 //! of one connection.
