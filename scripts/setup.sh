@@ -2,19 +2,19 @@
 # Installs what building the page (and, with --for-tests, every test) needs,
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
-# chromium and chromium-driver (the page's browser tests) and redis-server
-# (the tests of servers sharing a Redis stream), and for the fuzz targets
-# cargo-fuzz. Then downloads the crates so later builds can run with
-# --offline.
+# chromium and chromium-driver (the page's browser tests), openssl (the TLS
+# tests' certificates) and redis-server (the tests of servers sharing a
+# Redis stream), and for the fuzz targets cargo-fuzz. Then downloads the
+# crates so later builds can run with --offline.
 #
 # Idempotent and quick when everything is present. Works unattended as root
 # on a fresh Debian machine with a Rust toolchain (rustup) installed; as
 # another user, apt-get runs through sudo.
 #
 #   scripts/setup.sh                 # build tools only
-#   scripts/setup.sh --with-browser  # also chromium + chromedriver
+#   scripts/setup.sh --with-browser  # also chromium + chromedriver, openssl
 #   scripts/setup.sh --with-fuzz     # also cargo-fuzz (scripts/fuzz.sh)
-#   scripts/setup.sh --for-tests     # all of the above
+#   scripts/setup.sh --for-tests     # all of the above, and redis-server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +46,8 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+    # The TLS tests (server and browser) make their certificates with it.
+    command -v openssl >/dev/null || apt_packages+=(openssl)
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)

@@ -29,6 +29,9 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--window-size=1280,900",
 ];
 
+/// Accepts the self-signed certificate of a test server.
+pub const TRUST_ANY_CERTIFICATE: &str = "--ignore-certificate-errors";
+
 /// A chromedriver process and one browser session with a fresh profile.
 ///
 /// Call [`Browser::close`] at the end of a test; if it is dropped instead
@@ -48,6 +51,15 @@ impl Browser {
     /// When chromedriver or Chromium is missing, chromedriver does not
     /// answer in time, or the session cannot be created.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Browser::start`], with more Chromium flags, e.g.
+    /// [`TRUST_ANY_CERTIFICATE`] for a server with a test certificate.
+    ///
+    /// # Errors
+    /// As [`Browser::start`].
+    pub async fn start_with(flags: &[&str]) -> Result<Self> {
         let chromedriver =
             std::env::var("E2E_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let chromium = std::env::var("E2E_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -74,7 +86,11 @@ impl Browser {
             .await
             .with_context(|| format!("{chromedriver} did not listen on port {port}"))?;
 
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&s| s.to_owned()).collect();
+        let mut args: Vec<String> = CHROMIUM_FLAGS
+            .iter()
+            .chain(flags)
+            .map(|&s| s.to_owned())
+            .collect();
         args.push(format!(
             "--user-data-dir={}",
             browser._profile.path().display()

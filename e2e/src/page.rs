@@ -31,6 +31,7 @@ return {
   reconnects: num(text('#stat-reconnects')),
   duplicates: num(text('#stat-duplicates')),
   last_id: text('#stat-last-id'),
+  protocol: text('#stat-protocol'),
   retry_note: text('#retry-note') || null,
   publish_error: shown('#publish-error'),
   publish_result: text('#publish-result'),
@@ -86,6 +87,8 @@ pub struct Snapshot {
     pub duplicates: Option<u64>,
     /// The last event id shown.
     pub last_id: Option<String>,
+    /// The HTTP version shown (`h2`, `http/1.1`).
+    pub protocol: Option<String>,
     /// When the page waits before opening a new connection, what it says.
     pub retry_note: Option<String>,
     /// The publish form's error, when shown.
@@ -301,6 +304,22 @@ impl<'a> Page<'a> {
             .await
             .with_context(|| format!("finding {css}"))?;
         Ok(input.prop("value").await?.unwrap_or_default())
+    }
+
+    /// Runs `script` in the page (a function body: `arguments` and
+    /// `return` as in WebDriver's execute) and returns what it returned.
+    ///
+    /// # Errors
+    /// When the script throws.
+    pub async fn run(
+        &self,
+        script: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        self.client
+            .execute(script, args)
+            .await
+            .context("running a script in the page")
     }
 
     /// Saves a PNG screenshot of the window.

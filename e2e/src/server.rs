@@ -23,6 +23,10 @@ pub struct ServerOptions {
     pub ticker: String,
     /// More command-line arguments.
     pub extra: Vec<String>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with a certificate for 127.0.0.1
+    /// made for this server by `openssl`; browsers need
+    /// `--ignore-certificate-errors` ([`crate::browser::Browser::start_with`]).
+    pub tls: bool,
 }
 
 impl ServerOptions {
@@ -32,8 +36,44 @@ impl ServerOptions {
             port: 0,
             ticker: ticker.to_owned(),
             extra: Vec::new(),
+            tls: false,
         }
     }
+
+    /// The same over HTTPS.
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+}
+
+/// Makes a self-signed certificate and key for 127.0.0.1 in `dir` with
+/// `openssl`; returns their paths.
+///
+/// # Errors
+/// When `openssl` is missing or fails.
+pub fn make_certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running openssl (apt install openssl)")?;
+    if !status.success() {
+        bail!("openssl req failed ({status})");
+    }
+    Ok((cert, key))
 }
 
 /// A running server; stopped (killed) when dropped.
@@ -41,6 +81,10 @@ impl ServerOptions {
 pub struct Server {
     child: Option<Child>,
     addr: SocketAddr,
+    /// `https` or `http`.
+    scheme: &'static str,
+    /// The certificate and key, with TLS; removed when the server is dropped.
+    _certificate: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -62,6 +106,22 @@ impl Server {
         }
         let binary = server_binary()?;
         let mut command = Command::new(binary);
+        let certificate = if options.tls {
+            let dir = tempfile::Builder::new()
+                .prefix("e2e-tls-")
+                .tempdir()
+                .context("creating a directory for the certificate")?;
+            let (cert, key) = make_certificate(dir.path())?;
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+            Some(dir)
+        } else {
+            None
+        };
+        let scheme = if options.tls { "https" } else { "http" };
         command
             .arg("--addr")
             .arg(format!("127.0.0.1:{}", options.port))
@@ -85,7 +145,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("listening on http://") {
+                let announced = line
+                    .strip_prefix("listening on http://")
+                    .or_else(|| line.strip_prefix("listening on https://"));
+                if let Some(url) = announced {
                     let _ = tx.send(url.trim().to_owned());
                 }
             }
@@ -93,6 +156,8 @@ impl Server {
         let mut server = Self {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            scheme,
+            _certificate: certificate,
         };
         let announced = rx.recv_timeout(START_TIMEOUT).map_err(|_| {
             anyhow!(
@@ -111,9 +176,9 @@ impl Server {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Kills the process (SIGKILL) and reaps it; does nothing the second time.

@@ -201,6 +201,24 @@ pub struct Config {
     #[arg(long, env = "SSE_REDIS_MAX_LEN", requires = "redis", value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_max_len: Option<u64>,
 
+    /// Serve HTTPS with this PEM certificate chain (leaf first), with
+    /// `--tls-key`. ALPN offers h2 and http/1.1. SIGHUP reloads both files.
+    #[arg(long, env = "SSE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SSE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Without TLS, also serve cleartext HTTP/2 to clients that open with
+    /// its preface (prior knowledge, as proxies do); others stay HTTP/1.1.
+    #[arg(long, env = "SSE_H2C", conflicts_with = "tls_cert")]
+    pub h2c: bool,
+
+    /// Most concurrent streams (requests) on one HTTP/2 connection.
+    #[arg(long, env = "SSE_H2_MAX_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub h2_max_streams: u32,
+
     /// How long shutdown waits for open connections to finish before
     /// closing them.
     #[arg(long, env = "SSE_SHUTDOWN_GRACE", default_value = "1s", value_parser = duration)]
@@ -256,6 +274,9 @@ pub enum ConfigError {
         /// The configured history size.
         history: u64,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Not a Redis URL.
     #[error("--redis {url:?} is not a Redis URL: {reason}")]
     BadRedisUrl {
@@ -302,6 +323,9 @@ impl Config {
             return Err(ConfigError::ClaimsWithoutJwt);
         }
         self.jwt_key()?;
+        if let Some((cert, key)) = self.tls_files() {
+            crate::tls::load(cert, key)?;
+        }
         if let Some(url) = &self.redis {
             if let Err(error) = redis::Client::open(url.as_str()) {
                 return Err(ConfigError::BadRedisUrl {
@@ -338,6 +362,20 @@ impl Config {
             Some(iss) => key.issuer(iss),
             None => key,
         }))
+    }
+
+    /// The certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_files().is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The length the Redis stream is trimmed to.

@@ -21,6 +21,8 @@
 //! - [`topics`]: `GET /topics`, the live topics a page at a time.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
+//! - [`tls`]: HTTPS: the certificate, ALPN (h2, http/1.1), reload on
+//!   SIGHUP.
 //! - [`throttle`]: log lines a client can repeat, written once in a while.
 //!
 //! [`run`] is what `main` calls, and what the tests call with a listener on
@@ -43,6 +45,7 @@ pub mod status;
 pub mod stream;
 pub mod throttle;
 pub mod ticker;
+pub mod tls;
 pub mod topics;
 
 pub use app::App;

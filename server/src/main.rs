@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts and tests read the port from it.
-    println!("listening on http://{addr}");
+    println!("listening on {}://{addr}", config.scheme());
     server::run(listener, config, server::shutdown_signal()).await?;
     Ok(())
 }

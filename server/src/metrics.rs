@@ -92,11 +92,14 @@ pub enum Refusal {
     Forbidden,
     /// Over `--publish-rate`: 429.
     RateLimited,
+    /// A TLS handshake that failed or was not complete within
+    /// `--header-timeout`: closed.
+    TlsHandshake,
 }
 
 impl Refusal {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::TooManyConnections,
         Refusal::HeaderTimeout,
         Refusal::HeaderTooLarge,
@@ -106,6 +109,7 @@ impl Refusal {
         Refusal::Unauthorized,
         Refusal::Forbidden,
         Refusal::RateLimited,
+        Refusal::TlsHandshake,
     ];
 
     /// The reason of an access refusal (401, 403, 429), if `error` is one.
@@ -131,6 +135,7 @@ impl Refusal {
             Refusal::Unauthorized => "unauthorized",
             Refusal::Forbidden => "forbidden",
             Refusal::RateLimited => "rate_limited",
+            Refusal::TlsHandshake => "tls_handshake",
         }
     }
 
@@ -146,6 +151,9 @@ impl Refusal {
             Refusal::Unauthorized => "request refused: no valid token",
             Refusal::Forbidden => "request refused: the token does not cover the topic",
             Refusal::RateLimited => "publish refused: over --publish-rate",
+            Refusal::TlsHandshake => {
+                "connection closed: TLS handshake failed or not complete in time"
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //! head size, the connection cap. A subscriber that stops reading leaves its
 //! response body unpolled, so the body cannot notice it was cut: each
 //! connection gets a kill switch ([`Connection`]) that the hub's reaper
-//! pulls, and the connection is dropped. And at shutdown every stream is
+//! pulls, and the connection is dropped (over HTTP/2, each stream has its
+//! own, and only that stream is reset). And at shutdown every stream is
 //! ended first, then connections get a short grace period, then whatever is
 //! left is closed: the process never waits on a client.
 
@@ -31,7 +32,7 @@ use crate::app::App;
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError};
 use crate::event_log;
-use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits};
+use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits, Protocols};
 use crate::metrics::{Metrics, Refusal};
 use crate::publish::PublishSettings;
 use crate::rate::PublishLimiter;
@@ -39,6 +40,7 @@ use crate::routes::routes;
 use crate::stream::StreamSettings;
 use crate::throttle::Throttle;
 use crate::ticker;
+use crate::tls::Tls;
 
 /// How often subscribers are checked for lag.
 const REAP_EVERY: Duration = Duration::from_millis(200);
@@ -85,6 +87,7 @@ pub async fn run(
         idle_timeout: config.idle_timeout,
         max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
         max_connections: limits::max_connections(config.max_connections, open_files),
+        h2_max_streams: config.h2_max_streams,
     };
     let max_subscribers = config.max_subscribers.unwrap_or(limits.max_connections);
     tracing::info!(
@@ -133,6 +136,22 @@ pub async fn run(
     } else {
         tracing::info!(dist = %app.dist.display(), "no built page; / explains how to build it");
     }
+
+    let tls = match config.tls_files() {
+        Some((cert, key)) => {
+            let tls = Arc::new(Tls::new(cert, key)?);
+            tasks.spawn(tls.clone().reload_on_sighup(hub.shutdown_token().clone()));
+            tracing::info!(cert = %cert.display(), "HTTPS (h2, http/1.1); SIGHUP reloads the certificate");
+            Some(tls)
+        }
+        None => None,
+    };
+    let protocols = Arc::new(Protocols {
+        tls,
+        h2c: config.h2c,
+        draining: hub.shutdown_token().clone(),
+        tasks: tasks.clone(),
+    });
 
     tasks.spawn(hub.clone().run_reaper(REAP_EVERY));
     if let Some(every) = config.ticker_interval {
@@ -184,12 +203,20 @@ pub async fn run(
                 let handler = handler(service.clone(), connection.clone());
                 let watcher = graceful.watcher();
                 let hub = hub.clone();
+                let protocols = protocols.clone();
                 tasks.spawn(async move {
-                    let ended = limits::serve(tcp, connection, limits, handler, watcher).await;
+                    let ended =
+                        limits::serve(tcp, connection, limits, &protocols, handler, watcher).await;
                     // The socket is closed by now: its slot is free.
                     drop(slot);
                     record(&hub.metrics, remote, ended);
                 });
+            }
+            Admission::Refuse(_) if protocols.tls.is_some() => {
+                // A 503 over TLS would cost a handshake: closed unanswered.
+                hub.metrics
+                    .refuse(Refusal::TooManyConnections, Some(remote));
+                drop(tcp);
             }
             Admission::Refuse(answering) => {
                 hub.metrics
@@ -252,9 +279,12 @@ where
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let remote = connection.remote;
-        request.extensions_mut().insert(connection.clone());
+        let connection = connection.clone();
         let mut service = service.clone();
         async move {
+            // Here, in the request's own future: over HTTP/2 that is the
+            // stream's task, whose kill switch the request gets.
+            request.extensions_mut().insert(connection.for_request());
             let response = service.call(request).await?;
             log_request(remote, &method, &path, response.status(), started);
             Ok::<_, Infallible>(response)

@@ -73,12 +73,17 @@ impl Seen {
     fn check_order(&self) {
         let mut ids = HashSet::new();
         let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+        // Epochs in the order they appeared (an in-memory epoch is partly
+        // random: a later one may be a smaller number).
+        let mut epochs: Vec<u64> = Vec::new();
         for (id, _) in &self.events {
             assert!(ids.insert(*id), "{id} delivered twice");
             let previous = last.insert(id.epoch, id.seq).unwrap_or(0);
             assert!(id.seq > previous, "{id} after seq {previous}");
+            if !epochs.contains(&id.epoch) {
+                epochs.push(id.epoch);
+            }
         }
-        let epochs: Vec<u64> = last.keys().copied().collect();
         for epoch in epochs.iter().skip(1) {
             assert!(
                 self.notices

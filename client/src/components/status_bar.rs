@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::components::ProtocolStat;
 use crate::feed::ago;
 use crate::stream::Stream;
 use crate::topic::TopicChoice;
@@ -9,7 +10,8 @@ use crate::topic::TopicChoice;
 /// The state (announced to screen readers when it changes) and the counters:
 /// events received, per second, reconnects, duplicates dropped, the last
 /// event id and the time since the last event (or the connection opening;
-/// keep-alive comments are invisible to `EventSource`).
+/// keep-alive comments are invisible to `EventSource`), and the HTTP
+/// version in use.
 #[component]
 pub fn StatusBar(
     /// The live stream.
@@ -65,6 +67,7 @@ pub fn StatusBar(
                     <dt>"Last event"</dt>
                     <dd id="stat-ago">{move || stats.with(|s| s.since_last_ms.map_or_else(|| "—".to_owned(), ago))}</dd>
                 </div>
+                <ProtocolStat />
             </dl>
         </section>
     }

@@ -18,8 +18,16 @@
 //!
 //! [`serve`] runs one connection with those limits, and ends it when it is
 //! killed ([`Connection::kill`]) or when the client of a stream leaves.
+//! With `--tls-cert` it first completes the TLS handshake (within
+//! `--header-timeout` of accept) and serves HTTP/2 or HTTP/1.1 as ALPN
+//! chose; with `--h2c`, a cleartext connection that opens with HTTP/2's
+//! preface is served as HTTP/2. An HTTP/2 connection (`h2.rs`) gives each
+//! stream a kill switch of its own, so the reaper resets one stream, not
+//! the connection its siblings share; `--h2-max-streams` bounds the streams
+//! of one connection.
 
 mod deadline;
+mod h2;
 mod socket;
 
 use std::net::SocketAddr;
@@ -34,11 +42,14 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use warp::Reply;
 
 use crate::error::ApiError;
 use crate::metrics::Refusal;
+use crate::tls::{Tls, ALPN_H2};
 
 use self::deadline::HeadTimer;
 use self::socket::Socket;
@@ -89,6 +100,23 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// `--max-connections`, or what the open-files limit allows.
     pub max_connections: usize,
+    /// `--h2-max-streams`: concurrent streams on one HTTP/2 connection.
+    pub h2_max_streams: u32,
+}
+
+/// How connections are spoken to, and what they share beyond the limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Protocols {
+    /// TLS (`--tls-cert`): every connection is HTTPS, HTTP/2 or HTTP/1.1 as
+    /// ALPN chose.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// `--h2c`: a cleartext connection that opens with HTTP/2's preface is
+    /// served as HTTP/2.
+    pub(crate) h2c: bool,
+    /// Cancelled at shutdown: HTTP/2 connections send `GOAWAY`.
+    pub(crate) draining: CancellationToken,
+    /// Where HTTP/2 streams run, so that shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// The connection cap: `asked` (`--max-connections`), or by default what
@@ -195,6 +223,19 @@ impl Connection {
         }
     }
 
+    /// The connection as one request sees it: over HTTP/2, its kill switch
+    /// resets only that request's stream, and the others on the connection
+    /// go on. Call it from the request's future, which runs in the stream.
+    pub(crate) fn for_request(&self) -> Connection {
+        match h2::stream_kill() {
+            Some(kill) => Connection {
+                kill,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+
     /// Says that this connection now carries a stream, which ends when the
     /// client closes its end of the connection.
     pub fn start_stream(&self) {
@@ -235,13 +276,22 @@ pub(crate) enum Ended {
     Failed(hyper::Error),
 }
 
+/// The bytes a cleartext HTTP/2 connection opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// Serves one connection with `handler` under `limits` until hyper is done
 /// with it, it is killed, or the client of its stream leaves. `graceful`
 /// lets shutdown end it once its response is done.
+///
+/// With TLS the handshake comes first, within `--header-timeout` of
+/// accept (the time left is the first request head's); ALPN then says
+/// HTTP/2 or HTTP/1.1. With `--h2c`, a cleartext connection whose first
+/// bytes are HTTP/2's preface is served as HTTP/2.
 pub(crate) async fn serve<S, B>(
     tcp: TcpStream,
     connection: Connection,
     limits: Limits,
+    protocols: &Protocols,
     handler: S,
     graceful: Watcher,
 ) -> Ended
@@ -250,9 +300,137 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    h2::StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
+    let accepted = Instant::now();
     let tcp = Arc::new(tcp);
     let activity = Arc::new(Activity::default());
+    let socket = Socket::new(tcp.clone(), activity.clone());
+    let kill = connection.kill.clone();
+    if let Some(tls) = &protocols.tls {
+        let handshake = tokio::time::timeout_at(
+            accepted + limits.header_timeout,
+            tls.acceptor().accept(socket),
+        );
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(remote = %connection.remote, %error, "TLS handshake failed");
+                    return Ended::Refused(Refusal::TlsHandshake);
+                }
+                Err(_) => return Ended::Refused(Refusal::TlsHandshake),
+            },
+            () = kill.cancelled() => return Ended::Killed,
+        };
+        let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+        let io = TokioIo::new(stream);
+        if alpn_h2 {
+            let draining = protocols.draining.clone();
+            let tasks = protocols.tasks.clone();
+            let ended = h2::serve(io, kill, limits, accepted, handler, draining, tasks).await;
+            drop(graceful);
+            return ended;
+        }
+        // HTTP/1.1 over TLS: the socket carries TLS records, among them the
+        // client's close_notify, so hyper itself reads to notice a client
+        // that leaves (no half-closed requests here).
+        return serve_h1(
+            io,
+            &connection,
+            limits,
+            accepted,
+            handler,
+            graceful,
+            &activity,
+            None,
+        )
+        .await;
+    }
+    let socket = if protocols.h2c {
+        let sniffed = tokio::select! {
+            sniffed = tokio::time::timeout_at(accepted + limits.header_timeout, sniff(socket)) => sniffed,
+            () = kill.cancelled() => return Ended::Killed,
+        };
+        match sniffed {
+            Ok(Ok((socket, true))) => {
+                let draining = protocols.draining.clone();
+                let tasks = protocols.tasks.clone();
+                let io = TokioIo::new(socket);
+                let ended = h2::serve(io, kill, limits, accepted, handler, draining, tasks).await;
+                drop(graceful);
+                return ended;
+            }
+            Ok(Ok((socket, false))) => socket,
+            // The client broke the connection before its first request.
+            Ok(Err(_)) => return Ended::Done,
+            Err(_) => return Ended::Refused(Refusal::HeaderTimeout),
+        }
+    } else {
+        socket
+    };
+    let io = TokioIo::new(socket);
+    serve_h1(
+        io,
+        &connection,
+        limits,
+        accepted,
+        handler,
+        graceful,
+        &activity,
+        Some(&tcp),
+    )
+    .await
+}
+
+/// Reads the first bytes of a cleartext connection, as far as they could
+/// be HTTP/2's preface; whether they are. What was read is handed to hyper
+/// first.
+async fn sniff(mut socket: Socket) -> std::io::Result<(Socket, bool)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; H2_PREFACE.len()];
+    let mut got = 0;
+    while got < head.len() {
+        let n = socket.read(&mut head[got..]).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+        if head[..got] != H2_PREFACE[..got] {
+            break;
+        }
+    }
+    let h2 = head[..got] == *H2_PREFACE;
+    socket.unread(&head[..got]);
+    Ok((socket, h2))
+}
+
+/// Serves HTTP/1.1 on `io`. `watch`, the TCP socket of a cleartext
+/// connection, is watched for the client of a stream leaving (hyper reads
+/// nothing then, with half-closed requests allowed).
+#[allow(clippy::too_many_arguments)]
+async fn serve_h1<I, S, B>(
+    io: I,
+    connection: &Connection,
+    limits: Limits,
+    accepted: Instant,
+    handler: S,
+    graceful: Watcher,
+    activity: &Arc<Activity>,
+    watch: Option<&TcpStream>,
+) -> Ended
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // The first head's deadline counts from accept, a handshake or a sniff
+    // included.
+    let first_head = (accepted + limits.header_timeout)
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
     // The builder is dropped here rather than kept in this future's state
     // for the connection's whole life.
     let served = {
@@ -262,16 +440,20 @@ where
             limits.header_timeout,
             limits.idle_timeout,
         ))
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(first_head)
         .max_header_size(limits.max_header_bytes)
         // A client that sends its request and then closes its sending side
         // (`nc -N`, some health probes) still gets the answer.
-        .half_close(true);
-        // HTTP/1.1 only: EventSource and curl speak it, and hyper-util's
-        // protocol-sniffing `auto` builder costs about 10 KiB more per idle
-        // connection.
-        let socket = TokioIo::new(Socket::new(tcp.clone(), activity.clone()));
-        graceful.watch(http.serve_connection(socket, handler))
+        .half_close(watch.is_some());
+        // HTTP/1.1 only here: hyper-util's protocol-sniffing `auto` builder
+        // costs about 10 KiB more per idle connection.
+        graceful.watch(http.serve_connection(io, handler))
+    };
+    let client_left = async {
+        match watch {
+            Some(tcp) => stream_client_left(tcp, &connection.stream_started).await,
+            None => std::future::pending().await,
+        }
     };
     tokio::select! {
         result = served => match result {
@@ -288,7 +470,7 @@ where
             Err(error) => Ended::Failed(error),
         },
         () = connection.kill.cancelled() => Ended::Killed,
-        () = stream_client_left(&tcp, &connection.stream_started) => Ended::ClientLeft,
+        () = client_left => Ended::ClientLeft,
     }
 }
 

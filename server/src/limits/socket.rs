@@ -27,11 +27,23 @@ pub(super) struct Socket {
     tcp: Arc<TcpStream>,
     /// Where reads are counted.
     activity: Arc<Activity>,
+    /// Bytes read already (to tell HTTP/2 from HTTP/1.1), handed out before
+    /// the socket's; empty, and unallocated, on most connections.
+    unread: Vec<u8>,
 }
 
 impl Socket {
     pub(super) fn new(tcp: Arc<TcpStream>, activity: Arc<Activity>) -> Self {
-        Self { tcp, activity }
+        Self {
+            tcp,
+            activity,
+            unread: Vec::new(),
+        }
+    }
+
+    /// Puts `bytes` back before what the socket reads next.
+    pub(super) fn unread(&mut self, bytes: &[u8]) {
+        self.unread.splice(0..0, bytes.iter().copied());
     }
 }
 
@@ -58,6 +70,15 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.drain(..n);
+            if this.unread.is_empty() {
+                this.unread = Vec::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let tcp = &this.tcp;
         // Into the unfilled part as it is: zeroing it first would make all
         // of hyper's read buffer resident on every idle connection.
