@@ -351,10 +351,9 @@ fn run_report(args: &ReportArgs) -> anyhow::Result<()> {
     let results: SuiteResults = serde_json::from_str(&text)?;
     let template = std::fs::read_to_string(&args.template)
         .with_context(|| format!("cannot read {}", args.template.display()))?;
-    std::fs::write(
-        &args.out,
-        crate::report::markdown(&template, &results, &args.reference),
-    )?;
+    let markdown = crate::report::markdown(&template, &results, &args.reference)
+        .with_context(|| format!("in {}", args.template.display()))?;
+    std::fs::write(&args.out, markdown)?;
     if let Some(dir) = args.svg.parent() {
         std::fs::create_dir_all(dir)?;
     }
