@@ -251,6 +251,66 @@ fn find_pair(results: &SuiteResults) -> Option<Pair<'_>> {
     })
 }
 
+/// The newest run (the main one or one merged in later) that ran the topic
+/// workloads, with its single servers that have topic results and the
+/// reference server among them.
+#[derive(Debug, Serialize)]
+struct Topics<'a> {
+    /// The run.
+    run: &'a SuiteResults,
+    /// Its single servers with topic results, in order.
+    servers: Vec<&'a ServerResults>,
+    /// The reference server's results in it.
+    #[serde(rename = "ref")]
+    reference: Option<&'a ServerResults>,
+    /// Whether `run` is a later run than the main one.
+    later: bool,
+    /// The highest share of a core used by neither the servers nor the
+    /// load generator in any topic step of `run`.
+    disturbance: f64,
+}
+
+fn has_topic_results(s: &ServerResults) -> bool {
+    s.bystanders.is_some()
+        || s.per_user.is_some()
+        || s.rooms.is_some()
+        || s.retention.is_some()
+        || s.prefix.is_some()
+}
+
+fn find_topics<'a>(results: &'a SuiteResults, reference: &str) -> Option<Topics<'a>> {
+    let mut runs: Vec<&SuiteResults> = std::iter::once(results).chain(&results.later).collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_unix));
+    runs.into_iter().find_map(|run| {
+        let servers: Vec<&ServerResults> = single_servers(run)
+            .into_iter()
+            .filter(|s| has_topic_results(s))
+            .collect();
+        if servers.is_empty() {
+            return None;
+        }
+        // Only the topic steps count here.
+        let topic_only: Vec<ServerResults> = servers
+            .iter()
+            .map(|s| ServerResults {
+                bystanders: s.bystanders.clone(),
+                per_user: s.per_user.clone(),
+                rooms: s.rooms.clone(),
+                retention: s.retention.clone(),
+                prefix: s.prefix.clone(),
+                ..ServerResults::default()
+            })
+            .collect();
+        Some(Topics {
+            run,
+            reference: servers.iter().copied().find(|s| s.name == reference),
+            servers,
+            later: !std::ptr::eq(run, results),
+            disturbance: disturbance(&topic_only),
+        })
+    })
+}
+
 /// A command line as it would be typed (empty arguments as `""`).
 fn command_line(args: &[String]) -> String {
     args.iter()
@@ -366,6 +426,7 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> anyh
         reference => reference,
         ref => Value::from(Serde(servers.iter().find(|s| s.name == reference))),
         pair => Value::from(Serde(find_pair(results))),
+        topics => Value::from(Serde(find_topics(results, reference))),
         disturbance => disturbance(results.servers.iter()),
     };
     let text = env
