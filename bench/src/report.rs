@@ -634,4 +634,36 @@ mod tests {
         ));
         assert!(text.contains("None: every workload ran"));
     }
+
+    #[test]
+    fn topic_tables_come_from_the_newest_run_that_has_them() {
+        let template = shipped_template();
+        let main = run(1, &[("ours", 10.0), ("nchan", 20.0)]);
+        let text = markdown(&template, &main, "nchan").unwrap();
+        assert!(!text.contains("## Topics"), "no topic results: no section");
+        // A later run of the topic workloads only: the main tables stay,
+        // the topic section shows the later run, with goals judged.
+        let mut topics = run(2, &[("ours", 0.0), ("nchan", 0.0)]);
+        for (s, cpu) in topics.servers.iter_mut().zip([0.9, 1.0]) {
+            let mut step = s.fanout.pop().unwrap().step;
+            step.expected = 1000;
+            step.delivered = 1000;
+            step.latency.p99_ms = 5.0;
+            step.server_cpu_s = Some(cpu);
+            step.server_cpu_s_per_million = Some(cpu * 1000.0);
+            s.per_user = Some(step);
+        }
+        let merged = main.merge(topics);
+        let text = markdown(&template, &merged, "nchan").unwrap();
+        assert!(text.contains("| 100 | ours | 5.00 ms (0.50×) | 10.0 ms (0.50×) |"));
+        assert!(text.contains("## Topics"), "{text}");
+        assert!(text.contains("merged into the results after the main run"));
+        assert!(
+            text.contains("| per-user topics: p99 under 20 ms | 5.00 ms: met | 5.00 ms: met |"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "| per-user topics: server CPU at or below nchan's (per delivery) | 0.90×: met | 1.00× |"
+        ));
+    }
 }
