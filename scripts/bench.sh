@@ -3,8 +3,9 @@
 # missing peers (nginx + nchan and redis-server from Debian; sse-starlette +
 # uvicorn from PyPI into a venv and better-sse from npm, both under
 # target/bench-peers), builds the release binaries, runs every workload
-# against every server on loopback, and writes the report. Takes about 15
-# minutes on 2 cores.
+# against every server on loopback (the topic workloads against the servers
+# with topics: ours, nchan and the warp baseline), and writes the report.
+# Takes about 25 minutes on 2 cores.
 #
 # The servers run on CPU 0 and the load generator on CPU 1 (taskset); the
 # two-server target (ours-redis-pair: two of our servers sharing a Redis that
@@ -14,7 +15,9 @@
 #
 # Environment:
 #   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
-#   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow)
+#   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow,
+#                                  bystanders, per-user, rooms, retention, prefix;
+#                                  topics = the last five)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
 #   BENCH_MERGE=0|1                keep the earlier results and add this run next to

@@ -143,7 +143,9 @@ pub struct SuiteArgs {
     /// Only these servers (comma separated names).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
-    /// Only these workloads (comma separated: fanout, saturation, storm, slow).
+    /// Only these workloads (comma separated: fanout, saturation, storm,
+    /// slow, bystanders, per-user, rooms, retention, prefix; `topics` for
+    /// the last five).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Keep the results already in `--out` and add this run next to them
@@ -198,6 +200,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
             DataFormatArg::JsonString => DataFormat::JsonString,
         },
         topic: args.topic.clone(),
+        topics: None,
     };
     let mut h = Harness {
         fleet: FleetConfig {
@@ -308,31 +311,9 @@ impl workloads::Restart for Fixed {
     }
 }
 
-fn selection(names: &[String]) -> anyhow::Result<Selection> {
-    if names.is_empty() {
-        return Ok(Selection::ALL);
-    }
-    let mut s = Selection {
-        fanout: false,
-        saturation: false,
-        storm: false,
-        slow: false,
-    };
-    for name in names {
-        match name.as_str() {
-            "fanout" => s.fanout = true,
-            "saturation" => s.saturation = true,
-            "storm" => s.storm = true,
-            "slow" => s.slow = true,
-            other => anyhow::bail!("unknown workload {other:?}: fanout, saturation, storm or slow"),
-        }
-    }
-    Ok(s)
-}
-
 fn run_suite(args: &SuiteArgs) -> anyhow::Result<()> {
     let config = SuiteConfig::load(&args.config)?;
-    let selection = selection(&args.workloads)?;
+    let selection = Selection::parse(&args.workloads)?;
     let exe = std::env::current_exe()?;
     let root = args.root.canonicalize()?;
     let results = coordinator_runtime()?.block_on(crate::suite::run(
@@ -370,10 +351,9 @@ fn run_report(args: &ReportArgs) -> anyhow::Result<()> {
     let results: SuiteResults = serde_json::from_str(&text)?;
     let template = std::fs::read_to_string(&args.template)
         .with_context(|| format!("cannot read {}", args.template.display()))?;
-    std::fs::write(
-        &args.out,
-        crate::report::markdown(&template, &results, &args.reference),
-    )?;
+    let markdown = crate::report::markdown(&template, &results, &args.reference)
+        .with_context(|| format!("in {}", args.template.display()))?;
+    std::fs::write(&args.out, markdown)?;
     if let Some(dir) = args.svg.parent() {
         std::fs::create_dir_all(dir)?;
     }

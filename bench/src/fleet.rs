@@ -18,8 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::payload::DataFormat;
-use crate::protocol::{Command, Reply, Status, WorkerReport};
-use crate::target::Endpoint;
+use crate::protocol::{Command, Reply, Status, TopicSetup, WorkerReport};
+use crate::target::{Endpoint, TopicRoutes};
+use crate::topics::{Receivers, TopicPlan};
 use crate::tracker::{add_pairs, latency_histogram};
 
 /// Loopback source addresses, 127.0.1.1 upwards, each handed out once.
@@ -99,6 +100,8 @@ pub struct Fleet {
     workers: Vec<WorkerProc>,
     /// Total subscribers asked for.
     pub subscribers: u32,
+    /// In a topic workload, how many subscribers must receive each event.
+    receivers: Option<Receivers>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -137,6 +140,17 @@ pub struct StepReport {
     pub totals: WorkerReport,
     /// Time from reconnect to caught up, µs.
     pub catch_up: Histogram<u64>,
+    /// In a topic workload, per group of the plan.
+    pub groups: Vec<GroupTotals>,
+}
+
+/// One subscriber group's merged results for a step.
+#[derive(Debug, Clone)]
+pub struct GroupTotals {
+    /// Sums over workers (latency pairs left empty).
+    pub totals: crate::protocol::GroupReport,
+    /// Latency of every first arrival, µs.
+    pub latency: Histogram<u64>,
 }
 
 impl Fleet {
@@ -171,6 +185,7 @@ impl Fleet {
             Self {
                 workers,
                 subscribers,
+                receivers: None,
             },
             sources,
         ))
@@ -206,7 +221,9 @@ impl Fleet {
     /// Connects every subscriber from the `sources` given by
     /// [`Fleet::spawn`], split evenly across `endpoints`: subscriber `i` of
     /// the fleet (counting across workers) connects to `endpoints[i % len]`.
-    /// Events will be published over `lanes` connections.
+    /// Events will be published over `lanes` connections. With `topics`,
+    /// each subscriber follows the topics the plan gives it, on the
+    /// server's topic routes (the endpoints' addresses, the routes' paths).
     ///
     /// # Errors
     /// When a worker fails or stops answering.
@@ -217,11 +234,14 @@ impl Fleet {
         data_format: DataFormat,
         lanes: u32,
         sources: &[Ipv4Addr],
+        topics: Option<(&TopicPlan, &TopicRoutes)>,
     ) -> anyhow::Result<Connected> {
+        self.receivers = topics.map(|(plan, _)| plan.receivers());
         let start = Instant::now();
         let timeout_ms = u64::try_from(config.connect_timeout.as_millis()).unwrap_or(u64::MAX);
         // Each worker's list starts at the endpoint of its first subscriber.
         let mut first = 0usize;
+        let mut firsts = Vec::new();
         let lists: Vec<Vec<Endpoint>> = self
             .workers
             .iter()
@@ -231,6 +251,7 @@ impl Fleet {
                     let len = list.len();
                     list.rotate_left(first % len);
                 }
+                firsts.push(u32::try_from(first).unwrap_or(u32::MAX));
                 first += usize::try_from(w.count).unwrap_or(0);
                 list
             })
@@ -244,6 +265,11 @@ impl Fleet {
                 source: sources[i],
                 concurrency: config.connect_concurrency,
                 timeout_ms,
+                topics: topics.map(|(plan, routes)| TopicSetup {
+                    plan: plan.clone(),
+                    routes: routes.clone(),
+                    first_index: firsts[i],
+                }),
             })
             .await?;
         let mut connected = Connected::default();
@@ -331,6 +357,30 @@ impl Fleet {
         Ok(())
     }
 
+    /// Every subscriber of the plan's group `group` leaves, and comes back
+    /// with its last event id after `away`.
+    ///
+    /// # Errors
+    /// When a worker fails or stops answering.
+    pub async fn rejoin(&mut self, group: usize, away: Duration) -> anyhow::Result<()> {
+        self.call_all(&Command::Rejoin {
+            group,
+            after_ms: u64::try_from(away.as_millis()).unwrap_or(u64::MAX),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// How many deliveries events `from..=to` must make: every event to
+    /// every one of `active` subscribers, or in a topic workload, each
+    /// event to its topic's subscribers.
+    pub fn expected(&self, from: u64, to: u64, active: u32) -> u64 {
+        match &self.receivers {
+            Some(r) => (from..=to).map(|s| r.of(s)).sum(),
+            None => (to + 1).saturating_sub(from) * u64::from(active),
+        }
+    }
+
     /// Makes `count` subscribers, spread over the workers, stop reading.
     ///
     /// # Errors
@@ -371,8 +421,28 @@ impl Fleet {
         let len = usize::try_from(to_seq.saturating_sub(from_seq) + 1).unwrap_or(0);
         let mut worst = vec![0u64; len];
         let mut received_by = vec![0u64; len];
+        let mut groups: Vec<GroupTotals> = Vec::new();
         for reply in replies {
             let Reply::Report(r) = reply else { continue };
+            for (g, report) in r.groups.iter().enumerate() {
+                if groups.len() <= g {
+                    groups.push(GroupTotals {
+                        totals: crate::protocol::GroupReport::default(),
+                        latency: latency_histogram(),
+                    });
+                }
+                let into = &mut groups[g];
+                add_pairs(&mut into.latency, &report.latency_us);
+                let t = &mut into.totals;
+                t.active += report.active;
+                t.expected += report.expected;
+                t.delivered += report.delivered;
+                t.lost += report.lost;
+                t.duplicated += report.duplicated;
+                t.reordered += report.reordered;
+                t.resets += report.resets;
+                t.disconnects += report.disconnects;
+            }
             add_pairs(&mut latency, &r.latency_us);
             add_pairs(&mut catch_up, &r.catch_up_us);
             for (i, (&w, &n)) in r.worst_us.iter().zip(&r.received_by).enumerate().take(len) {
@@ -394,8 +464,16 @@ impl Fleet {
         }
         let mut completion = latency_histogram();
         let mut incomplete_events = 0;
-        for (w, n) in worst.iter().zip(&received_by) {
-            if *n >= u64::from(totals.active) && totals.active > 0 {
+        for (i, (w, n)) in worst.iter().zip(&received_by).enumerate() {
+            let needed = match &self.receivers {
+                Some(r) => r.of(from_seq + i as u64),
+                None => u64::from(totals.active),
+            };
+            if needed == 0 {
+                // An event no subscriber follows has no last subscriber.
+                continue;
+            }
+            if *n >= needed && totals.active > 0 {
                 crate::tracker::record_clamped(&mut completion, *w);
             } else {
                 incomplete_events += 1;
@@ -407,6 +485,7 @@ impl Fleet {
             incomplete_events,
             totals,
             catch_up,
+            groups,
         })
     }
 

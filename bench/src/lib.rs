@@ -7,14 +7,17 @@
 //! number in every payload, and measures what subscribers see: latency of
 //! every delivery, time until the last subscriber has each event, loss,
 //! duplicates and reordering, the saturation point, reconnect storms with
-//! `Last-Event-ID` and slow consumers. It reads the server's CPU time and
+//! `Last-Event-ID`, slow consumers, and topics (subscribers that follow
+//! only some of the events). It reads the server's CPU time and
 //! memory from `/proc`.
 //!
 //! Modules, each named for what it holds:
 //! - [`payload`]: the benchmark payload (sequence, send time, padding) and
 //!   how it is found in an event's `data`.
 //! - [`target`]: where to subscribe and how to publish on one target (a
-//!   server, or several sharing a Redis).
+//!   server, or several sharing a Redis), and how it names topics.
+//! - [`topics`]: the layout of a topic workload: who follows which topics,
+//!   where each event goes, and so what each subscriber must receive.
 //! - [`http`]: the subscriber side of HTTP/1.1: request, response head,
 //!   chunked body decoding.
 //! - [`tracker`]: per-subscriber sequence bookkeeping and a worker's
@@ -27,11 +30,13 @@
 //! - [`procstat`]: CPU time and resident memory of a process tree.
 //! - [`server_proc`]: starting and stopping the servers under test (and the
 //!   Redis a pair of them shares).
-//! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer and
-//!   the smoke run.
+//! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer,
+//!   the topic workloads (bystanders, per-user topics, rooms, retention,
+//!   prefix patterns) and the smoke runs.
 //! - [`suite`]: the configuration file and a run of every workload against
 //!   every server.
-//! - [`report`]: `BENCHMARKS.md` tables and the latency plot.
+//! - [`report`]: `BENCHMARKS.md` from its template (minijinja) over the
+//!   results, and the latency plot.
 //! - [`baseline`]: the comparison server written the usual warp way.
 //! - [`cli`]: the command line.
 
@@ -47,6 +52,7 @@ pub mod report;
 pub mod server_proc;
 pub mod suite;
 pub mod target;
+pub mod topics;
 pub mod tracker;
 pub mod worker;
 pub mod workloads;

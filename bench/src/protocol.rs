@@ -7,7 +7,19 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::payload::DataFormat;
-use crate::target::Endpoint;
+use crate::target::{Endpoint, TopicRoutes};
+use crate::topics::TopicPlan;
+
+/// What a worker's subscribers follow in a topic workload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicSetup {
+    /// The run's layout.
+    pub plan: TopicPlan,
+    /// How the server names topics in its URLs.
+    pub routes: TopicRoutes,
+    /// The run-wide index of the worker's first subscriber.
+    pub first_index: u32,
+}
 
 /// A command to a worker. Every command gets exactly one [`Reply`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +45,10 @@ pub enum Command {
         concurrency: u32,
         /// How long to wait for all of them.
         timeout_ms: u64,
+        /// In a topic workload: what each subscriber follows (its path) and
+        /// so which events it must receive; every event otherwise.
+        #[serde(default)]
+        topics: Option<TopicSetup>,
     },
     /// Reply [`Reply::Status`].
     Status,
@@ -57,6 +73,15 @@ pub enum Command {
         behind: u32,
         /// The newest event published before the drop.
         caught_up_seq: u64,
+    },
+    /// Every subscriber of group `group` (of the topic plan) closes its
+    /// connection, waits `after_ms`, and reconnects with the
+    /// `Last-Event-ID` of the newest event it had, as `EventSource` does.
+    Rejoin {
+        /// The group, by index in the plan.
+        group: usize,
+        /// How long to stay away.
+        after_ms: u64,
     },
     /// The first `count` subscribers of this worker stop reading (and keep
     /// their connections open).
@@ -148,4 +173,30 @@ pub struct WorkerReport {
     pub stalled_closed: u32,
     /// The first error seen, for the log.
     pub first_error: Option<String>,
+    /// In a topic workload, the same per subscriber group of the plan.
+    #[serde(default)]
+    pub groups: Vec<GroupReport>,
+}
+
+/// One group's results for a step, on one worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Subscribers of the group on this worker (not stalled).
+    pub active: u32,
+    /// Deliveries the group's subscribers had to receive in the step.
+    pub expected: u64,
+    /// First arrivals in the step.
+    pub delivered: u64,
+    /// Expected deliveries that never happened.
+    pub lost: u64,
+    /// Events received more than once.
+    pub duplicated: u64,
+    /// Events received after a later one.
+    pub reordered: u64,
+    /// `reset` notices.
+    pub resets: u64,
+    /// Streams that ended or broke.
+    pub disconnects: u64,
+    /// Latency of every first arrival, µs, as histogram pairs.
+    pub latency_us: Vec<(u64, u64)>,
 }

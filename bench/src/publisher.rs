@@ -21,7 +21,11 @@ use shared::PublishRequest;
 use tokio::sync::mpsc;
 
 use crate::payload;
-use crate::target::{Endpoint, PublishFormat, Target};
+use crate::target::{Endpoint, PublishFormat, Target, TopicRoutes};
+use crate::topics::TopicPlan;
+
+/// One request: its path when it is not the endpoint's, and its body.
+type Job = (Option<String>, Bytes);
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -70,12 +74,13 @@ pub struct OpenLoopRun {
 /// A pool of publishing connections to one server.
 #[derive(Debug)]
 pub struct Publisher {
-    lanes: Vec<mpsc::UnboundedSender<Bytes>>,
+    lanes: Vec<mpsc::UnboundedSender<Job>>,
     next_lane: AtomicU64,
     counters: Arc<Counters>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     format: PublishFormat,
     topic: Option<String>,
+    routes: Option<TopicRoutes>,
 }
 
 impl Publisher {
@@ -90,7 +95,7 @@ impl Publisher {
         };
         let (lanes, tasks) = (0..connections.max(1))
             .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                let (tx, rx) = mpsc::unbounded_channel::<Job>();
                 let task = tokio::spawn(connection(
                     endpoint.clone(),
                     content_type,
@@ -107,6 +112,7 @@ impl Publisher {
             tasks,
             format: target.publish_format,
             topic: target.topic.clone(),
+            routes: target.topics.clone(),
         }
     }
 
@@ -125,19 +131,34 @@ impl Publisher {
     /// Queues the publication of `text` on lane `lane % lanes`, without
     /// waiting for it.
     pub fn publish_on(&self, lane: u64, text: String) {
+        self.publish_to(lane, None, text);
+    }
+
+    /// Queues the publication of `text` to `topic` (on the target's topic
+    /// routes; the target's own topic when `None`) on lane `lane % lanes`,
+    /// without waiting for it.
+    pub fn publish_to(&self, lane: u64, topic: Option<&str>, text: String) {
+        let path = topic
+            .zip(self.routes.as_ref())
+            .map(|(t, routes)| routes.publish_path(t));
+        let topic = topic.map(str::to_owned).or_else(|| self.topic.clone());
         let body = match self.format {
             PublishFormat::Raw => Bytes::from(text),
             PublishFormat::Json => Bytes::from(
                 serde_json::to_vec(&PublishRequest {
                     message: text,
-                    topic: self.topic.clone(),
+                    topic,
                 })
                 .expect("a publish request serializes"),
             ),
         };
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let lane = usize::try_from(lane % self.lanes()).unwrap_or(0);
-        if self.lanes.get(lane).is_none_or(|l| l.send(body).is_err()) {
+        if self
+            .lanes
+            .get(lane)
+            .is_none_or(|l| l.send((path, body)).is_err())
+        {
             self.counters.fail("the publisher is shut down".to_owned());
         }
     }
@@ -174,8 +195,8 @@ impl Publisher {
     }
 
     /// Publishes measured events `first_seq..first_seq + count` at `rate`
-    /// per second, each padded to `size` bytes, then waits (at most
-    /// `answer_timeout`) for the answers.
+    /// per second, each padded to `size` bytes (with a `plan`, each to its
+    /// topic), then waits (at most `answer_timeout`) for the answers.
     pub async fn open_loop(
         &self,
         first_seq: u64,
@@ -183,6 +204,7 @@ impl Publisher {
         rate: f64,
         size: usize,
         answer_timeout: Duration,
+        plan: Option<&TopicPlan>,
     ) -> OpenLoopRun {
         let interval_ns = 1e9 / rate.max(1e-3);
         let start = Instant::now();
@@ -197,7 +219,8 @@ impl Publisher {
             max_lateness = max_lateness.max(start.elapsed().saturating_sub(due));
             let sent_ns = start_ns + u64::try_from(due.as_nanos()).unwrap_or(u64::MAX);
             let seq = first_seq + i;
-            self.publish_on(seq, payload::measured(seq, sent_ns, size));
+            let topic = plan.map(|p| p.topic_of(seq));
+            self.publish_to(seq, topic.as_deref(), payload::measured(seq, sent_ns, size));
         }
         self.wait_idle(answer_timeout).await;
         OpenLoopRun {
@@ -242,6 +265,7 @@ enum SendError {
 async fn send(
     sender: &mut Sender,
     endpoint: &Endpoint,
+    path: Option<&str>,
     content_type: &'static str,
     body: Bytes,
 ) -> Result<(), SendError> {
@@ -249,7 +273,7 @@ async fn send(
         .ready()
         .await
         .map_err(|e| SendError::NotSent(e.into()))?;
-    let request = http::Request::post(endpoint.path.as_str())
+    let request = http::Request::post(path.unwrap_or(endpoint.path.as_str()))
         .header(http::header::HOST, endpoint.host())
         .header(http::header::CONTENT_TYPE, content_type)
         .body(Full::new(body))
@@ -280,12 +304,12 @@ async fn send(
 async fn connection(
     endpoint: Arc<Endpoint>,
     content_type: &'static str,
-    mut jobs: mpsc::UnboundedReceiver<Bytes>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     counters: Arc<Counters>,
 ) {
     let mut sender: Option<Sender> = None;
     loop {
-        let Some(body) = jobs.recv().await else {
+        let Some((path, body)) = jobs.recv().await else {
             return;
         };
         // One retry on a fresh connection when the request never left: the
@@ -303,7 +327,15 @@ async fn connection(
                     continue;
                 }
             };
-            match send(&mut s, &endpoint, content_type, body.clone()).await {
+            match send(
+                &mut s,
+                &endpoint,
+                path.as_deref(),
+                content_type,
+                body.clone(),
+            )
+            .await
+            {
                 Ok(()) => {
                     sender = Some(s);
                     result = Ok(());

@@ -30,7 +30,7 @@ use tokio::process::Child;
 use crate::http::parse_head;
 use crate::payload::DataFormat;
 use crate::procstat::ServerProcess;
-use crate::target::{Endpoint, PublishFormat, Target};
+use crate::target::{Endpoint, PublishFormat, Target, TopicRoutes};
 
 /// How to run and talk to one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,10 @@ pub struct ServerSpec {
     /// The topic to publish to (JSON publishing only).
     #[serde(default)]
     pub topic: Option<String>,
+    /// How the server names topics; the topic workloads run only against
+    /// servers that have them.
+    #[serde(default)]
+    pub topics: Option<TopicRoutes>,
     /// A path that answers `GET` once the server is ready.
     pub ready: String,
     /// Whether the server resumes a stream from `Last-Event-ID`.
@@ -389,6 +393,7 @@ fn empty_target(spec: &ServerSpec) -> Target {
         publish_format: spec.publish_format,
         data_format: spec.data_format,
         topic: spec.topic.clone(),
+        topics: spec.topics.clone(),
     }
 }
 
@@ -496,6 +501,7 @@ async fn start_all(
         publish_format: spec.publish_format,
         data_format: spec.data_format,
         topic: spec.topic.clone(),
+        topics: spec.topics.clone(),
     })
 }
 

@@ -17,8 +17,9 @@ use crate::procstat::ServerProcess;
 use crate::server_proc::{RunningServer, ServerSpec};
 use crate::target::Target;
 use crate::workloads::{
-    self, FanoutParams, FanoutResult, Harness, Restart, SaturationParams, SaturationResult,
-    SlowParams, SlowResult, StormParams, StormResult,
+    self, BystandersParams, BystandersResult, FanoutParams, FanoutResult, Harness, PrefixParams,
+    PrefixResult, Restart, RetentionParams, RetentionResult, SaturationParams, SaturationResult,
+    SlowParams, SlowResult, SpreadParams, StepResult, StormParams, StormResult,
 };
 
 /// The fan-out sweep.
@@ -57,6 +58,21 @@ pub struct SuiteConfig {
     pub storm: StormParams,
     /// The slow-consumer case.
     pub slow: SlowParams,
+    /// Topics: a busy topic with and without idle subscribers of another.
+    #[serde(default)]
+    pub bystanders: Option<BystandersParams>,
+    /// Topics: one topic per subscriber.
+    #[serde(default)]
+    pub per_user: Option<SpreadParams>,
+    /// Topics: many small rooms.
+    #[serde(default)]
+    pub rooms: Option<SpreadParams>,
+    /// Topics: a quiet topic's subscribers resume beside a busy topic.
+    #[serde(default)]
+    pub retention: Option<RetentionParams>,
+    /// Topics: prefix-pattern subscribers beside per-user traffic.
+    #[serde(default)]
+    pub prefix: Option<PrefixParams>,
     /// A job is run again when CPU time used by neither the server nor
     /// the load generator exceeded this share of a core in one of its steps.
     #[serde(default = "default_disturbance_limit")]
@@ -180,6 +196,21 @@ pub struct ServerResults {
     pub storm: Option<StormResult>,
     /// The slow-consumer case.
     pub slow: Option<SlowResult>,
+    /// Topics: the busy topic with and without bystanders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bystanders: Option<BystandersResult>,
+    /// Topics: one topic per subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<StepResult>,
+    /// Topics: many small rooms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<StepResult>,
+    /// Topics: the quiet topic's resume beside a busy one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionResult>,
+    /// Topics: prefix patterns against exact names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PrefixResult>,
     /// Workloads that could not run, and why.
     pub errors: Vec<String>,
 }
@@ -221,6 +252,17 @@ impl SuiteResults {
             }
             if s.slow.is_some() {
                 add("slow".to_owned());
+            }
+            for (name, done) in [
+                ("bystanders", s.bystanders.is_some()),
+                ("per-user", s.per_user.is_some()),
+                ("rooms", s.rooms.is_some()),
+                ("retention", s.retention.is_some()),
+                ("prefix", s.prefix.is_some()),
+            ] {
+                if done {
+                    add(name.to_owned());
+                }
             }
         }
         out
@@ -277,6 +319,16 @@ pub struct Selection {
     pub storm: bool,
     /// The slow-consumer case.
     pub slow: bool,
+    /// Topics: bystanders.
+    pub bystanders: bool,
+    /// Topics: one per subscriber.
+    pub per_user: bool,
+    /// Topics: many small rooms.
+    pub rooms: bool,
+    /// Topics: retention of a quiet topic.
+    pub retention: bool,
+    /// Topics: prefix patterns.
+    pub prefix: bool,
 }
 
 impl Selection {
@@ -286,7 +338,63 @@ impl Selection {
         saturation: true,
         storm: true,
         slow: true,
+        bystanders: true,
+        per_user: true,
+        rooms: true,
+        retention: true,
+        prefix: true,
     };
+
+    /// No workload.
+    pub const NONE: Self = Self {
+        fanout: false,
+        saturation: false,
+        storm: false,
+        slow: false,
+        bystanders: false,
+        per_user: false,
+        rooms: false,
+        retention: false,
+        prefix: false,
+    };
+
+    /// The workloads named (`fanout`, `saturation`, `storm`, `slow`,
+    /// `bystanders`, `per-user`, `rooms`, `retention`, `prefix`, and
+    /// `topics` for the last five); every one when `names` is empty.
+    ///
+    /// # Errors
+    /// For an unknown name.
+    pub fn parse(names: &[String]) -> anyhow::Result<Self> {
+        if names.is_empty() {
+            return Ok(Self::ALL);
+        }
+        let mut s = Self::NONE;
+        for name in names {
+            match name.as_str() {
+                "fanout" => s.fanout = true,
+                "saturation" => s.saturation = true,
+                "storm" => s.storm = true,
+                "slow" => s.slow = true,
+                "bystanders" => s.bystanders = true,
+                "per-user" => s.per_user = true,
+                "rooms" => s.rooms = true,
+                "retention" => s.retention = true,
+                "prefix" => s.prefix = true,
+                "topics" => {
+                    s.bystanders = true;
+                    s.per_user = true;
+                    s.rooms = true;
+                    s.retention = true;
+                    s.prefix = true;
+                }
+                other => anyhow::bail!(
+                    "unknown workload {other:?}: fanout, saturation, storm, slow, bystanders, \
+                     per-user, rooms, retention, prefix or topics"
+                ),
+            }
+        }
+        Ok(s)
+    }
 }
 
 /// Runs the selected workloads against `servers` (all when empty).
@@ -345,8 +453,31 @@ pub async fn run(
     if selection.slow {
         jobs.push(Job::Slow);
     }
+    // The topic workloads, for the servers that have topics.
+    for (wanted, configured, job) in [
+        (
+            selection.bystanders,
+            config.bystanders.is_some(),
+            Job::Bystanders,
+        ),
+        (selection.per_user, config.per_user.is_some(), Job::PerUser),
+        (selection.rooms, config.rooms.is_some(), Job::Rooms),
+        (
+            selection.retention,
+            config.retention.is_some(),
+            Job::Retention,
+        ),
+        (selection.prefix, config.prefix.is_some(), Job::Prefix),
+    ] {
+        if wanted && configured {
+            jobs.push(job);
+        }
+    }
     for job in jobs {
         for (spec, out) in specs.iter().zip(&mut results) {
+            if job.needs_topics() && spec.topics.is_none() {
+                continue;
+            }
             let mut attempt = 0;
             let outcome = loop {
                 attempt += 1;
@@ -385,6 +516,29 @@ pub async fn run(
                     log_step(&spec.name, "slow consumer", &r.step);
                     out.slow = Some(r);
                 }
+                Ok(JobResult::Bystanders(r)) => {
+                    log_step(&spec.name, "bystanders: alone", &r.alone);
+                    log_step(&spec.name, "bystanders: with", &r.with_bystanders);
+                    out.bystanders = Some(r);
+                }
+                Ok(JobResult::PerUser(r)) => {
+                    log_step(&spec.name, "per-user topics", &r);
+                    out.per_user = Some(r);
+                }
+                Ok(JobResult::Rooms(r)) => {
+                    log_step(&spec.name, "rooms", &r);
+                    out.rooms = Some(r);
+                }
+                Ok(JobResult::Retention(r)) => {
+                    log_step(&spec.name, "retention", &r.step);
+                    out.retention = Some(r);
+                }
+                Ok(JobResult::Prefix(r)) => {
+                    for s in r.exact.iter().chain(&r.pattern) {
+                        log_step(&spec.name, "prefix", s);
+                    }
+                    out.prefix = Some(r);
+                }
                 Err(e) => out.errors.push(format!("{job}: {e:#}")),
             }
         }
@@ -411,6 +565,21 @@ enum Job {
     Saturation,
     Storm,
     Slow,
+    Bystanders,
+    PerUser,
+    Rooms,
+    Retention,
+    Prefix,
+}
+
+impl Job {
+    /// Whether the job needs a server with topics.
+    fn needs_topics(self) -> bool {
+        matches!(
+            self,
+            Self::Bystanders | Self::PerUser | Self::Rooms | Self::Retention | Self::Prefix
+        )
+    }
 }
 
 impl std::fmt::Display for Job {
@@ -420,6 +589,11 @@ impl std::fmt::Display for Job {
             Self::Saturation => f.write_str("saturation"),
             Self::Storm => f.write_str("reconnect storm"),
             Self::Slow => f.write_str("slow consumer"),
+            Self::Bystanders => f.write_str("bystanders"),
+            Self::PerUser => f.write_str("per-user topics"),
+            Self::Rooms => f.write_str("rooms"),
+            Self::Retention => f.write_str("retention"),
+            Self::Prefix => f.write_str("prefix patterns"),
         }
     }
 }
@@ -429,6 +603,11 @@ enum JobResult {
     Saturation(SaturationResult),
     Storm(StormResult),
     Slow(SlowResult),
+    Bystanders(BystandersResult),
+    PerUser(StepResult),
+    Rooms(StepResult),
+    Retention(RetentionResult),
+    Prefix(PrefixResult),
 }
 
 impl JobResult {
@@ -440,6 +619,10 @@ impl JobResult {
             Self::Saturation(r) => r.steps.iter().map(|(_, s)| s).collect(),
             Self::Storm(r) => vec![&r.during],
             Self::Slow(r) => vec![&r.step],
+            Self::Bystanders(r) => vec![&r.alone, &r.with_bystanders],
+            Self::PerUser(r) | Self::Rooms(r) => vec![r],
+            Self::Retention(r) => vec![&r.step],
+            Self::Prefix(r) => r.exact.iter().chain(&r.pattern).collect(),
         };
         steps.iter().map(|s| s.other_cpu_share).fold(0.0, f64::max)
     }
@@ -451,10 +634,27 @@ async fn run_job(
     config: &SuiteConfig,
     job: Job,
 ) -> anyhow::Result<JobResult> {
-    if job == Job::Saturation {
-        return workloads::saturation(harness, server, &config.saturation)
-            .await
-            .map(JobResult::Saturation);
+    let missing = || anyhow::anyhow!("{job} is not configured");
+    match job {
+        Job::Saturation => {
+            return workloads::saturation(harness, server, &config.saturation)
+                .await
+                .map(JobResult::Saturation);
+        }
+        Job::Bystanders => {
+            let p = config.bystanders.ok_or_else(missing)?;
+            return workloads::bystanders(harness, server, p)
+                .await
+                .map(JobResult::Bystanders);
+        }
+        Job::Prefix => {
+            let p = config.prefix.ok_or_else(missing)?;
+            let patterns = server.spec.topics.as_ref().is_some_and(|t| t.patterns);
+            return workloads::prefix(harness, server, patterns, p)
+                .await
+                .map(JobResult::Prefix);
+        }
+        _ => {}
     }
     let (target, servers) = server.restart().await?;
     Ok(match job {
@@ -478,7 +678,36 @@ async fn run_job(
         Job::Slow => JobResult::Slow(
             workloads::slow_consumer(harness, &target, &servers, config.slow).await?,
         ),
-        Job::Saturation => unreachable!("handled above"),
+        Job::PerUser => JobResult::PerUser(
+            workloads::spread(
+                harness,
+                &target,
+                &servers,
+                workloads::USER_TOPICS,
+                config.per_user.ok_or_else(missing)?,
+            )
+            .await?,
+        ),
+        Job::Rooms => JobResult::Rooms(
+            workloads::spread(
+                harness,
+                &target,
+                &servers,
+                workloads::ROOM_TOPICS,
+                config.rooms.ok_or_else(missing)?,
+            )
+            .await?,
+        ),
+        Job::Retention => JobResult::Retention(
+            workloads::retention(
+                harness,
+                &target,
+                &servers,
+                config.retention.ok_or_else(missing)?,
+            )
+            .await?,
+        ),
+        Job::Saturation | Job::Bystanders | Job::Prefix => unreachable!("handled above"),
     })
 }
 
@@ -541,6 +770,21 @@ mod tests {
         assert!(config.fanout.subscribers.windows(2).all(|w| w[0] < w[1]));
         assert!(config.saturation.rates.windows(2).all(|w| w[0] < w[1]));
         assert!(config.slow.stalled < config.slow.subscribers);
+        // The topic workloads: ours, nchan and the baseline have topics,
+        // only nchan has no patterns; the retention run comes back
+        // before it ends, and the quiet topic has several events meanwhile.
+        let with_topics: Vec<&str> = config
+            .servers
+            .iter()
+            .filter(|s| s.topics.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(with_topics, ["ours", "nchan", "warp-broadcast"]);
+        let r = config.retention.unwrap();
+        assert!(r.away_seconds < r.after_seconds);
+        assert!(r.away_seconds >= 3.0 * r.quiet_every_seconds);
+        assert!(config.bystanders.is_some() && config.prefix.is_some());
+        assert_eq!(config.per_user.unwrap().per_topic, 1);
     }
 
     /// The Redis pair runs our server with the single server's flags plus
@@ -571,6 +815,8 @@ mod tests {
                 instances: 1,
                 redis: None,
                 compare_with: None,
+                // The topic workloads run on the single server only.
+                topics: single.topics.clone(),
                 ..pair.clone()
             },
             *single,

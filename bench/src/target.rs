@@ -77,6 +77,36 @@ impl Endpoint {
     }
 }
 
+/// How a server names topics in its URLs, for the topic workloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicRoutes {
+    /// The path and query subscribers `GET`, in which `{topics}` is the
+    /// followed topics joined by `join` (e.g. `/stream?topic={topics}`
+    /// with `&topic=`, or nchan's `/sub/{topics}` with `,`).
+    pub subscribe: String,
+    /// What stands between two topics in `{topics}`.
+    pub join: String,
+    /// The path events are `POST`ed to, in which `{topic}` is the event's
+    /// topic (JSON publish bodies name it too).
+    pub publish: String,
+    /// Whether the server follows prefix patterns (`room.*`).
+    #[serde(default)]
+    pub patterns: bool,
+}
+
+impl TopicRoutes {
+    /// The path that follows `topics`.
+    pub fn subscribe_path(&self, topics: &[String]) -> String {
+        self.subscribe.replace("{topics}", &topics.join(&self.join))
+    }
+
+    /// The path that publishes to `topic`.
+    pub fn publish_path(&self, topic: &str) -> String {
+        self.publish.replace("{topic}", topic)
+    }
+}
+
 /// Everything the load generator needs to know about one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
@@ -92,6 +122,9 @@ pub struct Target {
     pub data_format: DataFormat,
     /// The topic to publish to when the format has one.
     pub topic: Option<String>,
+    /// How the server names topics, when it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<TopicRoutes>,
 }
 
 #[cfg(test)]
@@ -107,6 +140,29 @@ mod tests {
         let e = Endpoint::parse("http://localhost/stream").unwrap();
         assert_eq!(e.addr, "127.0.0.1:80".parse().unwrap());
         assert_eq!(Endpoint::parse("http://127.0.0.1:1").unwrap().path, "/");
+    }
+
+    #[test]
+    fn topic_routes_fill_in_the_topics() {
+        let ours = TopicRoutes {
+            subscribe: "/stream?topic={topics}".into(),
+            join: "&topic=".into(),
+            publish: "/publish".into(),
+            patterns: true,
+        };
+        assert_eq!(
+            ours.subscribe_path(&["a".into(), "room.*".into()]),
+            "/stream?topic=a&topic=room.*"
+        );
+        assert_eq!(ours.publish_path("a"), "/publish");
+        let nchan = TopicRoutes {
+            subscribe: "/sub/{topics}".into(),
+            join: ",".into(),
+            publish: "/pub/{topic}".into(),
+            patterns: false,
+        };
+        assert_eq!(nchan.subscribe_path(&["a".into(), "b".into()]), "/sub/a,b");
+        assert_eq!(nchan.publish_path("user.7"), "/pub/user.7");
     }
 
     #[test]

@@ -16,6 +16,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::topics::Interest;
+
 /// What recording one event found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -51,19 +53,48 @@ pub struct SeqTracker {
     floor: u64,
     /// The replay asked for by the last resume, until it is complete.
     replay: Option<Replay>,
+    /// The seqs this subscriber must receive (its topics'); every seq when
+    /// `None`.
+    interest: Option<Interest>,
 }
 
 impl SeqTracker {
     /// A tracker expecting seqs from `floor` on, published over `lanes`
     /// connections (at least one).
     pub fn new(floor: u64, lanes: u32) -> Self {
-        Self {
+        Self::with_interest(floor, lanes, None)
+    }
+
+    /// A tracker expecting, from `floor` on, only the seqs of `interest`
+    /// (every seq when `None`).
+    pub fn with_interest(floor: u64, lanes: u32, interest: Option<Interest>) -> Self {
+        let mut tracker = Self {
             bits: Vec::new(),
             end: 0,
             lane_ends: vec![0; usize::try_from(lanes.max(1)).unwrap_or(1)],
             replay: None,
             contiguous: floor,
             floor,
+            interest,
+        };
+        tracker.contiguous = tracker.next_expected(floor);
+        tracker
+    }
+
+    /// The same expectations from a new floor, with nothing received.
+    pub fn restarted(&self, floor: u64) -> Self {
+        Self::with_interest(
+            floor,
+            u32::try_from(self.lane_ends.len()).unwrap_or(1),
+            self.interest.clone(),
+        )
+    }
+
+    /// The first expected seq at or after `seq` (`u64::MAX`: none).
+    fn next_expected(&self, seq: u64) -> u64 {
+        match &self.interest {
+            Some(interest) => interest.next_expected(seq),
+            None => seq,
         }
     }
 
@@ -116,7 +147,7 @@ impl SeqTracker {
         self.lane_ends[lane] = self.lane_ends[lane].max(seq + 1);
         self.end = self.end.max(seq + 1);
         while self.has(self.contiguous) {
-            self.contiguous += 1;
+            self.contiguous = self.next_expected(self.contiguous + 1);
         }
         arrival
     }
@@ -150,11 +181,20 @@ impl SeqTracker {
     /// How many seqs in `from..=to` (and not below the floor) have not been
     /// received.
     pub fn missing(&self, from: u64, to: u64) -> u64 {
-        let from = from.max(self.floor);
-        if to < from {
-            return 0;
-        }
-        (from..=to).filter(|&s| !self.has(s)).count() as u64
+        self.expected_in(from, to).filter(|&s| !self.has(s)).count() as u64
+    }
+
+    /// How many seqs in `from..=to` (not below the floor) are expected.
+    pub fn expected(&self, from: u64, to: u64) -> u64 {
+        self.expected_in(from, to).count() as u64
+    }
+
+    fn expected_in(&self, from: u64, to: u64) -> impl Iterator<Item = u64> + '_ {
+        let first = self.next_expected(from.max(self.floor));
+        std::iter::successors(Some(first), move |&s| {
+            s.checked_add(1).map(|n| self.next_expected(n))
+        })
+        .take_while(move |&s| s <= to)
     }
 }
 
@@ -258,6 +298,40 @@ mod tests {
         assert_eq!(t.record(6), Arrival::InOrder);
         assert_eq!(t.record(4), Arrival::Reordered);
         assert_eq!(t.contiguous(), 5);
+    }
+
+    #[test]
+    fn only_the_topics_events_are_expected() {
+        use crate::topics::{Follow, Group, Stream, TopicPlan};
+        let plan = TopicPlan {
+            groups: vec![Group {
+                name: "users".into(),
+                count: 3,
+                follow: Follow::Spread {
+                    prefix: "user.".into(),
+                    topics: 3,
+                },
+            }],
+            streams: vec![Stream {
+                prefix: "user.".into(),
+                topics: 3,
+                weight: 1,
+            }],
+        };
+        // Subscriber 1 gets seqs 1, 4, 7, ...
+        let mut t = SeqTracker::with_interest(0, 2, Some(plan.interest(1)));
+        assert_eq!(t.contiguous(), 1);
+        assert_eq!(t.expected(0, 9), 3);
+        assert_eq!(t.missing(0, 9), 3);
+        assert_eq!(t.record(1), Arrival::InOrder);
+        assert_eq!(t.contiguous(), 4);
+        assert_eq!(t.record(7), Arrival::InOrder);
+        assert_eq!(t.contiguous(), 4);
+        assert_eq!(t.missing(0, 9), 1);
+        assert_eq!(t.record(4), Arrival::InOrder);
+        assert_eq!(t.contiguous(), 10);
+        assert_eq!(t.missing(0, 9), 0);
+        assert_eq!(t.restarted(5).contiguous(), 7);
     }
 
     #[test]

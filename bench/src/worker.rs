@@ -22,7 +22,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::http::{parse_head, subscribe_request, BodyDecoder};
 use crate::payload::{self, DataFormat, Payload};
-use crate::protocol::{Command, Reply, Status, WorkerReport};
+use crate::protocol::{Command, GroupReport, Reply, Status, TopicSetup, WorkerReport};
 use crate::target::Endpoint;
 use crate::tracker::{histogram_to_pairs, latency_histogram, record_clamped, Arrival, SeqTracker};
 
@@ -46,6 +46,12 @@ struct Control {
     behind: u32,
     /// Subscribers with an index below this stop reading.
     stall_below: u32,
+    /// Bumped by each [`Command::Rejoin`].
+    rejoin: u32,
+    /// The group that rejoins.
+    rejoin_group: usize,
+    /// How long it stays away, ms.
+    rejoin_after_ms: u64,
     /// Everything ends.
     quit: bool,
 }
@@ -61,13 +67,41 @@ struct Sub {
     caught_up: bool,
     /// The local port of the current connection.
     port: u16,
+    /// Its group in the topic plan (0 without one).
+    group: usize,
+    /// The stream's last event id, as `EventSource` keeps it (from any
+    /// event that had one, `position` notices included).
+    last_id: Option<String>,
+}
+
+/// One subscriber group's counters in the current step.
+#[derive(Debug)]
+struct GroupState {
+    latency: Histogram<u64>,
+    delivered: u64,
+    duplicated: u64,
+    reordered: u64,
+    resets: u64,
+    disconnects: u64,
+}
+
+impl Default for GroupState {
+    fn default() -> Self {
+        Self {
+            latency: latency_histogram(),
+            delivered: 0,
+            duplicated: 0,
+            reordered: 0,
+            resets: 0,
+            disconnects: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct State {
     subs: Vec<Sub>,
     data_format: DataFormat,
-    lanes: u32,
     /// The address this worker connects from.
     source: Ipv4Addr,
     measure_from: u64,
@@ -88,19 +122,40 @@ struct State {
     first_error: Option<String>,
     initial_ok: u32,
     initial_failed: u32,
+    /// Per group of the topic plan; empty without one.
+    groups: Vec<GroupState>,
 }
 
 impl State {
-    fn new(count: usize, data_format: DataFormat, lanes: u32, source: Ipv4Addr) -> Self {
+    fn new(
+        count: usize,
+        data_format: DataFormat,
+        lanes: u32,
+        source: Ipv4Addr,
+        topics: Option<&TopicSetup>,
+    ) -> Self {
         Self {
             subs: (0..count)
-                .map(|_| Sub {
-                    tracker: SeqTracker::new(0, lanes),
-                    ..Sub::default()
+                .map(|i| match topics {
+                    Some(t) => {
+                        let index = t.first_index + u32::try_from(i).unwrap_or(u32::MAX);
+                        Sub {
+                            tracker: SeqTracker::with_interest(
+                                0,
+                                lanes,
+                                Some(t.plan.interest(index)),
+                            ),
+                            group: t.plan.group_of(index).0,
+                            ..Sub::default()
+                        }
+                    }
+                    None => Sub {
+                        tracker: SeqTracker::new(0, lanes),
+                        ..Sub::default()
+                    },
                 })
                 .collect(),
             data_format,
-            lanes,
             source,
             measure_from: 0,
             latency: latency_histogram(),
@@ -120,7 +175,19 @@ impl State {
             first_error: None,
             initial_ok: 0,
             initial_failed: 0,
+            groups: topics.map_or_else(Vec::new, |t| {
+                t.plan
+                    .groups
+                    .iter()
+                    .map(|_| GroupState::default())
+                    .collect()
+            }),
         }
+    }
+
+    fn group(&mut self, idx: usize) -> Option<&mut GroupState> {
+        let g = self.subs[idx].group;
+        self.groups.get_mut(g)
     }
 
     fn note_error(&mut self, error: String) {
@@ -132,8 +199,14 @@ impl State {
     fn on_items(&mut self, idx: usize, items: &mut Vec<Item>, now: u64) {
         for item in items.drain(..) {
             let Item::Event(event) = item else { continue };
+            if !event.last_event_id.is_empty() {
+                self.subs[idx].last_id = Some(event.last_event_id.clone());
+            }
             if event.event == RESET_EVENT {
                 self.resets += 1;
+                if let Some(g) = self.group(idx) {
+                    g.resets += 1;
+                }
                 continue;
             }
             let Some(text) = payload::extract(self.data_format, &event.data) else {
@@ -155,9 +228,14 @@ impl State {
             return;
         }
         self.received += 1;
-        match sub.tracker.record(seq) {
+        let arrival = sub.tracker.record(seq);
+        let group = self.groups.get_mut(sub.group);
+        match arrival {
             Arrival::Duplicate => {
                 self.duplicated += 1;
+                if let Some(g) = group {
+                    g.duplicated += 1;
+                }
                 return;
             }
             Arrival::Replayed => {
@@ -165,9 +243,15 @@ impl State {
                 self.check_caught_up(idx);
                 return;
             }
-            Arrival::Reordered => self.reordered += 1,
+            Arrival::Reordered => {
+                self.reordered += 1;
+                if let Some(g) = group {
+                    g.reordered += 1;
+                }
+            }
             Arrival::InOrder => {}
         }
+        let sub = &mut self.subs[idx];
         if !id.is_empty() {
             if sub.ring.len() == RING {
                 sub.ring.pop_front();
@@ -179,6 +263,10 @@ impl State {
             let latency_us = latency_ns / 1000;
             record_clamped(&mut self.latency, latency_us);
             self.delivered += 1;
+            if let Some(g) = self.group(idx) {
+                record_clamped(&mut g.latency, latency_us);
+                g.delivered += 1;
+            }
             let i = usize::try_from(seq - self.measure_from).unwrap_or(usize::MAX);
             if i >= self.worst_us.len() {
                 self.worst_us.resize(i + 1, 0);
@@ -270,6 +358,31 @@ impl State {
             caught_up: u32::try_from(active.iter().filter(|s| s.caught_up).count()).unwrap_or(0),
             stalled_closed: self.stalled_closed(),
             first_error: self.first_error.clone(),
+            groups: self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(g, state)| {
+                    let members = active.iter().filter(|s| s.group == g);
+                    let (mut n, mut expected, mut lost) = (0, 0, 0);
+                    for s in members {
+                        n += 1;
+                        expected += s.tracker.expected(from, to);
+                        lost += s.tracker.missing(from, to);
+                    }
+                    GroupReport {
+                        active: n,
+                        expected,
+                        delivered: state.delivered,
+                        lost,
+                        duplicated: state.duplicated,
+                        reordered: state.reordered,
+                        resets: state.resets,
+                        disconnects: state.disconnects,
+                        latency_us: histogram_to_pairs(&state.latency),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -300,11 +413,14 @@ impl State {
         self.duplicated = 0;
         self.reordered = 0;
         self.resets = 0;
+        for g in &mut self.groups {
+            *g = GroupState::default();
+        }
         for sub in &mut self.subs {
             // Events before the step are not expected of subscribers that
             // had none yet.
-            if sub.tracker.contiguous() == 0 && !sub.tracker.has(0) {
-                sub.tracker = SeqTracker::new(from, self.lanes);
+            if sub.tracker.end() == 0 {
+                sub.tracker = sub.tracker.restarted(from);
             }
         }
     }
@@ -318,6 +434,8 @@ fn duration_us(d: Duration) -> u64 {
 enum End {
     Quit,
     Reconnect(Option<String>),
+    /// Stay away this long, then resume from the last event id.
+    Away(Duration),
     Broken(String),
 }
 
@@ -361,6 +479,8 @@ async fn open(
 
 struct Ctx {
     idx: usize,
+    /// The subscriber's group in the topic plan.
+    group: usize,
     endpoint: Rc<Endpoint>,
     source: Ipv4Addr,
     state: Rc<RefCell<State>>,
@@ -371,6 +491,7 @@ struct Ctx {
 async fn subscriber(ctx: Ctx, mut control: watch::Receiver<Control>) {
     let mut resume: Option<String> = None;
     let mut generation = control.borrow().generation;
+    let mut rejoin = control.borrow().rejoin;
     let mut first = true;
     let mut failures = 0u32;
     loop {
@@ -420,7 +541,7 @@ async fn subscriber(ctx: Ctx, mut control: watch::Receiver<Control>) {
             decoder,
             &leftover,
             &mut control,
-            &mut generation,
+            (&mut generation, &mut rejoin),
         )
         .await
         {
@@ -429,10 +550,34 @@ async fn subscriber(ctx: Ctx, mut control: watch::Receiver<Control>) {
                 failures = 0;
                 resume = id;
             }
+            End::Away(pause) => {
+                failures = 0;
+                resume = {
+                    let mut state = ctx.state.borrow_mut();
+                    let sub = &mut state.subs[ctx.idx];
+                    sub.open = false;
+                    sub.warm = false;
+                    sub.last_id.clone()
+                };
+                let quit = async {
+                    loop {
+                        if control.changed().await.is_err() || control.borrow().quit {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = quit => return,
+                }
+            }
             End::Broken(e) => {
                 resume = {
                     let mut state = ctx.state.borrow_mut();
                     state.disconnects += 1;
+                    if let Some(g) = state.group(ctx.idx) {
+                        g.disconnects += 1;
+                    }
                     state.note_error(e);
                     let sub = &mut state.subs[ctx.idx];
                     sub.open = false;
@@ -455,7 +600,7 @@ async fn read_stream(
     mut decoder: BodyDecoder,
     leftover: &[u8],
     control: &mut watch::Receiver<Control>,
-    generation: &mut u32,
+    (generation, rejoin): (&mut u32, &mut u32),
 ) -> End {
     let mut parser = Parser::new();
     let mut items = Vec::new();
@@ -486,6 +631,12 @@ async fn read_stream(
                     *generation = wish.generation;
                     let id = ctx.state.borrow_mut().prepare_reconnect(ctx.idx, wish.behind);
                     return End::Reconnect(id);
+                }
+                if wish.rejoin != *rejoin {
+                    *rejoin = wish.rejoin;
+                    if wish.rejoin_group == ctx.group {
+                        return End::Away(Duration::from_millis(wish.rejoin_after_ms));
+                    }
                 }
                 if (ctx.idx as u64) < u64::from(wish.stall_below) {
                     ctx.state.borrow_mut().subs[ctx.idx].stalled = true;
@@ -533,6 +684,7 @@ impl Worker {
                 source,
                 concurrency,
                 timeout_ms,
+                topics,
             } => {
                 if self.state.is_some() {
                     return (Reply::Error("already connected".to_owned()), false);
@@ -541,16 +693,39 @@ impl Worker {
                     return (Reply::Error("no endpoint to connect to".to_owned()), false);
                 }
                 let n = usize::try_from(count).unwrap_or(0);
-                let state = Rc::new(RefCell::new(State::new(n, data_format, lanes, source)));
+                let state = Rc::new(RefCell::new(State::new(
+                    n,
+                    data_format,
+                    lanes,
+                    source,
+                    topics.as_ref(),
+                )));
                 self.state = Some(state.clone());
                 let endpoints: Vec<Rc<Endpoint>> = endpoints.into_iter().map(Rc::new).collect();
                 let gate = Rc::new(Semaphore::new(
                     usize::try_from(concurrency.max(1)).unwrap_or(1),
                 ));
                 for idx in 0..n {
+                    let endpoint = endpoints[idx % endpoints.len()].clone();
+                    // In a topic workload each subscriber has its own path.
+                    let (endpoint, group) = match &topics {
+                        Some(t) => {
+                            let index = t.first_index + u32::try_from(idx).unwrap_or(u32::MAX);
+                            let path = t.routes.subscribe_path(&t.plan.follows(index));
+                            (
+                                Rc::new(Endpoint {
+                                    addr: endpoint.addr,
+                                    path,
+                                }),
+                                t.plan.group_of(index).0,
+                            )
+                        }
+                        None => (endpoint, 0),
+                    };
                     let ctx = Ctx {
                         idx,
-                        endpoint: endpoints[idx % endpoints.len()].clone(),
+                        group,
+                        endpoint,
                         source,
                         state: state.clone(),
                         gate: gate.clone(),
@@ -605,6 +780,14 @@ impl Worker {
                     c.behind = behind;
                 });
                 (reply, false)
+            }
+            Command::Rejoin { group, after_ms } => {
+                self.control.send_modify(|c| {
+                    c.rejoin += 1;
+                    c.rejoin_group = group;
+                    c.rejoin_after_ms = after_ms;
+                });
+                (Reply::Done, false)
             }
             Command::Stall { count } => {
                 self.control.send_modify(|c| c.stall_below = count);

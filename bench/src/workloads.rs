@@ -21,6 +21,7 @@ use crate::fleet::{AddrPool, Fleet, FleetConfig, StepReport};
 use crate::procstat::{self, ServerProcess};
 use crate::publisher::Publisher;
 use crate::target::Target;
+use crate::topics::TopicPlan;
 
 /// What every workload shares: how to spread subscribers over processes and
 /// where source addresses come from.
@@ -136,6 +137,64 @@ pub struct StepResult {
     pub server_rss_before: Option<u64>,
     /// Server resident memory at its highest during the step, bytes.
     pub server_rss_peak: Option<u64>,
+    /// In a topic workload, the same per subscriber group of the plan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupResult>,
+}
+
+/// One subscriber group's part of a step in a topic workload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupResult {
+    /// The group's name in the plan.
+    pub name: String,
+    /// Its subscribers (connected and not stalled).
+    pub active: u32,
+    /// Deliveries its subscribers had to receive (their topics' events).
+    pub expected: u64,
+    /// First arrivals.
+    pub delivered: u64,
+    /// Expected deliveries that never happened.
+    pub lost: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Events received after a later one.
+    pub reordered: u64,
+    /// `reset` notices received.
+    pub resets: u64,
+    /// Streams the server ended or broke.
+    pub disconnects: u64,
+    /// Publish-to-receive latency of its deliveries.
+    pub latency: Percentiles,
+}
+
+impl GroupResult {
+    /// Every expected delivery made once, in order, with no reset.
+    pub fn is_exact(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.reordered == 0
+            && self.resets == 0
+            && self.delivered == self.expected
+    }
+}
+
+/// What a step does besides publishing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    /// Nothing.
+    None,
+    /// Before publishing, every subscriber reconnects `behind` events
+    /// back; it has caught up once it holds every event up to
+    /// `caught_up_seq`.
+    Storm { behind: u32, caught_up_seq: u64 },
+    /// `at` after publishing starts, the plan's group `group` leaves and
+    /// comes back after `away` with its last event id.
+    Rejoin {
+        at: Duration,
+        group: usize,
+        away: Duration,
+    },
 }
 
 impl StepResult {
@@ -168,6 +227,8 @@ pub struct Session {
     fleet: Fleet,
     publisher: Publisher,
     servers: Vec<ServerProcess>,
+    /// In a topic workload, who follows what and where events go.
+    plan: Option<TopicPlan>,
     next_seq: u64,
     warmups: u64,
     connect_failed: u32,
@@ -200,6 +261,31 @@ impl Session {
         servers: &[ServerProcess],
         subscribers: u32,
     ) -> anyhow::Result<Self> {
+        Self::open_with(h, target, servers, subscribers, None).await
+    }
+
+    /// As [`Session::open`] for a topic workload: the plan's subscribers,
+    /// each following its topics on the target's topic routes.
+    ///
+    /// # Errors
+    /// As [`Session::open`], and when the target has no topics.
+    pub async fn open_topics(
+        h: &mut Harness,
+        target: &Target,
+        servers: &[ServerProcess],
+        plan: TopicPlan,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(target.topics.is_some(), "the target has no topics");
+        Self::open_with(h, target, servers, plan.subscribers(), Some(plan)).await
+    }
+
+    async fn open_with(
+        h: &mut Harness,
+        target: &Target,
+        servers: &[ServerProcess],
+        subscribers: u32,
+        plan: Option<TopicPlan>,
+    ) -> anyhow::Result<Self> {
         let (mut fleet, sources) = Fleet::spawn(&h.fleet, subscribers, &mut h.addrs)?;
         let before = procstat::sample_servers(servers).map(|s| procstat::total(&s));
         let connected = fleet
@@ -209,6 +295,7 @@ impl Session {
                 target.data_format,
                 u32::try_from(h.publish_connections.max(1)).unwrap_or(1),
                 &sources,
+                plan.as_ref().zip(target.topics.as_ref()),
             )
             .await?;
         if connected.ok == 0 {
@@ -239,6 +326,7 @@ impl Session {
             fleet,
             publisher,
             servers: servers.to_vec(),
+            plan,
             next_seq: 0,
             warmups: 0,
             connect_failed: connected.failed,
@@ -254,15 +342,30 @@ impl Session {
     /// most 20 s).
     async fn warm_up(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
+        // In a topic workload, one warm-up event to every topic that has
+        // subscribers (the patterns' through one matching topic).
+        let topics = self.plan.as_ref().map(TopicPlan::warmup_topics);
+        // Many topics take longer to publish to and to reach.
+        let settle = Duration::from_millis(200)
+            + Duration::from_micros(100) * topics.as_ref().map_or(0, |t| t.len() as u32);
         loop {
-            self.publisher.publish(crate::payload::warmup(self.warmups));
+            match &topics {
+                Some(topics) => {
+                    for (lane, topic) in topics.iter().enumerate() {
+                        self.publisher.publish_to(
+                            lane as u64,
+                            Some(topic),
+                            crate::payload::warmup(self.warmups),
+                        );
+                    }
+                }
+                None => self.publisher.publish(crate::payload::warmup(self.warmups)),
+            }
             self.warmups += 1;
             self.publisher.wait_idle(Duration::from_secs(5)).await;
             let (status, done) = self
                 .fleet
-                .wait_for(Duration::from_millis(200), |s| {
-                    s.warm >= s.open && s.open > 0
-                })
+                .wait_for(settle, |s| s.warm >= s.open && s.open > 0)
                 .await?;
             if done {
                 return Ok(());
@@ -301,26 +404,30 @@ impl Session {
         drain_timeout: Duration,
     ) -> anyhow::Result<StepResult> {
         let count = ((rate * seconds).round() as u64).max(1);
-        self.step_count(rate, count, size, drain_timeout, None)
+        self.step_count(rate, count, size, drain_timeout, Action::None)
             .await
     }
 
-    /// As [`Session::step`] with `count` events; with `storm = Some((behind,
-    /// caught_up_seq))`, every subscriber reconnects that far behind once
-    /// the step's counters are reset, just before publishing starts.
+    /// As [`Session::step`] with `count` events, doing `action` too (see
+    /// [`Action`]): a storm once the step's counters are reset, just before
+    /// publishing starts; a rejoin while publishing.
     async fn step_count(
         &mut self,
         rate: f64,
         count: u64,
         size: usize,
         drain_timeout: Duration,
-        storm: Option<(u32, u64)>,
+        action: Action,
     ) -> anyhow::Result<StepResult> {
         let from = self.next_seq;
         let to = from + count - 1;
         self.next_seq = to + 1;
         self.fleet.measure(from).await?;
-        if let Some((behind, caught_up_seq)) = storm {
+        if let Action::Storm {
+            behind,
+            caught_up_seq,
+        } = action
+        {
             self.fleet.reconnect(behind, caught_up_seq).await?;
         }
         let publish_before = self.publisher.counts();
@@ -346,10 +453,21 @@ impl Session {
         });
 
         let answer_timeout = drain_timeout.max(Duration::from_secs(5));
-        let run = self
-            .publisher
-            .open_loop(from, count, rate, size, answer_timeout)
-            .await;
+        let publishing =
+            self.publisher
+                .open_loop(from, count, rate, size, answer_timeout, self.plan.as_ref());
+        let run = match action {
+            Action::Rejoin { at, group, away } => {
+                let fleet = &mut self.fleet;
+                let (run, rejoined) = tokio::join!(publishing, async {
+                    tokio::time::sleep(at).await;
+                    fleet.rejoin(group, away).await
+                });
+                rejoined?;
+                run
+            }
+            _ => publishing.await,
+        };
         let (_, drained) = self
             .fleet
             .wait_for(drain_timeout, |s| s.contiguous_min > to)
@@ -399,6 +517,25 @@ impl Session {
     fn result(&self, i: StepInputs<'_>) -> StepResult {
         let t = &i.report.totals;
         let secs = i.elapsed.as_secs_f64();
+        let from = self.next_seq - i.count;
+        let groups = self.plan.as_ref().map_or_else(Vec::new, |plan| {
+            plan.groups
+                .iter()
+                .zip(&i.report.groups)
+                .map(|(g, r)| GroupResult {
+                    name: g.name.clone(),
+                    active: r.totals.active,
+                    expected: r.totals.expected,
+                    delivered: r.totals.delivered,
+                    lost: r.totals.lost,
+                    duplicated: r.totals.duplicated,
+                    reordered: r.totals.reordered,
+                    resets: r.totals.resets,
+                    disconnects: r.totals.disconnects,
+                    latency: Percentiles::of(&r.latency),
+                })
+                .collect()
+        });
         StepResult {
             subscribers: self.fleet.subscribers,
             active: t.active,
@@ -409,7 +546,7 @@ impl Session {
             latency: Percentiles::of(&i.report.latency),
             completion: Percentiles::of(&i.report.completion),
             delivered: t.delivered,
-            expected: i.count * u64::from(t.active),
+            expected: self.fleet.expected(from, self.next_seq - 1, t.active),
             lost: t.lost,
             duplicated: t.duplicated,
             reordered: t.reordered,
@@ -435,6 +572,7 @@ impl Session {
             cpus: i.cpus,
             server_rss_before: i.rss_before,
             server_rss_peak: i.rss_peak,
+            groups,
         }
     }
 
@@ -708,7 +846,10 @@ async fn storm_on(session: &mut Session, p: StormParams) -> anyhow::Result<Storm
             count,
             p.payload_bytes,
             Duration::from_secs(10),
-            Some((p.behind, caught_up_seq)),
+            Action::Storm {
+                behind: p.behind,
+                caught_up_seq,
+            },
         )
         .await?;
     // Catch-up is judged over the whole run, from seq 0.
@@ -839,4 +980,460 @@ pub async fn smoke(
     .await;
     session.close().await;
     result
+}
+
+/// The plan of `count` subscribers that all follow the one topic `topic`.
+fn one_topic(name: &str, count: u32, topic: &str) -> crate::topics::Group {
+    crate::topics::Group {
+        name: name.to_owned(),
+        count,
+        follow: crate::topics::Follow::Names(vec![topic.to_owned()]),
+    }
+}
+
+/// A stream of `weight` events per cycle spread over `topics` topics
+/// `prefix0`, `prefix1`, ... (the one topic `prefix` when `topics` is 1).
+fn stream(prefix: &str, topics: u32, weight: u32) -> crate::topics::Stream {
+    crate::topics::Stream {
+        prefix: prefix.to_owned(),
+        topics,
+        weight,
+    }
+}
+
+/// Opens a topic session on `plan`, publishes `rate × seconds` events and
+/// closes it.
+async fn topic_step(
+    h: &mut Harness,
+    target: &Target,
+    servers: &[ServerProcess],
+    plan: TopicPlan,
+    rate: f64,
+    seconds: f64,
+    payload_bytes: usize,
+) -> anyhow::Result<StepResult> {
+    let mut session = Session::open_topics(h, target, servers, plan).await?;
+    let step = session
+        .step(rate, seconds, payload_bytes, Duration::from_secs(10))
+        .await;
+    session.close().await;
+    step
+}
+
+/// Parameters of the bystanders workload.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BystandersParams {
+    /// Subscribers of the busy topic.
+    pub subscribers: u32,
+    /// Idle subscribers of another topic, added in the second run.
+    pub bystanders: u32,
+    /// Events per second, all to the busy topic.
+    pub rate: f64,
+    /// Publishing time of each run, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// The bystanders workload's findings: the same publishing, with and
+/// without idle subscribers of another topic, each on a fresh server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BystandersResult {
+    /// Only the busy topic's subscribers.
+    pub alone: StepResult,
+    /// The same with the bystanders connected.
+    pub with_bystanders: StepResult,
+}
+
+/// The topic the bystanders workload publishes to.
+pub const BUSY_TOPIC: &str = "busy";
+/// The one topic the bystanders follow (nothing is published to it).
+pub const BYSTANDER_TOPIC: &str = "other";
+
+/// `p.subscribers` follow the busy topic, which gets every event; then
+/// the same on a fresh server with `p.bystanders` idle subscribers of one
+/// other topic connected too.
+///
+/// # Errors
+/// When the server cannot restart or a session cannot open.
+pub async fn bystanders(
+    h: &mut Harness,
+    server: &mut impl Restart,
+    p: BystandersParams,
+) -> anyhow::Result<BystandersResult> {
+    let streams = vec![stream(BUSY_TOPIC, 1, 1)];
+    let busy = one_topic(BUSY_TOPIC, p.subscribers, BUSY_TOPIC);
+    let (target, servers) = server.restart().await?;
+    let alone = TopicPlan {
+        groups: vec![busy.clone()],
+        streams: streams.clone(),
+    };
+    let alone = topic_step(
+        h,
+        &target,
+        &servers,
+        alone,
+        p.rate,
+        p.seconds,
+        p.payload_bytes,
+    )
+    .await?;
+    let (target, servers) = server.restart().await?;
+    let with = TopicPlan {
+        groups: vec![busy, one_topic("bystanders", p.bystanders, BYSTANDER_TOPIC)],
+        streams,
+    };
+    let with_bystanders = topic_step(
+        h,
+        &target,
+        &servers,
+        with,
+        p.rate,
+        p.seconds,
+        p.payload_bytes,
+    )
+    .await?;
+    Ok(BystandersResult {
+        alone,
+        with_bystanders,
+    })
+}
+
+/// Parameters of a workload of many topics with a few subscribers each:
+/// per-user topics (one subscriber each) or rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpreadParams {
+    /// Topics.
+    pub topics: u32,
+    /// Subscribers of each topic.
+    pub per_topic: u32,
+    /// Events per second, spread evenly and in turn over the topics.
+    pub rate: f64,
+    /// Publishing time, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// `p.topics` topics `prefix0`, `prefix1`, ... with `p.per_topic`
+/// subscribers each; every event goes to the next topic in turn.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn spread(
+    h: &mut Harness,
+    target: &Target,
+    servers: &[ServerProcess],
+    prefix: &str,
+    p: SpreadParams,
+) -> anyhow::Result<StepResult> {
+    let plan = TopicPlan {
+        groups: vec![crate::topics::Group {
+            name: format!("{prefix}N"),
+            count: p.topics * p.per_topic,
+            follow: crate::topics::Follow::Spread {
+                prefix: prefix.to_owned(),
+                topics: p.topics,
+            },
+        }],
+        streams: vec![stream(prefix, p.topics, 1)],
+    };
+    topic_step(h, target, servers, plan, p.rate, p.seconds, p.payload_bytes).await
+}
+
+/// Parameters of the retention workload.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionParams {
+    /// Subscribers of the busy topic.
+    pub busy_subscribers: u32,
+    /// Subscribers of the quiet topic (all of them leave and come back).
+    pub quiet_subscribers: u32,
+    /// Events per second to the busy topic.
+    pub busy_rate: f64,
+    /// Seconds between two events of the quiet topic.
+    pub quiet_every_seconds: f64,
+    /// Publishing before the quiet subscribers leave, s.
+    pub before_seconds: f64,
+    /// How long they stay away, s.
+    pub away_seconds: f64,
+    /// Publishing after they left until the end, s (more than
+    /// `away_seconds`: they are back for a while).
+    pub after_seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// The retention workload's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionResult {
+    /// How long the quiet subscribers were away, s.
+    pub away_seconds: f64,
+    /// Busy events published while they were away.
+    pub busy_events_while_away: u64,
+    /// Quiet events published while they were away, for each of them.
+    pub quiet_events_while_away: u64,
+    /// The whole step; its groups are `busy` and `quiet`.
+    pub step: StepResult,
+}
+
+/// The busy topic of the retention workload.
+pub const RETENTION_BUSY: &str = "busy";
+/// Its quiet topic.
+pub const RETENTION_QUIET: &str = "quiet";
+
+/// A busy topic at `p.busy_rate` events/s next to a quiet one with an
+/// event every `p.quiet_every_seconds`; after `p.before_seconds` the
+/// quiet topic's subscribers disconnect, and `p.away_seconds` later they
+/// reconnect with their `Last-Event-ID`. Exact retention means they get
+/// every quiet event they missed, once, with no reset.
+///
+/// # Errors
+/// When the session cannot be opened or a worker stops answering.
+pub async fn retention(
+    h: &mut Harness,
+    target: &Target,
+    servers: &[ServerProcess],
+    p: RetentionParams,
+) -> anyhow::Result<RetentionResult> {
+    // Of every cycle of events, the first goes to the quiet topic and the
+    // rest to the busy one: a quiet event every `quiet_every_seconds`,
+    // the first one at once.
+    let busy_weight = (p.busy_rate * p.quiet_every_seconds).round().max(1.0) as u32;
+    let plan = TopicPlan {
+        groups: vec![
+            one_topic(RETENTION_BUSY, p.busy_subscribers, RETENTION_BUSY),
+            one_topic(RETENTION_QUIET, p.quiet_subscribers, RETENTION_QUIET),
+        ],
+        streams: vec![
+            stream(RETENTION_QUIET, 1, 1),
+            stream(RETENTION_BUSY, 1, busy_weight),
+        ],
+    };
+    let rate = p.busy_rate + 1.0 / p.quiet_every_seconds;
+    let seconds = p.before_seconds + p.after_seconds;
+    let count = ((rate * seconds).round() as u64).max(1);
+    // Which measured events fall into the time away, by their schedule.
+    let away_from = (p.before_seconds * rate).ceil() as u64;
+    let away_to = ((p.before_seconds + p.away_seconds) * rate).floor() as u64;
+    let quiet_while_away = (away_from..=away_to.min(count - 1))
+        .filter(|&i| plan.topic_of(i) == RETENTION_QUIET)
+        .count() as u64;
+    let busy_while_away = (away_to.min(count - 1) + 1).saturating_sub(away_from) - quiet_while_away;
+    let mut session = Session::open_topics(h, target, servers, plan).await?;
+    let step = session
+        .step_count(
+            rate,
+            count,
+            p.payload_bytes,
+            Duration::from_secs(10),
+            Action::Rejoin {
+                at: Duration::from_secs_f64(p.before_seconds),
+                group: 1,
+                away: Duration::from_secs_f64(p.away_seconds),
+            },
+        )
+        .await;
+    session.close().await;
+    Ok(RetentionResult {
+        away_seconds: p.away_seconds,
+        busy_events_while_away: busy_while_away,
+        quiet_events_while_away: quiet_while_away,
+        step: step?,
+    })
+}
+
+/// Parameters of the prefix-pattern workload.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixParams {
+    /// Per-user topics, one subscriber each.
+    pub users: u32,
+    /// Events per second over the per-user topics.
+    pub user_rate: f64,
+    /// Subscribers of every room.
+    pub subscribers: u32,
+    /// Room topics `room.0`, `room.1`, ...
+    pub rooms: u32,
+    /// Events per second over the rooms.
+    pub room_rate: f64,
+    /// Publishing time of each run, s.
+    pub seconds: f64,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+}
+
+/// The prefix-pattern workload's findings: the same events and
+/// deliveries, with the room subscribers following the rooms by exact
+/// names and by the pattern `room.*`, each on a fresh server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrefixResult {
+    /// Room subscribers naming every room exactly.
+    pub exact: Option<StepResult>,
+    /// Room subscribers following `room.*`; `None` for a server without
+    /// patterns.
+    pub pattern: Option<StepResult>,
+}
+
+/// The per-user topics' set.
+pub const USER_TOPICS: &str = "user.";
+/// The rooms' set, and the pattern's prefix.
+pub const ROOM_TOPICS: &str = "room.";
+
+/// `p.users` subscribers of their own topics get `p.user_rate` events/s
+/// between them, while `p.subscribers` subscribers follow every one of
+/// `p.rooms` rooms, which get `p.room_rate` events/s between them: first
+/// with the rooms named exactly, then (when the server has patterns) with
+/// `room.*`, each on a fresh server.
+///
+/// # Errors
+/// When the server cannot restart or a session cannot open.
+pub async fn prefix(
+    h: &mut Harness,
+    server: &mut impl Restart,
+    patterns: bool,
+    p: PrefixParams,
+) -> anyhow::Result<PrefixResult> {
+    use crate::topics::{Follow, Group};
+    // Room events are spread evenly among the user events: `ratio` user
+    // events, then one room event.
+    let ratio = (p.user_rate / p.room_rate).round().max(1.0) as u32;
+    let rate = p.room_rate * f64::from(ratio + 1);
+    let streams = vec![
+        stream(USER_TOPICS, p.users, ratio),
+        stream(ROOM_TOPICS, p.rooms, 1),
+    ];
+    let users = Group {
+        name: "users".to_owned(),
+        count: p.users,
+        follow: Follow::Spread {
+            prefix: USER_TOPICS.to_owned(),
+            topics: p.users,
+        },
+    };
+    let rooms = (0..p.rooms)
+        .map(|k| crate::topics::topic_name(ROOM_TOPICS, p.rooms, k))
+        .collect();
+    let mut result = PrefixResult::default();
+    let (target, servers) = server.restart().await?;
+    let plan = TopicPlan {
+        groups: vec![
+            users.clone(),
+            Group {
+                name: "rooms by name".to_owned(),
+                count: p.subscribers,
+                follow: Follow::Names(rooms),
+            },
+        ],
+        streams: streams.clone(),
+    };
+    result.exact =
+        Some(topic_step(h, &target, &servers, plan, rate, p.seconds, p.payload_bytes).await?);
+    if patterns {
+        let (target, servers) = server.restart().await?;
+        let plan = TopicPlan {
+            groups: vec![
+                users,
+                Group {
+                    name: format!("{ROOM_TOPICS}*"),
+                    count: p.subscribers,
+                    follow: Follow::Prefix(ROOM_TOPICS.to_owned()),
+                },
+            ],
+            streams,
+        };
+        result.pattern =
+            Some(topic_step(h, &target, &servers, plan, rate, p.seconds, p.payload_bytes).await?);
+    }
+    Ok(result)
+}
+
+/// The topic smoke run's findings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicSmokeResult {
+    /// Per-user topics, rooms, a pattern (when the server has them) and
+    /// subscribers of a topic nothing is published to, side by side.
+    pub topics: StepResult,
+    /// A quiet topic's subscribers leave and come back with their last
+    /// event id while a busy topic goes on.
+    pub retention: RetentionResult,
+}
+
+/// A few seconds of the topic workloads at small scale, for tests: `users`
+/// per-user topics, rooms of three, `room.*` (when the server has
+/// patterns) and idle bystanders in one step, then a short retention run.
+///
+/// # Errors
+/// When a session cannot be opened or a worker stops answering.
+pub async fn topic_smoke(
+    h: &mut Harness,
+    target: &Target,
+    servers: &[ServerProcess],
+    users: u32,
+) -> anyhow::Result<TopicSmokeResult> {
+    use crate::topics::{Follow, Group};
+    let mut h = h.clone();
+    let patterns = target.topics.as_ref().is_some_and(|t| t.patterns);
+    let mut groups = vec![
+        Group {
+            name: "users".to_owned(),
+            count: users,
+            follow: Follow::Spread {
+                prefix: USER_TOPICS.to_owned(),
+                topics: users,
+            },
+        },
+        Group {
+            name: "rooms".to_owned(),
+            count: 12,
+            follow: Follow::Spread {
+                prefix: ROOM_TOPICS.to_owned(),
+                topics: 4,
+            },
+        },
+        Group {
+            name: "rooms by name".to_owned(),
+            count: 3,
+            follow: Follow::Names(vec!["room.1".to_owned(), "room.2".to_owned()]),
+        },
+        one_topic("bystanders", 5, BYSTANDER_TOPIC),
+    ];
+    if patterns {
+        groups.push(Group {
+            name: "room.*".to_owned(),
+            count: 3,
+            follow: Follow::Prefix(ROOM_TOPICS.to_owned()),
+        });
+    }
+    let plan = TopicPlan {
+        groups,
+        streams: vec![stream(USER_TOPICS, users, 3), stream(ROOM_TOPICS, 4, 2)],
+    };
+    h.fleet.per_worker = h
+        .fleet
+        .per_worker
+        .min(plan.subscribers().div_ceil(2).max(1));
+    let topics = topic_step(&mut h, target, servers, plan, 200.0, 0.5, 128).await?;
+    let retention = retention(
+        &mut h,
+        target,
+        servers,
+        RetentionParams {
+            busy_subscribers: 3,
+            quiet_subscribers: 3,
+            busy_rate: 200.0,
+            quiet_every_seconds: 0.1,
+            before_seconds: 0.25,
+            away_seconds: 0.5,
+            after_seconds: 0.75,
+            payload_bytes: 128,
+        },
+    )
+    .await?;
+    Ok(TopicSmokeResult { topics, retention })
 }

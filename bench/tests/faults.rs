@@ -93,6 +93,7 @@ fn target(addr: std::net::SocketAddr) -> Target {
         publish_format: PublishFormat::Json,
         data_format: DataFormat::ServerEvent,
         topic: None,
+        topics: None,
     }
 }
 

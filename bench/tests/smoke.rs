@@ -3,8 +3,9 @@
 //! sharing a Redis (the suite's `ours-redis-pair` target, which needs
 //! `redis-server` on PATH), with subscribers in two worker processes.
 //! Asserts correctness only (every event delivered once and in order,
-//! nothing lost, the reconnect storm resumes without gaps); timings are
-//! measured but never judged here.
+//! nothing lost, the reconnect storm resumes without gaps; with topics,
+//! every subscriber gets exactly its topics' events and a quiet topic's
+//! subscribers resume exactly); timings are measured but never judged here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,8 +16,8 @@ use bench::payload::DataFormat;
 use bench::procstat::ServerProcess;
 use bench::server_proc::RunningServer;
 use bench::suite::SuiteConfig;
-use bench::target::{Endpoint, PublishFormat, Target};
-use bench::workloads::{self, Harness, SmokeResult, StepResult};
+use bench::target::{Endpoint, PublishFormat, Target, TopicRoutes};
+use bench::workloads::{self, Harness, SmokeResult, StepResult, TopicSmokeResult};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -92,6 +93,7 @@ fn target(addr: std::net::SocketAddr, data_format: DataFormat) -> Target {
         publish_format: PublishFormat::Json,
         data_format,
         topic: None,
+        topics: None,
     }
 }
 
@@ -273,4 +275,98 @@ async fn smoke_against_two_servers_sharing_redis() {
         "both servers wrote the same events"
     );
     running.stop().await;
+}
+
+/// The topic routes of our server and of the baseline (as in the suite).
+fn with_topics(mut target: Target) -> Target {
+    target.topics = Some(TopicRoutes {
+        subscribe: "/stream?topic={topics}".to_owned(),
+        join: "&topic=".to_owned(),
+        publish: "/publish".to_owned(),
+        patterns: true,
+    });
+    target
+}
+
+/// Every group of the topic step got exactly its topics' events: per-user
+/// topics, rooms, rooms by name, `room.*`, and bystanders (nothing).
+fn assert_every_subscriber_got_its_topics(step: &StepResult) {
+    let names: Vec<&str> = step.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["users", "rooms", "rooms by name", "bystanders", "room.*"]
+    );
+    assert!(step.events > 0);
+    for g in &step.groups {
+        assert!(g.active > 0, "{g:?}");
+        assert!(g.is_exact(), "{g:?}");
+        if g.name == "bystanders" {
+            assert_eq!(g.expected, 0, "nothing is published to their topic");
+        } else {
+            assert!(g.expected > 0, "{g:?}");
+        }
+    }
+    // Each event reached its topic's subscribers only.
+    let expected: u64 = step.groups.iter().map(|g| g.expected).sum();
+    assert_eq!(step.expected, expected);
+    assert_eq!(step.delivered, expected, "{step:?}");
+    assert!(step.drained, "{step:?}");
+    assert_eq!(step.publish_failed, 0, "{step:?}");
+    assert_eq!(step.connect_failed, 0, "{step:?}");
+    assert_eq!(step.completion.count, step.events, "{step:?}");
+}
+
+#[tokio::test]
+async fn topic_smoke_against_our_server() {
+    let (mut server, addr) = start(
+        &server_binary(),
+        &["--addr", "127.0.0.1:0", "--ticker-interval", "off"],
+    )
+    .await;
+    let TopicSmokeResult { topics, retention } = workloads::topic_smoke(
+        &mut harness(),
+        &with_topics(target(addr, DataFormat::ServerEvent)),
+        &process(&server),
+        SUBSCRIBERS,
+    )
+    .await
+    .expect("the topic smoke run completes");
+    assert_every_subscriber_got_its_topics(&topics);
+    // The quiet topic's subscribers were away while it had events, and got
+    // every one of them back, once, with no reset; the busy topic went on.
+    assert!(retention.quiet_events_while_away > 0, "{retention:?}");
+    let [busy, quiet] = &retention.step.groups[..] else {
+        panic!("two groups: {retention:?}");
+    };
+    assert!(busy.is_exact(), "{busy:?}");
+    assert!(quiet.is_exact(), "{quiet:?}");
+    assert!(quiet.expected > 3 * retention.quiet_events_while_away);
+    assert_eq!(quiet.resets, 0);
+    server.kill().await.expect("the server stops");
+}
+
+#[tokio::test]
+async fn topic_smoke_against_the_baseline() {
+    let (mut server, addr) = start(
+        Path::new(env!("CARGO_BIN_EXE_baseline")),
+        &["--addr", "127.0.0.1:0"],
+    )
+    .await;
+    let TopicSmokeResult { topics, retention } = workloads::topic_smoke(
+        &mut harness(),
+        &with_topics(target(addr, DataFormat::Raw)),
+        &process(&server),
+        SUBSCRIBERS,
+    )
+    .await
+    .expect("the topic smoke run completes");
+    assert_every_subscriber_got_its_topics(&topics);
+    // No history: what the quiet topic had while its subscribers were away
+    // is gone.
+    let [busy, quiet] = &retention.step.groups[..] else {
+        panic!("two groups: {retention:?}");
+    };
+    assert!(busy.is_exact(), "{busy:?}");
+    assert!(quiet.lost > 0, "{quiet:?}");
+    server.kill().await.expect("the baseline stops");
 }

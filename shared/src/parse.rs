@@ -46,10 +46,10 @@ pub struct Parser {
     /// The event type buffer of the event being built.
     event_type: String,
     /// The last event id buffer: persists across events.
-    last_event_id: String,
+    id_buffer: String,
     /// The last event id string: the buffer as of the last blank line,
     /// which is what a reconnecting client sends.
-    dispatched_id: String,
+    last_event_id: String,
 }
 
 impl Parser {
@@ -70,7 +70,7 @@ impl Parser {
     /// before its blank line does not count, so the event it named is asked
     /// for again.
     pub fn last_event_id(&self) -> &str {
-        &self.dispatched_id
+        &self.last_event_id
     }
 
     /// Reads `chunk` and appends to `out` everything it completes.
@@ -132,7 +132,7 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" if !value.contains('\0') => value.clone_into(&mut self.last_event_id),
+            "id" if !value.contains('\0') => value.clone_into(&mut self.id_buffer),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits only, but possibly too many for 64 bits: then ignored.
                 if let Ok(ms) = value.parse() {
@@ -144,7 +144,7 @@ impl Parser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Item>) {
-        self.dispatched_id.clone_from(&self.last_event_id);
+        self.last_event_id.clone_from(&self.id_buffer);
         if self.data.is_empty() {
             self.event_type.clear();
             return;
@@ -160,7 +160,7 @@ impl Parser {
         out.push(Item::Event(ParsedEvent {
             event,
             data: std::mem::take(&mut self.data),
-            last_event_id: self.last_event_id.clone(),
+            last_event_id: self.id_buffer.clone(),
         }));
     }
 }
