@@ -51,4 +51,4 @@ pub mod topics;
 pub use app::App;
 pub use config::{Config, ConfigError};
 pub use hub::Hub;
-pub use serve::{run, shutdown_signal};
+pub use serve::{listen, run, shutdown_signal};

@@ -18,9 +18,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let listener =
+        server::listen(config.addr).with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts and tests read the port from it.
     println!("listening on {}://{addr}", config.scheme());

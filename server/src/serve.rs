@@ -340,6 +340,27 @@ fn record(metrics: &Metrics, remote: SocketAddr, ended: Ended) {
     }
 }
 
+/// Connections a listener queues before they are accepted. Linux caps it
+/// at `net.core.somaxconn` (4096 by default); tokio's own default, 1024, is
+/// short for a reconnect storm after a redeploy, whose extra connections
+/// are dropped and retried by their clients only a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with room for a reconnect storm in its queue.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
