@@ -119,7 +119,12 @@ pub struct Config {
     /// Keep the event log on disk in this folder (created when missing), so
     /// that a restart or a crash keeps the epoch, the seqs and the history.
     /// Not with --redis.
-    #[arg(long, env = "SSE_DATA_DIR", value_name = "DIR", conflicts_with = "redis")]
+    #[arg(
+        long,
+        env = "SSE_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "redis"
+    )]
     pub data_dir: Option<PathBuf>,
 
     /// Events the disk log keeps (at least --history): clients resuming from
@@ -134,7 +139,12 @@ pub struct Config {
     /// When a publish to the disk log is acknowledged: `always` (once it is
     /// on disk; concurrent publishes share one fsync) or `batch=100ms` (at
     /// once; the file is fsynced every interval).
-    #[arg(long, env = "SSE_FSYNC", default_value = "always", requires = "data_dir")]
+    #[arg(
+        long,
+        env = "SSE_FSYNC",
+        default_value = "always",
+        requires = "data_dir"
+    )]
     pub fsync: Fsync,
 
     /// How long shutdown waits for open connections to finish before
@@ -231,7 +241,12 @@ impl Config {
         }
         if let Some(dir) = &self.data_dir {
             for (option, disk, memory_option, memory) in [
-                ("--disk-history", self.disk_history, "--history", self.history),
+                (
+                    "--disk-history",
+                    self.disk_history,
+                    "--history",
+                    self.history,
+                ),
                 (
                     "--disk-history-bytes",
                     self.disk_history_bytes,

@@ -142,7 +142,9 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     ) -> SpanFuture<'a> {
         Box::pin(async move {
             let events = self.range(epoch, from, to, limit).await?;
-            let found = events.first().map_or(to.saturating_add(1), |(id, _)| id.seq);
+            let found = events
+                .first()
+                .map_or(to.saturating_add(1), |(id, _)| id.seq);
             let next = events
                 .last()
                 .map_or(to.saturating_add(1), |(id, _)| id.seq + 1);

@@ -42,8 +42,9 @@ pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(refused(dir, "is not a folder")),
         Ok(_) => {}
-        Err(error) if error.kind() == ErrorKind::NotFound => fs::create_dir_all(dir)
-            .map_err(|e| refused(dir, format!("cannot be created: {e}")))?,
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| refused(dir, format!("cannot be created: {e}")))?
+        }
         Err(error) => return Err(refused(dir, format!("cannot be read: {error}"))),
     }
     let version = dir.join(VERSION_FILE);
@@ -82,7 +83,9 @@ fn check_version(dir: &Path, text: &str) -> Result<(), ConfigError> {
     if lines.next() != Some(MAGIC) {
         return Err(refused(
             dir,
-            format!("its {VERSION_FILE} file is not this server's (it should begin with {MAGIC:?})"),
+            format!(
+                "its {VERSION_FILE} file is not this server's (it should begin with {MAGIC:?})"
+            ),
         ));
     }
     let format = lines
@@ -119,9 +122,7 @@ fn write_version(dir: &Path, version: &Path) -> Result<(), ConfigError> {
 /// Opens (or creates) the store file at `path`. After an unclean stop redb
 /// repairs the file here, which reads all of it.
 pub(super) fn open_store(path: &Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(path)
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
 }
 
 /// Checks at start-up, before the server listens, that `dir` can hold the
@@ -170,17 +171,26 @@ mod tests {
         fs::create_dir(&foreign).unwrap();
         fs::write(foreign.join("notes.txt"), "hello").unwrap();
         let error = prepare(&foreign).unwrap_err().to_string();
-        assert!(error.contains("foreign") && error.contains("no VERSION"), "{error}");
+        assert!(
+            error.contains("foreign") && error.contains("no VERSION"),
+            "{error}"
+        );
 
         fs::write(dir.join(VERSION_FILE), format!("{MAGIC}\nformat 9\n")).unwrap();
         let error = prepare(&dir).unwrap_err().to_string();
         assert!(error.contains("format 9"), "{error}");
 
         fs::write(dir.join(VERSION_FILE), "something else\n").unwrap();
-        assert!(prepare(&dir).unwrap_err().to_string().contains("not this server's"));
+        assert!(prepare(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("not this server's"));
 
         let file = root.path().join("file");
         fs::write(&file, "").unwrap();
-        assert!(prepare(&file).unwrap_err().to_string().contains("not a folder"));
+        assert!(prepare(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a folder"));
     }
 }

@@ -342,9 +342,8 @@ fn start_run(store: &Database, fsync: Fsync) -> StoreResult<(u64, u64)> {
     let tx = store.begin_write()?;
     let (mut epoch, mut last_seq, running) = {
         let meta = tx.open_table(META)?;
-        let get = |key: &str| -> StoreResult<u64> {
-            Ok(meta.get(key)?.map_or(0, |value| value.value()))
-        };
+        let get =
+            |key: &str| -> StoreResult<u64> { Ok(meta.get(key)?.map_or(0, |value| value.value())) };
         (get("epoch")?, get("last_seq")?, get("running")?)
     };
     if epoch == 0 {
@@ -794,7 +793,8 @@ impl Writer {
             tx.open_table(META)?.insert("last_seq", acked)?;
             next_seq = acked + 1;
         }
-        tx.open_table(META)?.insert("running", self.fsync.running())?;
+        tx.open_table(META)?
+            .insert("running", self.fsync.running())?;
         tx.commit()?;
         let retention = load_retention(&store, &self.options)?;
         *self.shared.retention.lock() = retention;
@@ -867,7 +867,10 @@ fn read_span(
             let mut seqs = Vec::new();
             for topic in topics {
                 let start = seqs.len();
-                for entry in by_topic.range((&**topic, from)..=(&**topic, to))?.take(limit) {
+                for entry in by_topic
+                    .range((&**topic, from)..=(&**topic, to))?
+                    .take(limit)
+                {
                     seqs.push(entry?.0.value().1);
                 }
                 if seqs.len() - start == limit {
@@ -919,7 +922,8 @@ impl EventLog for DiskLog {
         Box::pin(async move {
             self.hub.admit(&topic)?;
             let (answer, answered) = oneshot::channel();
-            let stopping = || unavailable("the server is shutting down; the event was not published");
+            let stopping =
+                || unavailable("the server is shutting down; the event was not published");
             self.requests
                 .send(Request {
                     topic,
@@ -989,4 +993,3 @@ impl EventLog for DiskLog {
         })
     }
 }
-
