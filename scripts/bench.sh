@@ -14,7 +14,7 @@
 #
 # Environment:
 #   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
-#   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow)
+#   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow, publish)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
 #   BENCH_MERGE=0|1                keep the earlier results and add this run next to
@@ -45,7 +45,7 @@ fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
 # The optional peers: skipped (with a warning) when Python or Node is missing.
-servers="ours,ours-redis-pair,nchan,warp-broadcast"
+servers="ours,ours-redis-pair,ours-disk-always,ours-disk-batch,ours-redis-always,ours-redis-everysec,nchan,warp-broadcast"
 peers=target/bench-peers
 if [ ! -x "$peers/venv/bin/uvicorn" ] && command -v python3 >/dev/null; then
     echo "installing sse-starlette and uvicorn into $peers/venv" >&2

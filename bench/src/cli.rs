@@ -143,7 +143,8 @@ pub struct SuiteArgs {
     /// Only these servers (comma separated names).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
-    /// Only these workloads (comma separated: fanout, saturation, storm, slow).
+    /// Only these workloads (comma separated: fanout, saturation, storm, slow,
+    /// publish).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Keep the results already in `--out` and add this run next to them
@@ -317,6 +318,7 @@ fn selection(names: &[String]) -> anyhow::Result<Selection> {
         saturation: false,
         storm: false,
         slow: false,
+        publish: false,
     };
     for name in names {
         match name.as_str() {
@@ -324,7 +326,10 @@ fn selection(names: &[String]) -> anyhow::Result<Selection> {
             "saturation" => s.saturation = true,
             "storm" => s.storm = true,
             "slow" => s.slow = true,
-            other => anyhow::bail!("unknown workload {other:?}: fanout, saturation, storm or slow"),
+            "publish" => s.publish = true,
+            other => anyhow::bail!(
+                "unknown workload {other:?}: fanout, saturation, storm, slow or publish"
+            ),
         }
     }
     Ok(s)

@@ -24,6 +24,8 @@
 //! - [`worker`]: a worker process: its subscribers and command loop.
 //! - [`fleet`]: the coordinator's handle on its workers.
 //! - [`publisher`]: the open-loop publisher.
+//! - [`publish_load`]: publishing alone, closed loop: throughput and latency
+//!   of the event log.
 //! - [`procstat`]: CPU time and resident memory of a process tree.
 //! - [`server_proc`]: starting and stopping the servers under test (and the
 //!   Redis a pair of them shares).
@@ -31,17 +33,20 @@
 //!   the smoke run.
 //! - [`suite`]: the configuration file and a run of every workload against
 //!   every server.
-//! - [`report`]: `BENCHMARKS.md` tables and the latency plot.
+//! - [`report`]: `BENCHMARKS.md` tables and the latency plot;
+//!   [`disk_report`]: its section on the event log on disk.
 //! - [`baseline`]: the comparison server written the usual warp way.
 //! - [`cli`]: the command line.
 
 pub mod baseline;
 pub mod cli;
+pub mod disk_report;
 pub mod fleet;
 pub mod http;
 pub mod payload;
 pub mod procstat;
 pub mod protocol;
+pub mod publish_load;
 pub mod publisher;
 pub mod report;
 pub mod server_proc;

@@ -113,7 +113,8 @@ fn spec<'a>(run: &'a SuiteResults, name: &str) -> Option<&'a ServerSpec> {
 fn single_servers(run: &SuiteResults) -> Vec<&ServerResults> {
     run.servers
         .iter()
-        .filter(|s| spec(run, &s.name).is_none_or(ServerSpec::is_single))
+        // A target set against another one has a section of its own.
+        .filter(|s| spec(run, &s.name).is_none_or(|x| x.is_single() && x.compare_with.is_none()))
         .collect()
 }
 
@@ -1003,6 +1004,7 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> Stri
             "{{redis_pair}}",
             pair.as_ref().map_or_else(String::new, Pair::table),
         ),
+        ("{{disk}}", crate::disk_report::section(results)),
         ("{{reference}}", reference.to_owned()),
     ];
     let mut out = template.to_owned();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fleet::{AddrPool, FleetConfig};
 use crate::procstat::ServerProcess;
+use crate::publish_load::{self, PublishParams, PublishResult};
 use crate::server_proc::{RunningServer, ServerSpec};
 use crate::target::Target;
 use crate::workloads::{
@@ -57,6 +58,9 @@ pub struct SuiteConfig {
     pub storm: StormParams,
     /// The slow-consumer case.
     pub slow: SlowParams,
+    /// Publishing alone, N publishers in a closed loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishParams>,
     /// A job is run again when CPU time used by neither the server nor
     /// the load generator exceeded this share of a core in one of its steps.
     #[serde(default = "default_disturbance_limit")]
@@ -180,6 +184,9 @@ pub struct ServerResults {
     pub storm: Option<StormResult>,
     /// The slow-consumer case.
     pub slow: Option<SlowResult>,
+    /// Publishing alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishResult>,
     /// Workloads that could not run, and why.
     pub errors: Vec<String>,
 }
@@ -221,6 +228,9 @@ impl SuiteResults {
             }
             if s.slow.is_some() {
                 add("slow".to_owned());
+            }
+            if s.publish.is_some() {
+                add("publish".to_owned());
             }
         }
         out
@@ -277,6 +287,8 @@ pub struct Selection {
     pub storm: bool,
     /// The slow-consumer case.
     pub slow: bool,
+    /// Publishing alone.
+    pub publish: bool,
 }
 
 impl Selection {
@@ -286,6 +298,7 @@ impl Selection {
         saturation: true,
         storm: true,
         slow: true,
+        publish: true,
     };
 }
 
@@ -345,8 +358,14 @@ pub async fn run(
     if selection.slow {
         jobs.push(Job::Slow);
     }
+    if selection.publish && config.publish.is_some() {
+        jobs.push(Job::Publish);
+    }
     for job in jobs {
         for (spec, out) in specs.iter().zip(&mut results) {
+            if !spec.runs(job.workload()) {
+                continue;
+            }
             let mut attempt = 0;
             let outcome = loop {
                 attempt += 1;
@@ -385,6 +404,7 @@ pub async fn run(
                     log_step(&spec.name, "slow consumer", &r.step);
                     out.slow = Some(r);
                 }
+                Ok(JobResult::Publish(r)) => out.publish = Some(r),
                 Err(e) => out.errors.push(format!("{job}: {e:#}")),
             }
         }
@@ -411,6 +431,21 @@ enum Job {
     Saturation,
     Storm,
     Slow,
+    Publish,
+}
+
+impl Job {
+    /// The workload's name, as `BENCH_WORKLOADS` and a server's
+    /// `workloads` list give it.
+    fn workload(self) -> &'static str {
+        match self {
+            Self::Fanout(_) => "fanout",
+            Self::Saturation => "saturation",
+            Self::Storm => "storm",
+            Self::Slow => "slow",
+            Self::Publish => "publish",
+        }
+    }
 }
 
 impl std::fmt::Display for Job {
@@ -420,6 +455,7 @@ impl std::fmt::Display for Job {
             Self::Saturation => f.write_str("saturation"),
             Self::Storm => f.write_str("reconnect storm"),
             Self::Slow => f.write_str("slow consumer"),
+            Self::Publish => f.write_str("publish"),
         }
     }
 }
@@ -429,6 +465,7 @@ enum JobResult {
     Saturation(SaturationResult),
     Storm(StormResult),
     Slow(SlowResult),
+    Publish(PublishResult),
 }
 
 impl JobResult {
@@ -440,6 +477,13 @@ impl JobResult {
             Self::Saturation(r) => r.steps.iter().map(|(_, s)| s).collect(),
             Self::Storm(r) => vec![&r.during],
             Self::Slow(r) => vec![&r.step],
+            Self::Publish(r) => {
+                return r
+                    .steps
+                    .iter()
+                    .map(|s| s.other_cpu_share)
+                    .fold(0.0, f64::max)
+            }
         };
         steps.iter().map(|s| s.other_cpu_share).fold(0.0, f64::max)
     }
@@ -477,6 +521,14 @@ async fn run_job(
         ),
         Job::Slow => JobResult::Slow(
             workloads::slow_consumer(harness, &target, &servers, config.slow).await?,
+        ),
+        Job::Publish => JobResult::Publish(
+            publish_load::publish(
+                &target,
+                &servers,
+                config.publish.as_ref().expect("a [publish] section"),
+            )
+            .await?,
         ),
         Job::Saturation => unreachable!("handled above"),
     })
