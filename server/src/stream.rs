@@ -268,7 +268,8 @@ enum Phase {
         /// The hub's sync count when the subscriber arrived.
         synced_at: u64,
     },
-    /// Events the hub no longer holds come from the event log (Redis), up
+    /// Events the hub no longer holds come from the event log (Redis, or
+    /// the disk), up
     /// to `upto`; then back to the hub.
     Backfill {
         /// The last seq to read from the log.
@@ -448,9 +449,9 @@ impl Subscriber {
     }
 
     /// Reads the next events the hub no longer holds from the event log
-    /// (Redis): the bytes to write, or `None` when none of them is for this
-    /// subscriber. Events the log does not hold either are announced with
-    /// a `history_exceeded` notice; a log that cannot be read is retried for
+    /// (Redis, or the disk): the bytes to write, or `None` when none of them
+    /// is for this subscriber. Events of its own that the log does not hold
+    /// either are announced once with a `history_exceeded` notice; a log that cannot be read is retried for
     /// [`BACKFILL_PATIENCE`], then the stream ends ([`Ended`]) so that the
     /// client reconnects and resumes from where it got to. Ends the backfill
     /// once the cursor passes `upto`.

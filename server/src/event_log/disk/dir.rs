@@ -43,7 +43,7 @@ pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
         Ok(meta) if !meta.is_dir() => return Err(refused(dir, "is not a folder")),
         Ok(_) => {}
         Err(error) if error.kind() == ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(|e| refused(dir, format!("cannot be created: {e}")))?
+            fs::create_dir_all(dir).map_err(|e| refused(dir, format!("cannot be created: {e}")))?;
         }
         Err(error) => return Err(refused(dir, format!("cannot be read: {error}"))),
     }
