@@ -59,7 +59,9 @@ pub fn section(results: &SuiteResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured in the run of {} (every row of a table in that run).\n",
+        "Measured in the run of {} (every row of a table in that run). *Other \
+         CPU* is the share of a core that processes other than the target and \
+         the load generator used during the step.\n",
         utc(run.started_unix)
     );
     out.push_str(&publish_table(&servers));
@@ -71,8 +73,8 @@ pub fn section(results: &SuiteResults) -> String {
 fn publish_table(servers: &[&ServerResults]) -> String {
     let memory = servers.iter().find(|s| s.name == "ours");
     let mut out = String::from(
-        "| target | publishers | publishes/s | p50 | p99 | server CPU per publish | failed |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+        "| target | publishers | publishes/s | p50 | p99 | server CPU per publish | failed | other CPU |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in servers {
         let Some(publish) = &s.publish else { continue };
@@ -86,7 +88,7 @@ fn publish_table(servers: &[&ServerResults]) -> String {
             );
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0}{} | {} | {}{} | {} | {} |",
+                "| {} | {} | {:.0}{} | {} | {}{} | {} | {} | {:.0}% |",
                 s.name,
                 step.publishers,
                 step.per_s,
@@ -96,6 +98,7 @@ fn publish_table(servers: &[&ServerResults]) -> String {
                 ratio(step.latency.p99_ms, reference.map(|r| r.latency.p99_ms)),
                 per_publish,
                 step.failed,
+                step.other_cpu_share.max(0.0) * 100.0,
             );
         }
     }
@@ -116,8 +119,8 @@ fn fanout_table(servers: &[&ServerResults]) -> String {
     counts.sort_unstable();
     counts.dedup();
     let mut out = String::from(
-        "| target | subscribers | p50 | p99 | last subscriber p99 | lost / dup / reordered |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| target | subscribers | p50 | p99 | last subscriber p99 | lost / dup / reordered | other CPU |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
     for n in counts {
         let reference = memory
@@ -130,7 +133,7 @@ fn fanout_table(servers: &[&ServerResults]) -> String {
             let st = &f.step;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {}{} | {} | {} / {} / {} |",
+                "| {} | {} | {} | {}{} | {} | {} / {} / {} | {:.0}% |",
                 s.name,
                 n,
                 ms(st.latency.p50_ms),
@@ -140,8 +143,76 @@ fn fanout_table(servers: &[&ServerResults]) -> String {
                 st.lost,
                 st.duplicated,
                 st.reordered,
+                st.other_cpu_share.max(0.0) * 100.0,
             );
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish_load::{PublishResult, PublishStep};
+    use crate::workloads::{FanoutResult, Percentiles, StepResult};
+
+    fn server(name: &str, per_s: f64, p99: f64) -> ServerResults {
+        ServerResults {
+            name: name.to_owned(),
+            publish: Some(PublishResult {
+                steps: vec![PublishStep {
+                    publishers: 16,
+                    per_s,
+                    ok: 100,
+                    server_cpu_s: Some(0.01),
+                    latency: Percentiles {
+                        p99_ms: p99,
+                        ..Percentiles::default()
+                    },
+                    ..PublishStep::default()
+                }],
+            }),
+            fanout: vec![FanoutResult {
+                step: StepResult {
+                    subscribers: 1000,
+                    latency: Percentiles {
+                        p99_ms: 20.0,
+                        ..Percentiles::default()
+                    },
+                    ..StepResult::default()
+                },
+                ..FanoutResult::default()
+            }],
+            ..ServerResults::default()
+        }
+    }
+
+    #[test]
+    fn the_section_sets_the_disk_targets_against_memory_from_the_newest_run() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let run = |started_unix, servers| SuiteResults {
+            machine: crate::suite::Machine::default(),
+            config: crate::suite::SuiteConfig::load(&path).unwrap(),
+            started_unix,
+            seconds: 1.0,
+            servers,
+            later: Vec::new(),
+        };
+        let mut main = run(1, vec![server("ours", 1000.0, 1.0)]);
+        assert!(section(&main).starts_with("Not measured yet"));
+        main.later.push(run(
+            2,
+            vec![
+                server("ours", 2000.0, 1.0),
+                server("ours-disk-always", 1000.0, 4.0),
+            ],
+        ));
+        let text = section(&main);
+        assert!(
+            text.contains("| ours-disk-always | 16 | 1000 (0.50×) |"),
+            "{text}"
+        );
+        assert!(text.contains("4.00 ms (4.00×)"), "{text}");
+        assert!(text.contains("| ours-disk-always | 1000 |"), "{text}");
+    }
 }
