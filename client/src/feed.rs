@@ -224,6 +224,7 @@ mod tests {
             requested: Some("1-9".to_owned()),
             missed_from: None,
             missed_to: None,
+            missed_count: None,
             resume_seq,
             message: "The server restarted".to_owned(),
         }

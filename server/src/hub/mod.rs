@@ -23,7 +23,8 @@
 //! in-memory log, [`Hub::publish`] numbers and stores each event here; with
 //! Redis Streams, the one reader of this server hands what the stream holds
 //! to [`Hub::replicate`], and the hub is this server's copy of the stream's
-//! recent past.
+//! recent past; with the disk log, its writer hands each stored batch to
+//! [`Hub::replicate`] of a [`Hub::follower`].
 
 pub mod index;
 mod read;
@@ -57,7 +58,7 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A new in-memory log's epoch: this second since the Unix epoch times
+/// A new log's epoch (in memory, or on disk): this second since the Unix epoch times
 /// 10^6, plus a random part below 10^6, so that two runs started in the same
 /// second (on one machine or on two) never share an epoch.
 pub(crate) fn new_epoch() -> u64 {
