@@ -81,10 +81,15 @@ pub struct ServerSpec {
     /// after them.
     #[serde(default)]
     pub redis: Option<RedisSpec>,
-    /// For a target of several processes: the single server of the suite it
-    /// is set against in the report (measured in the same run).
+    /// For a target of several processes, or one with a section of its own
+    /// in the report: the single server of the suite it is set against there
+    /// (measured in the same run).
     #[serde(default)]
     pub compare_with: Option<String>,
+    /// The workloads this target runs (`fanout`, `publish`, ...); all when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<String>>,
 }
 
 fn one() -> u32 {
@@ -95,6 +100,13 @@ impl ServerSpec {
     /// Whether the target is one server process (no Redis, one instance).
     pub fn is_single(&self) -> bool {
         self.instances <= 1 && self.redis.is_none()
+    }
+
+    /// Whether the target runs the workload named `workload`.
+    pub fn runs(&self, workload: &str) -> bool {
+        self.workloads
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|name| name == workload))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::event_log::Fsync;
 use crate::limits;
 
 /// How the server runs. Build it from the command line with
@@ -218,6 +219,36 @@ pub struct Config {
     /// Most concurrent streams (requests) on one HTTP/2 connection.
     #[arg(long, env = "SSE_H2_MAX_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub h2_max_streams: u32,
+    /// Keep the event log on disk in this folder (created when missing), so
+    /// that a restart or a crash keeps the epoch, the seqs and the history.
+    /// Not with --redis.
+    #[arg(
+        long,
+        env = "SSE_DATA_DIR",
+        value_name = "DIR",
+        conflicts_with = "redis"
+    )]
+    pub data_dir: Option<PathBuf>,
+
+    /// Events the disk log keeps (at least --history): clients resuming from
+    /// further back than --history are replayed from disk.
+    #[arg(long, env = "SSE_DISK_HISTORY", default_value_t = 1_000_000, requires = "data_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    pub disk_history: u64,
+
+    /// Bytes the disk log keeps (at least --history-bytes).
+    #[arg(long, env = "SSE_DISK_HISTORY_BYTES", default_value_t = 1 << 30, requires = "data_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    pub disk_history_bytes: u64,
+
+    /// When a publish to the disk log is acknowledged: `always` (once it is
+    /// on disk; concurrent publishes share one fsync) or `batch=100ms` (at
+    /// once; the file is fsynced every interval).
+    #[arg(
+        long,
+        env = "SSE_FSYNC",
+        default_value = "always",
+        requires = "data_dir"
+    )]
+    pub fsync: Fsync,
 
     /// How long shutdown waits for open connections to finish before
     /// closing them.
@@ -277,6 +308,27 @@ pub enum ConfigError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A disk log shorter than the history would drop events the memory
+    /// still holds.
+    #[error("{option} ({disk}) must not be smaller than {memory_option} ({memory})")]
+    DiskUnderHistory {
+        /// The disk bound.
+        option: &'static str,
+        /// Its value.
+        disk: u64,
+        /// The memory bound it must cover.
+        memory_option: &'static str,
+        /// Its value.
+        memory: u64,
+    },
+    /// The data dir cannot be used.
+    #[error("--data-dir: {}: {reason}", path.display())]
+    DataDir {
+        /// The folder or file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Not a Redis URL.
     #[error("--redis {url:?} is not a Redis URL: {reason}")]
     BadRedisUrl {
@@ -339,6 +391,34 @@ impl Config {
                     history: self.history,
                 });
             }
+        }
+        if let Some(dir) = &self.data_dir {
+            for (option, disk, memory_option, memory) in [
+                (
+                    "--disk-history",
+                    self.disk_history,
+                    "--history",
+                    self.history,
+                ),
+                (
+                    "--disk-history-bytes",
+                    self.disk_history_bytes,
+                    "--history-bytes",
+                    self.history_bytes,
+                ),
+            ] {
+                if disk < memory {
+                    return Err(ConfigError::DiskUnderHistory {
+                        option,
+                        disk,
+                        memory_option,
+                        memory,
+                    });
+                }
+            }
+            // Before the server listens: an unusable folder is refused at
+            // once, naming it.
+            crate::event_log::check_data_dir(dir)?;
         }
         Ok(())
     }

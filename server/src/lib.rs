@@ -5,8 +5,8 @@
 //! - [`config`]: the command line and environment options.
 //! - [`auth`]: tokens to topic rights (JWT, private topics, secrets).
 //! - [`rate`]: publish rate limits per token or client.
-//! - [`event_log`]: where events are stored: in memory, or a Redis stream
-//!   shared by several servers.
+//! - [`event_log`]: where events are stored: in memory, on disk
+//!   (`--data-dir`), or a Redis stream shared by several servers.
 //! - [`hub`]: the retained events (per topic, under global bounds), the
 //!   topic index that wakes only matching subscribers, the lag policy.
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.

@@ -275,7 +275,8 @@ enum Phase {
         /// The hub's sync count when the subscriber arrived.
         synced_at: u64,
     },
-    /// Events the hub no longer holds come from the event log (Redis), up
+    /// Events the hub no longer holds come from the event log (Redis, or
+    /// the disk), up
     /// to `upto`; then back to the hub.
     Backfill {
         /// The last seq to read from the log.
@@ -482,9 +483,9 @@ impl Subscriber {
     }
 
     /// Reads the next events the hub no longer holds from the event log
-    /// (Redis): the bytes to write, or `None` when none of them is for this
-    /// subscriber. Events the log does not hold either are announced with
-    /// a `history_exceeded` notice; a log that cannot be read is retried for
+    /// (Redis, or the disk): the bytes to write, or `None` when none of them
+    /// is for this subscriber. Events of its own that the log does not hold
+    /// either are announced once with a `history_exceeded` notice; a log that cannot be read is retried for
     /// [`BACKFILL_PATIENCE`], then the stream ends ([`Ended`]) so that the
     /// client reconnects and resumes from where it got to. Ends the backfill
     /// once the cursor passes `upto`.
@@ -504,15 +505,18 @@ impl Subscriber {
             self.dirty = true;
             return Ok(None);
         }
-        let events = match self
-            .log
-            .range(self.epoch, self.cursor, upto, BACKFILL_BATCH)
-            .await
-        {
-            Ok(events) => {
+        let read = self.log.span(
+            &self.sub.filter,
+            self.epoch,
+            self.cursor,
+            upto,
+            BACKFILL_BATCH,
+        );
+        let span = match read.await {
+            Ok(span) => {
                 *failing_since = None;
                 self.sub.set_waiting(false);
-                events
+                span
             }
             Err(error) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
@@ -533,37 +537,39 @@ impl Subscriber {
                 return Ok(None);
             }
         };
-        // The first seq the log gave, or past the range: what lies before it
-        // is gone from the log too. The hub knows which of it was this
-        // subscriber's: nothing before `lost_from`.
-        let found = events.first().map_or(upto + 1, |(id, _)| id.seq);
+        // What the log no longer holds of this subscriber's: the hub knows
+        // that nothing before `lost_from` was.
         let mut out = BytesMut::new();
-        if found > self.cursor && found > lost_from {
-            let loss = Loss::unknown(self.cursor.max(lost_from), found - 1);
-            let requested = self.resuming.take().flatten();
-            let notice = lost(
-                ResetReason::HistoryExceeded,
-                requested.as_deref(),
-                loss,
-                found,
-            );
-            out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
-            self.told = found - 1;
-        }
-        let mut count = 0;
-        let mut next = found;
-        for (id, event) in &events {
-            next = id.seq + 1;
-            if self.sub.follows(&event.topic) {
-                out.extend_from_slice(&frame_json(None, id, event));
-                self.told = id.seq;
-                count += 1;
+        if let Some((first, last)) = span.gone {
+            let first = first.max(self.cursor).max(self.announced_through + 1);
+            if last >= first && last >= lost_from {
+                self.announced_through = last;
+                let loss = Loss::unknown(first.max(lost_from), last);
+                let requested = self.resuming.take().flatten();
+                let notice = lost(
+                    ResetReason::HistoryExceeded,
+                    requested.as_deref(),
+                    loss,
+                    last + 1,
+                );
+                out.extend_from_slice(&reset_frame(self.sub.hub(), self.epoch, &notice));
+                self.told = last;
             }
         }
-        if events.is_empty() {
-            next = upto + 1;
+        let mut count = 0;
+        // The log filters by the subscription; topics its token may not
+        // read are skipped here.
+        for (id, event) in span
+            .events
+            .iter()
+            .filter(|(_, e)| self.sub.follows(&e.topic))
+        {
+            out.extend_from_slice(&frame_json(None, id, event));
+            self.told = id.seq;
+            count += 1;
         }
-        self.cursor = next;
+        // A read always moves on, so that a backfill ends.
+        self.cursor = span.next.max(self.cursor + 1);
         Metrics::add(&self.sub.hub().metrics.delivered, count);
         if out.is_empty() {
             return Ok(None);

@@ -231,7 +231,7 @@ async fn redis_killed_frozen_and_restored_short_under_load_loses_nothing_silentl
             let mut refused = 0u64;
             let mut i = 0u64;
             while publishing.load(Ordering::Relaxed) {
-                let target = if i % 2 == 0 { a } else { b };
+                let target = if i.is_multiple_of(2) { a } else { b };
                 match try_publish(target, &format!("m{i}")).await {
                     Some(id) => acked.push(id),
                     None => refused += 1,

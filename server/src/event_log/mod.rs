@@ -1,14 +1,18 @@
 //! The event log behind the hub: where a published event is stored and
 //! numbered before subscribers see it.
 //!
-//! Two implementations of [`EventLog`]:
+//! Three implementations of [`EventLog`]:
 //! - [`MemoryLog`] (the default): the hub's own ring is the log; a publish is
 //!   numbered and stored in this process, and a restart starts a new epoch.
 //! - [`RedisLog`] (`--redis`): a Redis stream is the log, shared by every
 //!   server pointed at it. A publish is acknowledged once it is in the
 //!   stream; each server reads the stream once ([`RedisLog::follow`]) and
 //!   fans out locally from its hub, so event ids are the same everywhere.
+//! - [`DiskLog`] (`--data-dir`): a file on this server's disk is the log; a
+//!   publish is acknowledged once it is stored (with `--fsync always`, on
+//!   disk), and a restart keeps the epoch, the seqs and the history.
 
+mod disk;
 mod memory;
 mod redis;
 
@@ -22,8 +26,9 @@ use shared::{EventId, ServerEvent};
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
-use crate::hub::{Hub, HubOptions};
+use crate::hub::{Filter, Hub, HubOptions};
 
+pub use self::disk::{check_data_dir, DiskLog, DiskOptions, Fsync};
 pub use self::memory::MemoryLog;
 pub use self::redis::{RedisLog, RedisOptions};
 
@@ -61,10 +66,26 @@ pub type AppendFuture<'a> =
 pub type RangeFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<(EventId, ServerEvent)>, Unavailable>> + Send + 'a>>;
 
+/// A stretch of the log read for one subscriber (see [`EventLog::span`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Span {
+    /// The events of the subscriber's filter, oldest first.
+    pub events: Vec<(EventId, ServerEvent)>,
+    /// The first seq the read did not cover: the next read starts there.
+    pub next: u64,
+    /// `(first, last)`: events of the subscriber's filter with seqs in this
+    /// range (within the read's) may be gone from the log; `None` when the
+    /// log knows none is.
+    pub gone: Option<(u64, u64)>,
+}
+
+/// The future [`EventLog::span`] returns.
+pub type SpanFuture<'a> = Pin<Box<dyn Future<Output = Result<Span, Unavailable>> + Send + 'a>>;
+
 /// How the log is doing, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogHealth {
-    /// `memory` or `redis`.
+    /// `memory`, `redis` or `disk`.
     pub kind: &'static str,
     /// Whether the log can take events now.
     pub up: bool,
@@ -101,6 +122,42 @@ pub trait EventLog: Send + Sync + fmt::Debug {
         let _ = (epoch, from, to, limit);
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+
+    /// What a subscriber of `filter` resuming from further back than the
+    /// hub's history gets from the log: the events of `filter` among seqs
+    /// `from..=to` of `epoch`, starting at `from`, with what of them is gone.
+    /// A log that keeps its events as one stream trimmed at the front (the
+    /// default, from [`EventLog::range`]) can say only that whatever lay
+    /// before the first event it still holds is gone.
+    ///
+    /// # Errors
+    /// [`Unavailable`] when the log cannot be read.
+    fn span<'a>(
+        &'a self,
+        filter: &'a Filter,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> SpanFuture<'a> {
+        Box::pin(async move {
+            let events = self.range(epoch, from, to, limit).await?;
+            let found = events
+                .first()
+                .map_or(to.saturating_add(1), |(id, _)| id.seq);
+            let next = events
+                .last()
+                .map_or(to.saturating_add(1), |(id, _)| id.seq + 1);
+            Ok(Span {
+                gone: (found > from).then(|| (from, found - 1)),
+                next,
+                events: events
+                    .into_iter()
+                    .filter(|(_, event)| filter.matches(&event.topic))
+                    .collect(),
+            })
+        })
+    }
 }
 
 /// A shared handle to the configured log.
@@ -114,8 +171,12 @@ const LOAD_WAIT: Duration = Duration::from_secs(3);
 /// and the reader is given [`LOAD_WAIT`] to load the recent history before
 /// connections are accepted, so that resuming clients find it.
 ///
+/// With a data dir, the disk log is opened and loaded before this returns,
+/// and a task on `tasks` waits at shutdown until it has closed the store.
+///
 /// # Errors
-/// [`ConfigError::BadRedisUrl`] when the Redis URL cannot be used.
+/// [`ConfigError::BadRedisUrl`] when the Redis URL cannot be used;
+/// [`ConfigError::DataDir`] when the data dir cannot be.
 pub async fn open(
     config: &Config,
     max_subscribers: usize,
@@ -129,6 +190,21 @@ pub async fn open(
         max_lag: config.max_lag,
         max_subscribers,
     };
+    if let Some(dir) = &config.data_dir {
+        let (hub, log, closed) = DiskLog::open(
+            DiskOptions {
+                dir: dir.clone(),
+                fsync: config.fsync,
+                max_events: config.disk_history,
+                max_bytes: config.disk_history_bytes,
+                floor: config.history_per_topic,
+                max_empty_topics: usize::try_from(config.max_live_topics).unwrap_or(usize::MAX),
+            },
+            options,
+        )?;
+        tasks.spawn(closed.wait());
+        return Ok((hub, log));
+    }
     let Some(url) = &config.redis else {
         let hub = Hub::new(options);
         tracing::info!(

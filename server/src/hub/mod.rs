@@ -23,7 +23,8 @@
 //! in-memory log, [`Hub::publish`] numbers and stores each event here; with
 //! Redis Streams, the one reader of this server hands what the stream holds
 //! to [`Hub::replicate`], and the hub is this server's copy of the stream's
-//! recent past.
+//! recent past; with the disk log, its writer hands each stored batch to
+//! [`Hub::replicate`] of a [`Hub::follower`].
 
 pub mod index;
 mod read;
@@ -57,10 +58,10 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A new in-memory log's epoch: this second since the Unix epoch times
+/// A new log's epoch (in memory, or on disk): this second since the Unix epoch times
 /// 10^6, plus a random part below 10^6, so that two runs started in the same
 /// second (on one machine or on two) never share an epoch.
-fn new_epoch() -> u64 {
+pub(crate) fn new_epoch() -> u64 {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -265,17 +266,26 @@ impl Hub {
     /// A hub that is the log: numbering events in a new epoch of its own
     /// (see [`new_epoch`]) within the bounds of `options`.
     pub fn new(options: HubOptions) -> Arc<Self> {
-        Self::build(new_epoch(), false, options)
+        Self::build(new_epoch(), false, true, options)
     }
 
     /// A hub that copies a shared log: empty and not loaded until the log's
     /// reader hands it events with [`Hub::replicate`] and reports it caught
     /// up with [`Hub::mark_loaded`].
     pub fn replica(options: HubOptions) -> Arc<Self> {
-        Self::build(0, true, options)
+        Self::build(0, true, false, options)
     }
 
-    fn build(epoch: u64, replica: bool, options: HubOptions) -> Arc<Self> {
+    /// A hub that copies a log this server alone writes (on disk), whose
+    /// seqs count in `epoch`: not loaded until the log hands it its recent
+    /// events with [`Hub::replicate`] and calls [`Hub::mark_loaded`]. Unlike
+    /// a replica's, an id ahead of it was never issued, so resumes treat it
+    /// as the in-memory hub's.
+    pub fn follower(epoch: u64, options: HubOptions) -> Arc<Self> {
+        Self::build(epoch, false, false, options)
+    }
+
+    fn build(epoch: u64, replica: bool, loaded: bool, options: HubOptions) -> Arc<Self> {
         let bounds = Bounds {
             max_events: options.history,
             max_bytes: options.history_bytes,
@@ -294,7 +304,7 @@ impl Hub {
             visible: AtomicU64::new(0),
             horizon: AtomicU64::new(1),
             generation: AtomicU64::new(0),
-            loaded: AtomicBool::new(!replica),
+            loaded: AtomicBool::new(loaded),
             loaded_signal: tokio::sync::Notify::new(),
             replica,
             synced: AtomicU64::new(0),
@@ -347,7 +357,8 @@ impl Hub {
                 horizon: self.horizon.load(Ordering::Acquire),
                 next: self.visible.load(Ordering::Acquire) + 1,
             };
-            if generation % 2 == 0 && self.generation.load(Ordering::Acquire) == generation {
+            if generation.is_multiple_of(2) && self.generation.load(Ordering::Acquire) == generation
+            {
                 return position;
             }
         }
@@ -521,6 +532,25 @@ impl Hub {
             Metrics::add(&self.metrics.wakeups, woken);
         }
         usize::try_from(added).unwrap_or(usize::MAX)
+    }
+
+    /// Checks that an event of `topic` may be stored, before a log that
+    /// numbers events itself (on disk) stores it: registers the topic,
+    /// evicting the least recently published topic no one follows when the
+    /// live-topic limit is reached. Publishes in flight at the same moment
+    /// may pass the limit by their number until the next new topic.
+    ///
+    /// # Errors
+    /// [`TopicLimit`] as for [`Hub::publish`].
+    pub fn admit(&self, topic: &str) -> Result<(), TopicLimit> {
+        let mut sequencer = self.sequencer.lock();
+        sequencer.store.topic(topic, &self.global).map(drop)
+    }
+
+    /// Whether the event `seq` of the current epoch is retained here: a
+    /// log with a longer history of its own never drops one that is.
+    pub fn holds(&self, seq: u64) -> bool {
+        self.global.read().events.contains_key(&seq)
     }
 
     /// How many times a replica's reader has caught up with the shared log.

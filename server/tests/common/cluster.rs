@@ -184,12 +184,21 @@ impl ServerProcess {
     /// Like [`ServerProcess::start`] with the Redis at `url` (a
     /// [`super::link::Link`] in front of the test's Redis, say).
     pub async fn start_at(url: &str, args: &[&str]) -> ServerProcess {
+        let mut all = vec!["--redis", url];
+        all.extend_from_slice(args);
+        Self::start_alone(&all, &[]).await
+    }
+
+    /// Starts the server binary on a free port with `args` alone (no
+    /// Redis), the ticker off, with the environment variables `env`, and
+    /// waits for its `listening on` line.
+    pub async fn start_alone(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
-            .args(["--redis", url])
             .args(["--dist", "/nonexistent"])
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -1,0 +1,628 @@
+//! The event log on disk (`--data-dir`): one server that keeps its epoch,
+//! its seqs and its history across restarts and crashes, with no other
+//! process.
+//!
+//! Events are stored in a [redb](https://www.redb.org) file (`events.redb`,
+//! beside a `VERSION` file that marks the folder as ours). The log numbers
+//! events itself, `<epoch>-<seq>`, as the Redis append script does, and
+//! hands them to the hub ([`Hub::replicate`]) once they are stored, in seq
+//! order, so that the hub stays the hot path: subscribers read frames from
+//! memory, and only a resume from before the hub's history reads the disk
+//! ([`EventLog::span`]), a bounded batch at a time.
+//!
+//! One writer thread takes every publish waiting, stores them in one
+//! transaction and syncs once (group commit), then replicates the batch and
+//! answers each publisher. With `--fsync always` a publish is acknowledged
+//! once its transaction is on disk; with `--fsync batch=100ms`, once it is
+//! committed in memory, and the file is synced every interval.
+//!
+//! Tables (format 1):
+//! - `events`: seq → the event as JSON (`shared::ServerEvent`);
+//! - `by_topic`: (topic, seq) → its counted size: the retention index, and
+//!   the read path of a resume on named topics;
+//! - `topics`: topic → the newest seq it dropped (see [`retention`]);
+//! - `meta`: `epoch`, `last_seq` (the sequence counter), `running` (which
+//!   mode a run that has not stopped cleanly was in: 0 after a clean stop),
+//!   `forgotten_through`.
+//!
+//! At start, after a run that did not stop cleanly in batch mode, the log
+//! cannot know whether the last acknowledged events reached the disk: it
+//! begins a new, higher epoch with an empty history, so that no id is ever
+//! issued twice, and subscribers get the in-band `server_restarted` notice.
+//! After such a stop in `always` mode, every acknowledged event is there and
+//! the epoch goes on.
+//!
+//! A failed write (disk full, an I/O error) answers the publishes of that
+//! commit with 503 and marks the log down; the writer reopens the store with
+//! backoff, and from the store's own record of what it holds, goes on (or,
+//! when acknowledged events were lost, begins a new epoch).
+
+mod dir;
+mod retention;
+mod writer;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use shared::{EventId, ServerEvent};
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::dir::check as check_data_dir;
+use self::retention::Retention;
+use self::writer::Writer;
+use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Span};
+use super::{SpanFuture, Unavailable};
+use crate::config::ConfigError;
+use crate::hub::{new_epoch, Filter, Hub, HubOptions};
+
+const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+const BY_TOPIC: TableDefinition<'_, (&str, u64), u64> = TableDefinition::new("by_topic");
+const TOPICS: TableDefinition<'_, &str, u64> = TableDefinition::new("topics");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// `meta.running` after a clean stop.
+const STOPPED: u64 = 0;
+/// `meta.running` of a run in `--fsync always`.
+const RUNNING_ALWAYS: u64 = 1;
+/// `meta.running` of a run in `--fsync batch`.
+const RUNNING_BATCH: u64 = 2;
+
+/// Publishes stored in one transaction at most.
+const MAX_BATCH: usize = 4096;
+/// Publishes waiting for the writer at most; more wait to be queued.
+const QUEUE: usize = 16 * 1024;
+/// Events handed to the hub at a time while loading.
+const LOAD_CHUNK: usize = 4096;
+/// Bytes one backfill read brings at most (at least one event).
+const BACKFILL_BYTES: usize = 4 * 1024 * 1024;
+/// Delays between attempts to reopen a store that failed.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the writer to store what is queued and close
+/// the store.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// When a publish to the disk log is acknowledged (`--fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Once it is on disk: each commit is synced (concurrent publishes share
+    /// one).
+    Always,
+    /// Once it is committed in memory; the file is synced every interval.
+    Batch(Duration),
+}
+
+impl FromStr for Fsync {
+    type Err = String;
+
+    /// `always`, or `batch=<interval>` (like `batch=100ms`; `batch` alone is
+    /// 100 ms).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = "use `always` or `batch=<interval>`, like batch=100ms";
+        match s.trim() {
+            "always" => Ok(Self::Always),
+            "batch" => Ok(Self::Batch(Duration::from_millis(100))),
+            other => {
+                let every = other
+                    .strip_prefix("batch=")
+                    .ok_or_else(|| format!("{other:?}: {usage}"))?;
+                let every = humantime::parse_duration(every)
+                    .map_err(|e| format!("{every:?}: {e} ({usage})"))?;
+                if every.is_zero() || every > Duration::from_secs(60) {
+                    return Err(format!(
+                        "the batch interval must be above 0 and at most 1m ({usage})"
+                    ));
+                }
+                Ok(Self::Batch(every))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Fsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Always => f.write_str("always"),
+            Self::Batch(every) => write!(f, "batch={}", humantime::format_duration(*every)),
+        }
+    }
+}
+
+impl Fsync {
+    fn running(self) -> u64 {
+        match self {
+            Self::Always => RUNNING_ALWAYS,
+            Self::Batch(_) => RUNNING_BATCH,
+        }
+    }
+}
+
+/// What the disk log is asked to do.
+#[derive(Debug, Clone)]
+pub struct DiskOptions {
+    /// The data dir.
+    pub dir: PathBuf,
+    /// When a publish is acknowledged.
+    pub fsync: Fsync,
+    /// Most events kept on disk (`--disk-history`).
+    pub max_events: u64,
+    /// Most bytes kept on disk (`--disk-history-bytes`).
+    pub max_bytes: u64,
+    /// Events each topic keeps while room allows (`--history-per-topic`).
+    pub floor: u64,
+    /// Topics without events whose losses are remembered one by one.
+    pub max_empty_topics: usize,
+}
+
+/// Why a store operation failed.
+type StoreResult<T> = Result<T, redb::Error>;
+
+/// What the writer and the readers share.
+struct Shared {
+    /// The open store; `None` while it failed and is not reopened yet.
+    store: RwLock<Option<Arc<Database>>>,
+    /// The epoch of the events in the store.
+    epoch: AtomicU64,
+    /// Whether the last write succeeded.
+    up: AtomicBool,
+    /// Times the log went down since the start.
+    outages: AtomicU64,
+    /// Failed store operations since the start.
+    errors: AtomicU64,
+    /// What is kept, and what each topic dropped.
+    retention: Mutex<Retention>,
+}
+
+impl Shared {
+    /// Records a failed operation; the first of an outage is logged as an
+    /// error, the others at debug level.
+    fn failed(&self, during: &str, error: &redb::Error) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.up.swap(false, Ordering::AcqRel) {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                %error,
+                during,
+                "the event log on disk failed (disk full, or an I/O error): publishing answers \
+                 503 until it can write again; subscribers are still served"
+            );
+        } else {
+            tracing::debug!(%error, during, "the event log on disk still fails");
+        }
+    }
+}
+
+/// One publish waiting for the writer.
+struct Request {
+    topic: String,
+    message: String,
+    answer: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// The disk log. Open it with [`DiskLog::open`]; publish with
+/// [`EventLog::append`].
+pub struct DiskLog {
+    /// The writer's queue.
+    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    /// The hub, for the live-topic limit.
+    hub: Arc<Hub>,
+    options: DiskOptions,
+}
+
+impl fmt::Debug for DiskLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskLog")
+            .field("options", &self.options)
+            .field("epoch", &self.shared.epoch.load(Ordering::Relaxed))
+            .field("up", &self.shared.up.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(message: &str) -> AppendError {
+    AppendError::Unavailable(Unavailable(message.to_owned()))
+}
+
+impl DiskLog {
+    /// Opens the log in `options.dir` (checked by [`check_data_dir`] first),
+    /// recovers what the last run left, builds the hub (see
+    /// [`Hub::follower`]) and loads into it the newest events, up to
+    /// `hub_options.history`, then starts the writer thread. `closed`
+    /// resolves once the writer has stored what was queued at shutdown and
+    /// closed the store cleanly.
+    ///
+    /// # Errors
+    /// [`ConfigError::DataDir`] naming the folder or the file when the data
+    /// dir cannot be used.
+    pub fn open(
+        options: DiskOptions,
+        hub_options: HubOptions,
+    ) -> Result<(Arc<Hub>, Arc<Self>, Closed), ConfigError> {
+        let path = dir::prepare(&options.dir)?;
+        let store = dir::open_store(&path).map_err(|e| dir::store_refused(&path, &e))?;
+        let failed = |error: redb::Error| ConfigError::DataDir {
+            path: path.clone(),
+            reason: format!("cannot be read or written: {error}"),
+        };
+        let (epoch, last_seq) = start_run(&store, options.fsync).map_err(failed)?;
+        let retention = load_retention(&store, &options).map_err(failed)?;
+        let hub = Hub::follower(epoch, hub_options);
+        load_hub(&store, &hub, epoch, last_seq, hub_options.history).map_err(failed)?;
+        hub.mark_loaded();
+        tracing::info!(
+            dir = %options.dir.display(),
+            epoch,
+            last_seq,
+            on_disk = retention.events,
+            in_memory = hub.history_len(),
+            fsync = %options.fsync,
+            "events are kept on disk"
+        );
+        let store = Arc::new(store);
+        let shared = Arc::new(Shared {
+            store: RwLock::new(Some(store.clone())),
+            epoch: AtomicU64::new(epoch),
+            up: AtomicBool::new(true),
+            outages: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            retention: Mutex::new(retention),
+        });
+        let (requests, queue) = mpsc::channel(QUEUE);
+        let (done, closed) = oneshot::channel();
+        let writer = Writer::new(
+            store,
+            path,
+            options.clone(),
+            shared.clone(),
+            hub.clone(),
+            last_seq,
+        );
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("disk-log".into())
+            .spawn(move || writer.run(&runtime, queue, done))
+            .map_err(|e| ConfigError::DataDir {
+                path: options.dir.clone(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        let log = Arc::new(Self {
+            requests,
+            shared,
+            hub: hub.clone(),
+            options,
+        });
+        Ok((hub, log, Closed(closed)))
+    }
+}
+
+/// Resolves once the writer has closed the store at shutdown.
+#[derive(Debug)]
+pub struct Closed(oneshot::Receiver<()>);
+
+impl Closed {
+    /// Waits (at most [`CLOSE_WAIT`]) for the writer to store what was
+    /// queued and close the store.
+    pub async fn wait(self) {
+        if tokio::time::timeout(CLOSE_WAIT, self.0).await.is_err() {
+            tracing::error!(
+                "the event log on disk did not close in time: the next start will treat this \
+                 run as stopped uncleanly"
+            );
+        }
+    }
+}
+
+/// Reads what the last run left and records that this run has begun:
+/// returns the epoch and the last seq to go on from.
+fn start_run(store: &Database, fsync: Fsync) -> StoreResult<(u64, u64)> {
+    let tx = store.begin_write()?;
+    let (mut epoch, mut last_seq, running) = {
+        let meta = tx.open_table(META)?;
+        let get =
+            |key: &str| -> StoreResult<u64> { Ok(meta.get(key)?.map_or(0, |value| value.value())) };
+        (get("epoch")?, get("last_seq")?, get("running")?)
+    };
+    if epoch == 0 {
+        epoch = new_epoch();
+        tracing::info!(epoch, "a new event log on disk");
+    } else if running == RUNNING_BATCH {
+        let old = epoch;
+        epoch = begin_epoch(&tx, old)?;
+        last_seq = 0;
+        tracing::warn!(
+            old,
+            new = epoch,
+            "the last run (--fsync batch) did not stop cleanly, so its last acknowledged \
+             events may not have reached the disk: a new epoch begins with an empty history, \
+             and resuming clients get a reset notice"
+        );
+    } else if running == RUNNING_ALWAYS {
+        tracing::warn!(
+            epoch,
+            last_seq,
+            "the last run (--fsync always) did not stop cleanly; every acknowledged event is \
+             on disk and the epoch goes on"
+        );
+    }
+    {
+        let mut meta = tx.open_table(META)?;
+        meta.insert("epoch", epoch)?;
+        meta.insert("last_seq", last_seq)?;
+        meta.insert("running", fsync.running())?;
+        // Every table exists from the start, for readers.
+        tx.open_table(EVENTS)?;
+        tx.open_table(BY_TOPIC)?;
+        tx.open_table(TOPICS)?;
+    }
+    tx.commit()?;
+    Ok((epoch, last_seq))
+}
+
+/// Empties the store and records a new epoch above `old` (and above the
+/// clock's, see [`new_epoch`]); returns it.
+fn begin_epoch(tx: &WriteTransaction, old: u64) -> StoreResult<u64> {
+    let epoch = new_epoch().max(old + 1);
+    tx.delete_table(EVENTS)?;
+    tx.delete_table(BY_TOPIC)?;
+    tx.delete_table(TOPICS)?;
+    tx.open_table(EVENTS)?;
+    tx.open_table(BY_TOPIC)?;
+    tx.open_table(TOPICS)?;
+    let mut meta = tx.open_table(META)?;
+    meta.insert("epoch", epoch)?;
+    meta.insert("last_seq", 0)?;
+    meta.insert("forgotten_through", 0)?;
+    Ok(epoch)
+}
+
+/// Rebuilds the retention index from the `by_topic` and `topics` tables.
+fn load_retention(store: &Database, options: &DiskOptions) -> StoreResult<Retention> {
+    let mut retention = Retention::new(
+        options.max_events,
+        options.max_bytes,
+        options.floor,
+        options.max_empty_topics,
+    );
+    let tx = store.begin_read()?;
+    for entry in tx.open_table(BY_TOPIC)?.iter()? {
+        let (key, size) = entry?;
+        let (topic, seq) = key.value();
+        retention.push(topic, seq, size.value());
+    }
+    for entry in tx.open_table(TOPICS)?.iter()? {
+        let (topic, through) = entry?;
+        retention.remember(topic.value(), through.value());
+    }
+    let forgotten = tx
+        .open_table(META)?
+        .get("forgotten_through")?
+        .map_or(0, |v| v.value());
+    retention.set_forgotten(forgotten);
+    Ok(retention)
+}
+
+/// Decodes a stored event of `epoch`.
+fn decode(epoch: u64, value: &[u8]) -> Option<(EventId, ServerEvent)> {
+    let event: ServerEvent = serde_json::from_slice(value).ok()?;
+    Some((EventId::new(epoch, event.seq), event))
+}
+
+/// Hands the hub the newest events without a gap between them (the disk
+/// keeps older ones of quiet topics: a resume reads those from disk), at
+/// most `history`.
+fn load_hub(
+    store: &Database,
+    hub: &Hub,
+    epoch: u64,
+    last_seq: u64,
+    history: u64,
+) -> StoreResult<()> {
+    let tx = store.begin_read()?;
+    let events = tx.open_table(EVENTS)?;
+    let mut first = last_seq + 1;
+    for entry in events.range(..=last_seq)?.rev() {
+        let (seq, _) = entry?;
+        if seq.value() + 1 != first || last_seq - seq.value() >= history {
+            break;
+        }
+        first = seq.value();
+    }
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+    for entry in events.range(first..=last_seq)? {
+        let (_, value) = entry?;
+        match decode(epoch, value.value()) {
+            Some(event) => chunk.push(event),
+            None => tracing::warn!("skipping a stored event that does not decode"),
+        }
+        if chunk.len() == LOAD_CHUNK {
+            hub.replicate(std::mem::take(&mut chunk));
+        }
+    }
+    hub.replicate(chunk);
+    Ok(())
+}
+
+/// Reads, for a subscriber of `filter`, the events among `from..=to` from
+/// the store: at most `limit` events looked at and [`BACKFILL_BYTES`]
+/// bytes. Named topics are read through `by_topic`, so that a quiet topic
+/// costs its own events; patterns and every topic read `events` in order.
+fn read_span(
+    store: &Database,
+    shared: &Shared,
+    epoch: u64,
+    filter: &Filter,
+    from: u64,
+    to: u64,
+    limit: usize,
+) -> StoreResult<Span> {
+    let limit = limit.max(1);
+    let tx = store.begin_read()?;
+    let stored = tx.open_table(EVENTS)?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    let mut next = to.saturating_add(1);
+    match filter {
+        Filter::Some { topics, prefixes } if prefixes.is_empty() => {
+            let by_topic = tx.open_table(BY_TOPIC)?;
+            let mut seqs = Vec::new();
+            for topic in topics {
+                let start = seqs.len();
+                for entry in by_topic
+                    .range((&**topic, from)..=(&**topic, to))?
+                    .take(limit)
+                {
+                    seqs.push(entry?.0.value().1);
+                }
+                if seqs.len() - start == limit {
+                    // This topic may have more: read no further than it.
+                    next = next.min(seqs[seqs.len() - 1] + 1);
+                }
+            }
+            seqs.sort_unstable();
+            seqs.retain(|seq| *seq < next);
+            seqs.truncate(limit);
+            if seqs.len() == limit {
+                next = next.min(seqs[limit - 1] + 1);
+            }
+            for seq in seqs {
+                if bytes >= BACKFILL_BYTES {
+                    next = seq;
+                    break;
+                }
+                if let Some(value) = stored.get(seq)? {
+                    bytes += value.value().len();
+                    events.extend(decode(epoch, value.value()));
+                }
+            }
+        }
+        _ => {
+            for (looked, entry) in stored.range(from..=to)?.enumerate() {
+                let (seq, value) = entry?;
+                if looked == limit || bytes >= BACKFILL_BYTES {
+                    next = seq.value();
+                    break;
+                }
+                bytes += value.value().len();
+                if let Some((id, event)) = decode(epoch, value.value()) {
+                    if filter.matches(&event.topic) {
+                        events.push((id, event));
+                    }
+                }
+            }
+        }
+    }
+    // Asked after the read: an event dropped meanwhile is reported gone
+    // (perhaps twice), never missed silently.
+    let gone = shared.retention.lock().gone(filter, from, to);
+    Ok(Span { events, next, gone })
+}
+
+impl EventLog for DiskLog {
+    fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
+        Box::pin(async move {
+            self.hub.admit(&topic)?;
+            let (answer, answered) = oneshot::channel();
+            let stopping =
+                || unavailable("the server is shutting down; the event was not published");
+            self.requests
+                .send(Request {
+                    topic,
+                    message,
+                    answer,
+                })
+                .await
+                .map_err(|_| stopping())?;
+            answered.await.map_err(|_| stopping())?
+        })
+    }
+
+    fn health(&self) -> LogHealth {
+        LogHealth {
+            kind: "disk",
+            up: self.shared.up.load(Ordering::Acquire),
+            outages: self.shared.outages.load(Ordering::Relaxed),
+            errors: self.shared.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn reaches_further(&self) -> bool {
+        // Quiet topics keep older events on disk than the hub loads, and the
+        // disk's bounds are at least the hub's.
+        true
+    }
+
+    fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
+        Box::pin(async move {
+            let span = self.span(&Filter::All, epoch, from, to, limit).await?;
+            Ok(span.events)
+        })
+    }
+
+    fn span<'a>(
+        &'a self,
+        filter: &'a Filter,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> SpanFuture<'a> {
+        Box::pin(async move {
+            if epoch != self.shared.epoch.load(Ordering::Acquire) {
+                // Another epoch's events are gone.
+                return Ok(Span {
+                    events: Vec::new(),
+                    next: to.saturating_add(1),
+                    gone: Some((from, to)),
+                });
+            }
+            let cannot = || Unavailable("the event log (disk) cannot be read now".into());
+            let store = self.shared.store.read().clone().ok_or_else(cannot)?;
+            let (shared, filter) = (self.shared.clone(), filter.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                read_span(&store, &shared, epoch, &filter, from, to, limit)
+            });
+            match read.await {
+                Ok(Ok(span)) => Ok(span),
+                Ok(Err(error)) => {
+                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "reading the event log on disk failed");
+                    Err(cannot())
+                }
+                Err(_) => Err(cannot()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_modes_parse() {
+        assert_eq!("always".parse(), Ok(Fsync::Always));
+        assert_eq!(
+            "batch=100ms".parse(),
+            Ok(Fsync::Batch(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            "batch".parse(),
+            Ok(Fsync::Batch(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            Fsync::Batch(Duration::from_millis(250)).to_string(),
+            "batch=250ms"
+        );
+        for bad in ["sometimes", "batch=0s", "batch=soon", "batch=2m"] {
+            let error = bad.parse::<Fsync>().unwrap_err();
+            assert!(error.contains("always"), "{bad}: {error}");
+        }
+    }
+}

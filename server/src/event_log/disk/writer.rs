@@ -1,0 +1,436 @@
+//! The writer thread: the one place that changes the store. It takes every
+//! publish waiting, stores them in one transaction (group commit), hands the
+//! batch to the hub and answers the publishers; syncs in batch mode; reopens
+//! the store after a failure; marks the clean stop.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableTable};
+use shared::{EventId, ServerEvent};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::retention::EVENT_OVERHEAD;
+use super::{
+    begin_epoch, dir, load_retention, unavailable, DiskOptions, Fsync, Request, Shared,
+    StoreResult, BY_TOPIC, EVENTS, MAX_BATCH, META, RETRY_MAX, RETRY_MIN, STOPPED, TOPICS,
+};
+use crate::event_log::Appended;
+use crate::hub::{now_rfc3339, Hub};
+
+/// The error of a store operation that the test seam failed on purpose.
+#[cfg(debug_assertions)]
+fn injected() -> redb::Error {
+    redb::Error::Io(std::io::Error::other(
+        "injected I/O error (SSE_TEST_DISK_FAULT_FILE exists)",
+    ))
+}
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    /// The store; `None` after a failure until it is reopened.
+    store: Option<Arc<Database>>,
+    /// The store file.
+    path: PathBuf,
+    options: DiskOptions,
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    fsync: Fsync,
+    /// The seq the next event gets.
+    next_seq: u64,
+    /// When the store was last synced (batch mode).
+    synced: Instant,
+    /// Whether commits since then wait for a sync (batch mode).
+    unsynced: bool,
+    /// When to try reopening a failed store.
+    retry_at: Instant,
+    backoff: Duration,
+    /// Test seam (debug builds only): while this file exists, every write
+    /// and reopen fails as a full disk would.
+    #[cfg(debug_assertions)]
+    fault: Option<PathBuf>,
+}
+
+/// What woke the writer.
+enum Wake {
+    Request(Request),
+    Timer,
+    Stop,
+}
+
+impl Writer {
+    /// The writer of `store` (the file at `path`), whose last stored seq is
+    /// `last_seq`.
+    pub(super) fn new(
+        store: Arc<Database>,
+        path: PathBuf,
+        options: DiskOptions,
+        shared: Arc<Shared>,
+        hub: Arc<Hub>,
+        last_seq: u64,
+    ) -> Self {
+        Self {
+            store: Some(store),
+            path,
+            fsync: options.fsync,
+            options,
+            shared,
+            hub,
+            next_seq: last_seq + 1,
+            synced: Instant::now(),
+            unsynced: false,
+            retry_at: Instant::now(),
+            backoff: RETRY_MIN,
+            #[cfg(debug_assertions)]
+            fault: std::env::var_os("SSE_TEST_DISK_FAULT_FILE").map(PathBuf::from),
+        }
+    }
+
+    /// Runs until the hub shuts down (or every sender is gone): stores what
+    /// is queued then, closes the store cleanly and signals `done`.
+    pub(super) fn run(
+        mut self,
+        runtime: &tokio::runtime::Handle,
+        mut queue: mpsc::Receiver<Request>,
+        done: oneshot::Sender<()>,
+    ) {
+        let shutdown = self.hub.shutdown_token().clone();
+        loop {
+            let timer = self.next_timer();
+            let wake = runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    request = queue.recv() => request.map_or(Wake::Stop, Wake::Request),
+                    () = shutdown.cancelled() => Wake::Stop,
+                    () = sleep_until(timer), if timer.is_some() => Wake::Timer,
+                }
+            });
+            match wake {
+                Wake::Request(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    self.store_batch(batch);
+                }
+                Wake::Timer => self.tick(),
+                Wake::Stop => break,
+            }
+        }
+        // Store what was queued before the stop, then refuse the rest.
+        queue.close();
+        let mut batch = Vec::new();
+        while let Ok(request) = queue.try_recv() {
+            batch.push(request);
+        }
+        if !batch.is_empty() {
+            self.store_batch(batch);
+        }
+        self.close();
+        let _ = done.send(());
+    }
+
+    /// When the writer must wake without a publish: to sync (batch mode),
+    /// or to retry a failed store.
+    fn next_timer(&self) -> Option<Instant> {
+        if self.store.is_none() {
+            return Some(self.retry_at);
+        }
+        match self.fsync {
+            Fsync::Batch(every) if self.unsynced => Some(self.synced + every),
+            _ => None,
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.store.is_none() {
+            self.try_reopen();
+            return;
+        }
+        if self.unsynced {
+            if let Err(error) = self.sync() {
+                self.failed("syncing", &error);
+            }
+        }
+    }
+
+    #[cfg(debug_assertions)]
+    fn check_fault(&self) -> StoreResult<()> {
+        match &self.fault {
+            Some(path) if path.exists() => Err(injected()),
+            _ => Ok(()),
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    #[allow(clippy::unused_self, clippy::unnecessary_wraps)]
+    fn check_fault(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Stores `batch` in one transaction, then hands it to the hub and
+    /// answers each publisher; on failure, answers 503.
+    fn store_batch(&mut self, batch: Vec<Request>) {
+        if self.store.is_none() && Instant::now() >= self.retry_at {
+            self.try_reopen();
+        }
+        if self.store.is_none() {
+            for request in batch {
+                let _ = request.answer.send(Err(unavailable(
+                    "the event log (disk) cannot write now (disk full, or an I/O error); the \
+                     event was not published",
+                )));
+            }
+            return;
+        }
+        let epoch = self.shared.epoch.load(Ordering::Acquire);
+        let time = now_rfc3339();
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        for (i, request) in batch.into_iter().enumerate() {
+            let seq = self.next_seq + i as u64;
+            events.push((
+                EventId::new(epoch, seq),
+                ServerEvent {
+                    id: Uuid::new_v4(),
+                    seq,
+                    topic: request.topic,
+                    message: request.message,
+                    time: time.clone(),
+                },
+            ));
+            answers.push(request.answer);
+        }
+        match self.commit(&events) {
+            Ok(()) => {
+                self.next_seq += events.len() as u64;
+                if !self.shared.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!("the event log on disk can write again: publishing works");
+                }
+                let appended: Vec<Appended> = events
+                    .iter()
+                    .map(|(id, event)| Appended {
+                        id: *id,
+                        event: event.clone(),
+                    })
+                    .collect();
+                self.hub.replicate(events);
+                for (answer, appended) in answers.into_iter().zip(appended) {
+                    let _ = answer.send(Ok(appended));
+                }
+            }
+            Err(error) => {
+                self.failed("storing events", &error);
+                for answer in answers {
+                    let _ = answer.send(Err(unavailable(
+                        "the event log (disk) could not store the event (disk full, or an I/O \
+                         error); it was not published",
+                    )));
+                }
+            }
+        }
+    }
+
+    /// One transaction: the events, what retention drops to make room, the
+    /// sequence counter. Synced unless batch mode's interval has not passed.
+    fn commit(&mut self, events: &[(EventId, ServerEvent)]) -> StoreResult<()> {
+        self.check_fault()?;
+        let Some(store) = self.store.clone() else {
+            return Err(redb::Error::DatabaseClosed);
+        };
+        let durable = match self.fsync {
+            Fsync::Always => true,
+            Fsync::Batch(every) => self.synced.elapsed() >= every,
+        };
+        let mut tx = store.begin_write()?;
+        if !durable {
+            tx.set_durability(Durability::None)?;
+        }
+        {
+            let mut stored = tx.open_table(EVENTS)?;
+            let mut by_topic = tx.open_table(BY_TOPIC)?;
+            let mut topics = tx.open_table(TOPICS)?;
+            let mut meta = tx.open_table(META)?;
+            // The index runs ahead of the transaction; after a failed one
+            // the store is reopened and the index rebuilt from it.
+            let mut retention = self.shared.retention.lock();
+            for (_, event) in events {
+                // Serializing the project's own message type cannot fail.
+                let value = serde_json::to_vec(event).unwrap_or_default();
+                let size = value.len() as u64 + EVENT_OVERHEAD;
+                stored.insert(event.seq, value.as_slice())?;
+                by_topic.insert((event.topic.as_str(), event.seq), size)?;
+                retention.push(&event.topic, event.seq, size);
+            }
+            let dropped = retention.evict(|seq| self.hub.holds(seq));
+            for (topic, seq) in &dropped.events {
+                stored.remove(seq)?;
+                by_topic.remove((&**topic, *seq))?;
+            }
+            for (topic, through) in &dropped.topics {
+                topics.insert(&**topic, through)?;
+            }
+            for topic in &dropped.forgotten {
+                topics.remove(&**topic)?;
+            }
+            meta.insert("forgotten_through", retention.forgotten_through)?;
+            drop(retention);
+            if let Some((id, _)) = events.last() {
+                meta.insert("last_seq", id.seq)?;
+            }
+        }
+        tx.commit()?;
+        if durable {
+            self.synced = Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
+    /// Batch mode: makes every commit so far durable.
+    fn sync(&mut self) -> StoreResult<()> {
+        self.check_fault()?;
+        let Some(store) = self.store.clone() else {
+            return Err(redb::Error::DatabaseClosed);
+        };
+        let tx = store.begin_write()?;
+        tx.open_table(META)?
+            .insert("last_seq", self.next_seq.saturating_sub(1))?;
+        tx.commit()?;
+        self.synced = Instant::now();
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Records a failure and drops the store, to be reopened after a
+    /// backoff (redb refuses every operation after an I/O error).
+    fn failed(&mut self, during: &str, error: &redb::Error) {
+        self.shared.failed(during, error);
+        self.store = None;
+        *self.shared.store.write() = None;
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+    }
+
+    /// Reopens the store after a failure and goes on from what it holds.
+    fn try_reopen(&mut self) {
+        match self.reopen() {
+            Ok(()) => {
+                self.backoff = RETRY_MIN;
+                if !self.shared.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!("the event log on disk can write again: publishing works");
+                }
+            }
+            Err(error) => {
+                self.shared.failed("reopening the store", &error);
+                self.retry_at = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> StoreResult<()> {
+        self.check_fault()?;
+        let store = dir::open_store(&self.path)?;
+        let acked = self.next_seq - 1;
+        let tx = store.begin_write()?;
+        let (epoch, last_seq) = {
+            let meta = tx.open_table(META)?;
+            let get = |key: &str| -> StoreResult<u64> {
+                Ok(meta.get(key)?.map_or(0, |value| value.value()))
+            };
+            (get("epoch")?, get("last_seq")?)
+        };
+        let mut next_seq = last_seq + 1;
+        let current = self.shared.epoch.load(Ordering::Acquire);
+        if epoch != current || last_seq < acked {
+            // Acknowledged events did not reach the disk (batch mode): their
+            // ids must not be issued again.
+            let new = begin_epoch(&tx, epoch.max(current))?;
+            tracing::warn!(
+                old = current,
+                new,
+                acknowledged = acked,
+                on_disk = last_seq,
+                "acknowledged events were lost with the failed writes: a new epoch begins, \
+                 and subscribers get a reset notice"
+            );
+            self.shared.epoch.store(new, Ordering::Release);
+            next_seq = 1;
+        } else if last_seq > acked {
+            // A failed commit reached the disk after all; its publishes were
+            // answered 503 and no one saw its ids: they go.
+            let mut stored = tx.open_table(EVENTS)?;
+            let mut by_topic = tx.open_table(BY_TOPIC)?;
+            let gone: Vec<(String, u64)> = stored
+                .range(acked + 1..)?
+                .filter_map(Result::ok)
+                .filter_map(|(_, value)| {
+                    let event: ServerEvent = serde_json::from_slice(value.value()).ok()?;
+                    Some((event.topic, event.seq))
+                })
+                .collect();
+            for (topic, seq) in &gone {
+                stored.remove(seq)?;
+                by_topic.remove((topic.as_str(), *seq))?;
+            }
+            tx.open_table(META)?.insert("last_seq", acked)?;
+            next_seq = acked + 1;
+        }
+        tx.open_table(META)?
+            .insert("running", self.fsync.running())?;
+        tx.commit()?;
+        let retention = load_retention(&store, &self.options)?;
+        *self.shared.retention.lock() = retention;
+        self.next_seq = next_seq;
+        self.synced = Instant::now();
+        self.unsynced = false;
+        let store = Arc::new(store);
+        *self.shared.store.write() = Some(store.clone());
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// Marks the clean stop (the next run keeps the epoch) and closes the
+    /// store.
+    fn close(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        *self.shared.store.write() = None;
+        let mark = || -> StoreResult<()> {
+            self.check_fault()?;
+            let tx = store.begin_write()?;
+            {
+                let mut meta = tx.open_table(META)?;
+                meta.insert("last_seq", self.next_seq.saturating_sub(1))?;
+                meta.insert("running", STOPPED)?;
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        match mark() {
+            Ok(()) => tracing::info!(
+                last_seq = self.next_seq.saturating_sub(1),
+                "the event log on disk is closed cleanly"
+            ),
+            Err(error) => self.shared.failed("closing the store", &error),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
