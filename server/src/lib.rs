@@ -19,6 +19,9 @@
 //! - [`page`]: the built web page at `/`.
 //! - [`ticker`]: the demo ticker.
 //! - [`topics`]: `GET /topics`, the live topics a page at a time.
+//! - [`time`]: `GET /time`, the server's clock, for a client's offset.
+//! - [`replay`]: `server replay`, which publishes a recording made by the
+//!   page back into a server at its original pace.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
 //! - [`throttle`]: log lines a client can repeat, written once in a while.
@@ -37,12 +40,14 @@ pub mod metrics;
 pub mod page;
 pub mod publish;
 pub mod rate;
+pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod status;
 pub mod stream;
 pub mod throttle;
 pub mod ticker;
+pub mod time;
 pub mod topics;
 
 pub use app::App;
