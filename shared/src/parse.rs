@@ -46,7 +46,7 @@ pub struct Parser {
     /// The event type buffer of the event being built.
     event_type: String,
     /// The last event id buffer: persists across events.
-    last_event_id: String,
+    id_buffer: String,
     /// The last event id string: the buffer as of the last blank line,
     /// which is what a reconnecting client sends.
     dispatched_id: String,
@@ -132,7 +132,7 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" if !value.contains('\0') => value.clone_into(&mut self.last_event_id),
+            "id" if !value.contains('\0') => value.clone_into(&mut self.id_buffer),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits only, but possibly too many for 64 bits: then ignored.
                 if let Ok(ms) = value.parse() {
@@ -144,7 +144,7 @@ impl Parser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<Item>) {
-        self.dispatched_id.clone_from(&self.last_event_id);
+        self.dispatched_id.clone_from(&self.id_buffer);
         if self.data.is_empty() {
             self.event_type.clear();
             return;
@@ -160,7 +160,7 @@ impl Parser {
         out.push(Item::Event(ParsedEvent {
             event,
             data: std::mem::take(&mut self.data),
-            last_event_id: self.last_event_id.clone(),
+            last_event_id: self.id_buffer.clone(),
         }));
     }
 }
