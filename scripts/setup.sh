@@ -2,7 +2,7 @@
 # Installs what building the page (and, with --for-tests, every test) needs,
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
-# chromium and chromium-driver (the page's browser tests) and redis-server
+# chromium, chromium-driver and curl (the page's browser tests) and redis-server
 # (the tests of servers sharing a Redis stream), and for the fuzz targets
 # cargo-fuzz. Then downloads the crates so later builds can run with
 # --offline.
@@ -46,6 +46,8 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
+    # A browser test runs the page's copied resume command.
+    command -v curl >/dev/null || apt_packages+=(curl)
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)

@@ -134,12 +134,11 @@ pub fn chart(chart: &Chart) -> String {
          latency, one point a second over the last {} minutes; the top is {top}\">\
          <path class=\"p99\" d=\"{}\"/><path class=\"p50\" d=\"{}\"/></svg>\
          <span class=\"chart-axis\" aria-hidden=\"true\"><span><i class=\"p50\"></i>p50 <i class=\"p99\">\
-         </i>p99 · {} min</span><span>{top}</span></span>",
+         </i>p99</span><span>{top}</span></span>",
         chart.seconds,
         CHART_POINTS / 60,
         chart.p99,
         chart.p50,
-        CHART_POINTS / 60,
     )
 }
 

@@ -241,14 +241,7 @@ async fn a_rows_details_show_its_sse_lines_and_its_resume_command_resumes_after_
     // after the row's event.
     let script = format!("{command} --silent --max-time 2");
     let output = run(std::process::Command::new("sh").arg("-c").arg(script)).await?;
-    let items = shared::Parser::parse_all(&output.stdout);
-    let resumed: Vec<String> = items
-        .iter()
-        .filter_map(|item| match item {
-            shared::Item::Event(e) if e.event == "message" => Some(e.last_event_id.clone()),
-            _ => None,
-        })
-        .collect();
+    let resumed = message_ids(&output.stdout);
     let at: EventId = id.parse()?;
     ensure!(
         resumed.first() == Some(&EventId::new(at.epoch, at.seq + 1).to_string()),
@@ -264,6 +257,97 @@ async fn a_rows_details_show_its_sse_lines_and_its_resume_command_resumes_after_
         closed.focus == Some(format!("row:{key}")),
         "{:?}",
         closed.focus
+    );
+    browser.close().await
+}
+
+/// The ordinary events' ids in a stream read whole.
+fn message_ids(stream: &[u8]) -> Vec<String> {
+    shared::Parser::parse_all(stream)
+        .into_iter()
+        .filter_map(|item| match item {
+            shared::Item::Event(e) if e.event == "message" => Some(e.last_event_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_topics_resume_command_asks_for_a_token_and_never_shows_it() -> Result<()> {
+    let _serial = e2e::serial().await;
+    let secret = "inspector secret";
+    let mut options = ServerOptions::ticker("off");
+    options.extra = ["--jwt-secret", secret, "--private", "vip"]
+        .map(str::to_owned)
+        .to_vec();
+    let server = Server::start(&options)?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "sub": "e2e", "exp": exp, "sse": { "subscribe": ["vip"], "publish": ["vip"] } }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())?,
+    )?;
+    let browser = Browser::start().await?;
+    let page = Page::open(&browser, &server.url()).await?;
+    page.wait_until("live", |s| s.is("live")).await?;
+    page.fill("#token", &token).await?;
+    page.click("#token-read").await?;
+    page.fill("#topic-custom", "vip").await?;
+    page.click("#topic-apply").await?;
+    page.wait_until("reading the private topic", |s| s.live_on("vip"))
+        .await?;
+    for message in ["first secret", "second secret"] {
+        page.fill("#publish-message", message).await?;
+        page.fill("#publish-topic", "vip").await?;
+        page.click("#publish-submit").await?;
+        page.wait_until("the message in the list", |s| {
+            s.events().any(|r| r.message == message)
+        })
+        .await?;
+    }
+    let view = page.snapshot().await?;
+    let first = view.events().last().cloned().context("the first message")?;
+    let second = view
+        .events()
+        .next()
+        .cloned()
+        .context("the second message")?;
+    page.click(&format!(
+        "#messages > li[data-key='{}']",
+        first.key.unwrap_or(0)
+    ))
+    .await?;
+    let open = page
+        .wait_until("the details", |s| s.details_curl.is_some())
+        .await?;
+    let command = open.details_curl.clone().unwrap_or_default();
+    let id = first.id.clone().unwrap_or_default();
+    ensure!(
+        command
+            == format!(
+                "curl -N -H 'Last-Event-ID: {id}' -H 'Authorization: Bearer <token>' '{}/stream?topic=vip'",
+                server.url()
+            ),
+        "{command}"
+    );
+    ensure!(
+        !command.contains(&token),
+        "the token is in the page's command"
+    );
+    // With the placeholder filled in, it resumes right after the first.
+    let script = format!(
+        "{} --silent --max-time 2",
+        command.replace("<token>", &token)
+    );
+    let output = run(std::process::Command::new("sh").arg("-c").arg(script)).await?;
+    let resumed = message_ids(&output.stdout);
+    ensure!(
+        resumed.first() == second.id.as_ref(),
+        "curl got {resumed:?}: {}",
+        String::from_utf8_lossy(&output.stdout)
     );
     browser.close().await
 }

@@ -75,7 +75,7 @@ pub fn StatusBar(
                     <dd id="stat-latency" inner_html=latency></dd>
                 </div>
             </dl>
-            <div id="latency" class="sparkline" inner_html=chart></div>
+            <div id="latency" class="sparkline" title="p50 and p99 latency, the last 3 minutes" inner_html=chart></div>
         </section>
     }
 }
