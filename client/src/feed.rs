@@ -172,6 +172,11 @@ impl Feed {
         self.last = None;
     }
 
+    /// The newest row.
+    pub fn newest(&self) -> Option<&Arc<Row>> {
+        self.rows.back()
+    }
+
     /// The rows, newest first.
     pub fn newest_first(&self) -> Vec<Arc<Row>> {
         self.rows.iter().rev().cloned().collect()

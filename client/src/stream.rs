@@ -556,10 +556,14 @@ fn message(shared: &Rc<Shared>, event: &MessageEvent) {
         inner.last_activity = Some(at);
         inner.resume = id.or(inner.resume);
         let arrival = inner.inspect.event(at, &parsed.time);
-        inner.inspect.record(at, Kind::Event, &data);
         if inner.feed.push_event(id, parsed, data, arrival) {
             inner.received += 1;
             inner.rows_dirty = true;
+            // Recorded as taken in: a replayed duplicate is not.
+            let Inner { feed, inspect, .. } = &mut *inner;
+            if let Some(row) = feed.newest() {
+                inspect.record(at, Kind::Event, &row.data);
+            }
         }
     }
     schedule_frame(shared);
