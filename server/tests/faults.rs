@@ -78,7 +78,14 @@ impl Seen {
             let previous = last.insert(id.epoch, id.seq).unwrap_or(0);
             assert!(id.seq > previous, "{id} after seq {previous}");
         }
-        let epochs: Vec<u64> = last.keys().copied().collect();
+        // Epochs in the order they came: a run started in the same second
+        // as the one before may have a smaller epoch (its random part).
+        let mut epochs: Vec<u64> = Vec::new();
+        for (id, _) in &self.events {
+            if !epochs.contains(&id.epoch) {
+                epochs.push(id.epoch);
+            }
+        }
         for epoch in epochs.iter().skip(1) {
             assert!(
                 self.notices
