@@ -13,10 +13,12 @@
 //! out the events replayed at a reconnect, which were sent before the
 //! connection opened and arrive together by design.
 
-/// Arrivals closer than this belong to the same group.
-pub const GAP_MS: f64 = 10.0;
+/// Arrivals closer than this belong to the same group (a release comes in
+/// one read and one task; a busy machine may still spread its events a
+/// little).
+pub const GAP_MS: f64 = 25.0;
 /// A group spans at most this; a longer run of arrivals is a steady stream.
-pub const MAX_SPREAD_MS: f64 = 50.0;
+pub const MAX_SPREAD_MS: f64 = 100.0;
 /// A bulk arrival has at least this many events…
 pub const MIN_EVENTS: u32 = 10;
 /// … sent at least this far apart by the server…

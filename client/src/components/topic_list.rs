@@ -13,6 +13,26 @@ use crate::render;
 use crate::topic::TopicChoice;
 use crate::topic_rates::{TopicLine, TopicRates};
 
+/// The rows are replaced when their figures change: a topic's button that
+/// has the keyboard focus gets it back in the next frame.
+fn keep_focus() {
+    let focused = document()
+        .active_element()
+        .filter(|e| e.closest("#topic-list").ok().flatten().is_some())
+        .and_then(|e| e.get_attribute("data-follow"));
+    let Some(name) = focused else { return };
+    request_animation_frame(move || {
+        let button = document()
+            .query_selector(&format!("#topic-list [data-follow='{name}']"))
+            .ok()
+            .flatten()
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        if let Some(button) = button {
+            let _ = button.focus();
+        }
+    });
+}
+
 /// How often the list is asked for.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -54,7 +74,9 @@ pub fn TopicList(
     });
     let rows = Memo::new(move |_| {
         let error = error.get();
-        topic.with(|t| lines.with(|l| render::topics(l, t.topic(), error.as_deref())))
+        let html = topic.with(|t| lines.with(|l| render::topics(l, t.topic(), error.as_deref())));
+        keep_focus();
+        html
     });
     // A click on a topic's button (`data-follow`) follows it.
     let follow = move |ev: MouseEvent| {
