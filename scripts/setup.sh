@@ -2,8 +2,8 @@
 # Installs what building the page (and, with --for-tests, every test) needs,
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
-# chromium and chromium-driver (the page's browser tests), openssl (the TLS
-# tests' certificates) and redis-server (the tests of servers sharing a
+# chromium, chromium-driver and curl (the page's browser tests), openssl (the
+# TLS tests' certificates) and redis-server (the tests of servers sharing a
 # Redis stream), and for the fuzz targets cargo-fuzz. Then downloads the
 # crates so later builds can run with --offline.
 #
@@ -48,6 +48,8 @@ if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
     # The TLS tests (server and browser) make their certificates with it.
     command -v openssl >/dev/null || apt_packages+=(openssl)
+    # A browser test runs the page's copied resume command.
+    command -v curl >/dev/null || apt_packages+=(curl)
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)

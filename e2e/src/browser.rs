@@ -95,10 +95,19 @@ impl Browser {
             "--user-data-dir={}",
             browser._profile.path().display()
         ));
+        let downloads = browser._profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).context("creating the downloads directory")?;
         let mut capabilities = Capabilities::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            json!({ "binary": chromium, "args": args }),
+            json!({
+                "binary": chromium,
+                "args": args,
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
+            }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
@@ -115,6 +124,11 @@ impl Browser {
     /// Never after [`Browser::start`] succeeded.
     pub fn client(&self) -> &Client {
         self.client.as_ref().expect("a session is open")
+    }
+
+    /// Where the browser saves downloads.
+    pub fn downloads(&self) -> std::path::PathBuf {
+        self._profile.path().join("downloads")
     }
 
     /// Ends the session (Chromium quits) and stops chromedriver.

@@ -1,9 +1,10 @@
-//! A minimal HTTP/1.1 client, enough to publish from outside the browser.
+//! A minimal HTTP/1.1 client, enough to publish from outside the browser
+//! and to read what a stream holds.
 
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
-use shared::{ErrorBody, PublishRequest, PublishResponse};
+use shared::{ErrorBody, Item, Parser, PublishRequest, PublishResponse, ServerEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -99,6 +100,80 @@ pub async fn hold_stream(addr: SocketAddr) -> Result<TcpStream> {
         bail!("GET /stream answered {head:?}");
     }
     Ok(stream)
+}
+
+/// `GET path` and the whole answer.
+///
+/// # Errors
+/// On I/O errors or an answer that is not HTTP/1.1.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Answer> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    parse_answer(&raw)
+}
+
+/// Reads the first `count` ordinary events of `GET path` resumed with
+/// `Last-Event-ID: last_event_id`, each with the SSE id it came with. The
+/// request is HTTP/1.0, so the stream comes without chunked framing.
+///
+/// # Errors
+/// When the stream fails, ends first, or the events do not come within
+/// 20 s.
+pub async fn read_events(
+    addr: SocketAddr,
+    path: &str,
+    last_event_id: &str,
+    count: usize,
+) -> Result<Vec<(String, ServerEvent)>> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Last-Event-ID: {last_event_id}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let read = async {
+        let mut head = Vec::new();
+        let mut in_body = false;
+        let mut parser = Parser::new();
+        let mut items = Vec::new();
+        let mut events = Vec::new();
+        let mut buf = vec![0; 16 * 1024];
+        while events.len() < count {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                bail!("the stream ended after {} events", events.len());
+            }
+            if in_body {
+                parser.feed(&buf[..n], &mut items);
+            } else {
+                head.extend_from_slice(&buf[..n]);
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    in_body = true;
+                    parser.feed(&head[end + 4..], &mut items);
+                }
+            }
+            for item in items.drain(..) {
+                if let Item::Event(event) = item {
+                    if event.event == "message" {
+                        let parsed = serde_json::from_str(&event.data)?;
+                        events.push((event.last_event_id, parsed));
+                    }
+                }
+            }
+        }
+        events.truncate(count);
+        Ok(events)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .context("the events did not come within 20 s")?
 }
 
 fn parse_answer(raw: &[u8]) -> Result<Answer> {

@@ -16,13 +16,28 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// Time between two looks at the page while waiting.
 const POLL: Duration = Duration::from_millis(50);
 
+/// Names what has the keyboard focus, as [`Snapshot::focus`] does.
+const FOCUS_JS: &str = r#"
+const active = document.activeElement;
+if (!active || active === document.body) { return null; }
+if (active.id) { return active.id; }
+if (active.dataset && active.dataset.key !== undefined) { return 'row:' + active.dataset.key; }
+if (active.dataset && active.dataset.follow) { return 'topic:' + active.dataset.follow; }
+return active.tagName.toLowerCase() + ':' + (active.textContent || '').trim().slice(0, 30);
+"#;
+
 /// Reads the page's state; see [`Snapshot`].
 const SNAPSHOT_JS: &str = r#"
 const text = (sel) => { const el = document.querySelector(sel); return el ? el.textContent.trim() : null; };
 const shown = (sel) => { const el = document.querySelector(sel); return el && !el.hidden ? el.textContent.trim() : null; };
 const num = (v) => (v === undefined || v === null || v === '' || isNaN(Number(v))) ? null : Number(v);
+const data = (sel, key) => { const el = document.querySelector(sel); return el ? num(el.dataset[key]) : null; };
 const status = document.querySelector('#status');
 const pause = document.querySelector('#pause');
+const details = document.querySelector('#details');
+const open = details && !details.hidden;
+const active = document.activeElement;
+const download = document.querySelector('#record-download');
 return {
   state: status ? status.dataset.state : null,
   subscription: status ? (status.dataset.subscription || null) : null,
@@ -39,6 +54,29 @@ return {
   topic_refused: shown('#topic-refused'),
   token_state: text('#token-state'),
   paused: pause ? pause.getAttribute('aria-pressed') === 'true' : false,
+  http_version: text('#transport-http'),
+  advised_retry: text('#transport-retry'),
+  offset_ms: data('#transport-offset', 'ms'),
+  rtt_ms: data('#transport-offset', 'rttMs'),
+  p50_ms: data('#latency-now', 'p50'),
+  p99_ms: data('#latency-now', 'p99'),
+  chart_points: data('#latency-chart', 'points'),
+  hint_buffering: text('#hint-buffering'),
+  hint_limit: text('#hint-limit'),
+  timeline: Array.from(document.querySelectorAll('#timeline li')).map((li) => [li.dataset.kind, li.textContent]),
+  details_sse: open ? text('#details-sse') : null,
+  details_json: open ? text('#details-json') : null,
+  details_curl: open ? text('#details-curl') : null,
+  details_copied: open ? text('#details-copied') : null,
+  search_count: text('#search-count') || null,
+  topics: Array.from(document.querySelectorAll('#topic-list tbody tr[data-topic]')).map((tr) => tr.dataset.topic),
+  recording: (document.querySelector('#record') || {}).ariaPressed === 'true',
+  record_status: text('#record-status'),
+  record_url: download ? download.href : null,
+  record_name: download ? download.getAttribute('download') : null,
+  focus: active ? (active.id || (active.dataset && active.dataset.key !== undefined ? 'row:' + active.dataset.key
+      : (active.dataset && active.dataset.follow ? 'topic:' + active.dataset.follow
+      : active.tagName.toLowerCase() + ':' + (active.textContent || '').trim().slice(0, 30)))) : null,
   rows: Array.from(document.querySelectorAll('#messages li')).map((li) => ({
     kind: li.dataset.kind || '',
     id: li.dataset.id || null,
@@ -47,6 +85,9 @@ return {
     topic: li.dataset.topic || null,
     reason: li.dataset.reason || null,
     message: (li.querySelector('.message') || li).textContent,
+    key: num(li.dataset.key),
+    latency: num(li.dataset.latency),
+    replayed: li.dataset.replayed === 'true',
   })),
 };
 "#;
@@ -68,6 +109,12 @@ pub struct Row {
     pub reason: Option<String>,
     /// The message text.
     pub message: String,
+    /// The list's key (`data-key`).
+    pub key: Option<u64>,
+    /// Its latency in ms, once the page has a clock offset.
+    pub latency: Option<f64>,
+    /// Whether the server replayed it at a resume.
+    pub replayed: bool,
 }
 
 /// Everything the tests look at, read in one go.
@@ -103,6 +150,49 @@ pub struct Snapshot {
     pub token_state: Option<String>,
     /// Whether rendering is paused.
     pub paused: bool,
+    /// The transport panel's HTTP version.
+    pub http_version: Option<String>,
+    /// The transport panel's advised retry delay.
+    pub advised_retry: Option<String>,
+    /// The clock offset estimate, in ms (server minus page).
+    pub offset_ms: Option<f64>,
+    /// The round trip of that estimate.
+    pub rtt_ms: Option<f64>,
+    /// The live p50 latency.
+    pub p50_ms: Option<f64>,
+    /// The live p99 latency.
+    pub p99_ms: Option<f64>,
+    /// Points on the latency chart.
+    pub chart_points: Option<f64>,
+    /// The bulk-arrival hint, when shown.
+    pub hint_buffering: Option<String>,
+    /// The connection-limit hint, when shown.
+    pub hint_limit: Option<String>,
+    /// The transport timeline, newest first: (kind, text).
+    pub timeline: Vec<(String, String)>,
+    /// The open event details: its SSE lines.
+    pub details_sse: Option<String>,
+    /// Its pretty JSON.
+    pub details_json: Option<String>,
+    /// Its resume command.
+    pub details_curl: Option<String>,
+    /// What the copy button said.
+    pub details_copied: Option<String>,
+    /// "N of M rows" while searching.
+    pub search_count: Option<String>,
+    /// The live topics listed.
+    pub topics: Vec<String>,
+    /// Whether a recording runs.
+    pub recording: bool,
+    /// The recorder's status line.
+    pub record_status: Option<String>,
+    /// The recording's object URL, once stopped.
+    pub record_url: Option<String>,
+    /// The recording's file name.
+    pub record_name: Option<String>,
+    /// What has the keyboard focus: its id, `row:<key>`, `topic:<name>`,
+    /// or `<tag>:<text>`.
+    pub focus: Option<String>,
     /// The list, top (newest) first.
     pub rows: Vec<Row>,
 }
@@ -182,6 +272,22 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Page<'a> {
     client: &'a Client,
+}
+
+/// Keys for [`Page::press`]: WebDriver's codes for the keys the tests use.
+pub mod keys {
+    /// Tab.
+    pub const TAB: char = '\u{E004}';
+    /// Shift (held with the next key).
+    pub const SHIFT: char = '\u{E008}';
+    /// Enter.
+    pub const ENTER: char = '\u{E007}';
+    /// Escape.
+    pub const ESCAPE: char = '\u{E00C}';
+    /// Arrow down.
+    pub const DOWN: char = '\u{E015}';
+    /// Arrow up.
+    pub const UP: char = '\u{E013}';
 }
 
 impl<'a> Page<'a> {
@@ -318,6 +424,65 @@ impl<'a> Page<'a> {
     ) -> Result<serde_json::Value> {
         self.client
             .execute(script, args)
+            .await
+            .context("running a script in the page")
+    }
+
+    /// What has the keyboard focus (see [`Snapshot::focus`]); `None` for
+    /// the page itself.
+    ///
+    /// # Errors
+    /// When the script fails.
+    pub async fn focused(&self) -> Result<Option<String>> {
+        let value = self.client.execute(FOCUS_JS, Vec::new()).await?;
+        Ok(value.as_str().map(str::to_owned))
+    }
+
+    /// The WebDriver client.
+    pub fn client(&self) -> &Client {
+        self.client
+    }
+
+    /// Presses `key` (down, then up) wherever the focus is, as a keyboard
+    /// does: [`keys`] or a character.
+    ///
+    /// # Errors
+    /// When WebDriver refuses the actions.
+    pub async fn press(&self, key: char) -> Result<()> {
+        self.press_with(None, key).await
+    }
+
+    /// Presses `key` while holding `modifier` (e.g. [`keys::SHIFT`]).
+    ///
+    /// # Errors
+    /// When WebDriver refuses the actions.
+    pub async fn press_with(&self, modifier: Option<char>, key: char) -> Result<()> {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let mut actions = KeyActions::new("keyboard".to_owned());
+        if let Some(modifier) = modifier {
+            actions = actions.then(KeyAction::Down { value: modifier });
+        }
+        actions = actions
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        if let Some(modifier) = modifier {
+            actions = actions.then(KeyAction::Up { value: modifier });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .context("pressing a key")?;
+        Ok(())
+    }
+
+    /// Runs `script` (the body of an async function whose last argument is
+    /// the callback to call with the result) and returns what it passed.
+    ///
+    /// # Errors
+    /// When the script fails or times out.
+    pub async fn run_async(&self, script: &str) -> Result<serde_json::Value> {
+        self.client
+            .execute_async(script, Vec::new())
             .await
             .context("running a script in the page")
     }

@@ -1,13 +1,14 @@
 //! A TCP proxy in front of the server whose connections the test can cut,
-//! as a flaky network would, while the server keeps running; and which can
+//! as a flaky network would, while the server keeps running; which can
 //! turn new connections away for a while, by closing them at once or by
-//! answering `503` itself.
+//! answering `503` itself; and which can hold back what the server sends
+//! and release it in one write, as a buffering proxy does.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -32,6 +33,7 @@ pub struct Proxy {
     acceptor: JoinHandle<()>,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     mode: watch::Sender<Mode>,
+    held: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -47,15 +49,24 @@ impl Proxy {
         let connections: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let tracked = Arc::clone(&connections);
         let (mode, watcher) = watch::channel(Mode::Forward);
+        let (held, hold_watcher) = watch::channel(false);
         let acceptor = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let now = *watcher.borrow();
+                let hold = hold_watcher.clone();
                 let task = tokio::spawn(async move {
                     match now {
                         Mode::Forward => {
-                            if let Ok(mut server) = TcpStream::connect(backend).await {
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            if let Ok(server) = TcpStream::connect(backend).await {
+                                let (mut client_read, client_write) = client.into_split();
+                                let (server_read, mut server_write) = server.into_split();
+                                let up = async {
+                                    let _ =
+                                        tokio::io::copy(&mut client_read, &mut server_write).await;
+                                    let _ = server_write.shutdown().await;
+                                };
+                                let down = downstream(server_read, client_write, hold);
+                                let _ = tokio::join!(up, down);
                             }
                         }
                         Mode::Refuse => {}
@@ -80,6 +91,7 @@ impl Proxy {
             acceptor,
             connections,
             mode,
+            held,
         })
     }
 
@@ -115,6 +127,51 @@ impl Proxy {
     /// From now on, forwards new connections again.
     pub fn forward(&self) {
         self.mode.send_replace(Mode::Forward);
+    }
+
+    /// Holds back what the server sends on every connection, open or new,
+    /// until [`Proxy::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Sends everything held back, each connection's bytes in one write,
+    /// and forwards as it comes again.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+}
+
+/// Copies the server's bytes to the client, keeping them while `held` is
+/// true and writing what was kept in one go when it turns false.
+async fn downstream(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut held: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0; 16 * 1024];
+    let mut kept = Vec::new();
+    let mut gate = true;
+    loop {
+        tokio::select! {
+            read = from.read(&mut buf) => {
+                let n = read?;
+                if n == 0 {
+                    to.write_all(&kept).await?;
+                    return to.shutdown().await;
+                }
+                kept.extend_from_slice(&buf[..n]);
+            }
+            changed = held.changed(), if gate => {
+                // The proxy is gone: nothing will hold any more.
+                gate = changed.is_ok();
+            }
+        }
+        if !*held.borrow() && !kept.is_empty() {
+            to.write_all(&kept).await?;
+            to.flush().await?;
+            kept.clear();
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 //! - [`page`]: the built web page at `/`.
 //! - [`ticker`]: the demo ticker.
 //! - [`topics`]: `GET /topics`, the live topics a page at a time.
+//! - [`time`]: `GET /time`, the server's clock, for a client's offset.
+//! - [`replay`]: `server replay`, which publishes a recording made by the
+//!   page back into a server at its original pace.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
 //! - [`tls`]: HTTPS: the certificate, ALPN (h2, http/1.1), reload on
@@ -39,12 +42,14 @@ pub mod metrics;
 pub mod page;
 pub mod publish;
 pub mod rate;
+pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod status;
 pub mod stream;
 pub mod throttle;
 pub mod ticker;
+pub mod time;
 pub mod tls;
 pub mod topics;
 

@@ -1,7 +1,9 @@
-//! The server binary: options, logging, listener, then [`server::run`].
+//! The server binary: options, logging, listener, then [`server::run`];
+//! or, as `server replay FILE --to URL`, [`server::replay::replay`].
 
 use anyhow::Context;
 use clap::Parser;
+use server::replay::ReplayArgs;
 use server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -16,6 +18,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "replay")
+    {
+        let args = ReplayArgs::parse_from(std::env::args_os().skip(1));
+        let summary = server::replay::replay(&args).await?;
+        println!("{summary}");
+        return Ok(());
+    }
     let config = Config::parse();
     config.validate()?;
     let listener =

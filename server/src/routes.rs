@@ -1,5 +1,5 @@
 //! The routes, as warp filters. Handlers live with their feature: `stream`,
-//! `publish`, `status`, `page`.
+//! `publish`, `status`, `time`, `page`.
 //!
 //! Every route matches its path first and its method second, so that a
 //! known path asked with another method is `405` with `Allow`, and an
@@ -23,6 +23,7 @@ use crate::page;
 use crate::publish::{self, PublishHeaders, Publisher};
 use crate::status;
 use crate::stream::{self, StreamRequest};
+use crate::time;
 use crate::topics;
 
 /// The methods of a route that reads: GET, and HEAD for its head alone.
@@ -47,6 +48,8 @@ pub fn routes(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
                 .or(topics_route(app.clone()))
                 .unify()
                 .or(healthz(app.clone()))
+                .unify()
+                .or(time_route())
                 .unify()
                 .or(metrics_route(app.clone()))
                 .unify()
@@ -303,6 +306,11 @@ fn healthz(app: App) -> impl Filter<Extract = (warp::reply::Response,), Error = 
                 Err(error) => error.into_response(),
             }
         })
+}
+
+/// `GET /time`: the server's clock, `{"unix_ms": N}`.
+fn time_route() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("time").and(allow(READ)).map(time::now)
 }
 
 /// `GET /metrics`, Prometheus text format.

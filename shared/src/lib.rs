@@ -3,7 +3,7 @@
 //!
 //! - [`message`]: the JSON bodies (the event pushed on `/stream`, the reset
 //!   notice, the position event, the publish request and answer, the error
-//!   body).
+//!   body, the server's clock, the list of topics, and a recording's lines).
 //! - [`event_id`]: the SSE `id:` of every event, `<epoch>-<seq>`, which tells
 //!   runs of the server apart and locates an event in the history.
 //! - [`encode`]: writes Server-Sent Events frames that no field value can break.
@@ -24,9 +24,10 @@ pub mod pattern;
 pub use encode::{encode, encode_comment, encode_into, EncodeError, Frame};
 pub use event_id::{EventId, EventIdError};
 pub use message::{
-    validate_topic, AuthExpired, ErrorBody, PublishRequest, PublishResponse, ResetNotice,
-    ResetReason, ServerEvent, StreamPosition, AUTH_EXPIRED_EVENT, DEFAULT_TOPIC, MAX_EVENT_ID_LEN,
-    MAX_TOPIC_LEN, POSITION_EVENT, RESET_EVENT, TICKER_TOPIC,
+    validate_topic, AuthExpired, ErrorBody, PublishRequest, PublishResponse, Recorded,
+    RecordedEvent, ResetNotice, ResetReason, ServerEvent, ServerTime, StreamPosition, TopicSummary,
+    TopicsPage, AUTH_EXPIRED_EVENT, DEFAULT_TOPIC, MAX_EVENT_ID_LEN, MAX_TOPIC_LEN, POSITION_EVENT,
+    RESET_EVENT, TICKER_TOPIC,
 };
 pub use parse::{Item, ParsedEvent, Parser};
 pub use pattern::TopicPattern;

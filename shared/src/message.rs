@@ -143,6 +143,63 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The body of `GET /time`: the server's clock, from which a client
+/// estimates how far its own clock is off (to tell how late an event is
+/// from its `time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerTime {
+    /// Milliseconds since the Unix epoch, when the server answered.
+    pub unix_ms: u64,
+}
+
+/// One topic of `GET /topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSummary {
+    /// Its name.
+    pub name: String,
+    /// Streams that name it exactly.
+    pub subscribers: u64,
+    /// Events it holds for resuming clients.
+    pub retained: u64,
+    /// The seq of its newest event (0: none since the server started).
+    pub last_seq: u64,
+    /// Events published to it since the server started: a client's rate is
+    /// the difference between two answers over the time between them.
+    pub published_total: u64,
+}
+
+/// The body of `GET /topics`: one page of the live topics, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicsPage {
+    /// The topics, sorted by name.
+    pub topics: Vec<TopicSummary>,
+    /// The `after` of the next page, or `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// One line of a recording of a stream (NDJSON, one JSON object a line),
+/// as the page downloads it and `server replay` reads it:
+/// `{"offset_ms": 120, "event": ServerEvent}` or
+/// `{"offset_ms": 120, "reset": ResetNotice}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Milliseconds from the start of the recording to the item's arrival.
+    pub offset_ms: u64,
+    /// What arrived.
+    #[serde(flatten)]
+    pub item: Recorded,
+}
+
+/// What a [`RecordedEvent`] holds: its key names the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recorded {
+    /// An ordinary event.
+    Event(ServerEvent),
+    /// A reset notice: events were missed there.
+    Reset(ResetNotice),
+}
+
 /// Checks a topic name: 1 to [`MAX_TOPIC_LEN`] bytes of ASCII letters,
 /// digits, `-`, `_` and `.`.
 ///
@@ -197,6 +254,80 @@ mod tests {
         let err = serde_json::from_str::<PublishRequest>(r#"{"message":"hi","x":1}"#)
             .expect_err("unknown field");
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
+    }
+
+    fn sample_event() -> ServerEvent {
+        ServerEvent {
+            id: Uuid::nil(),
+            seq: 42,
+            topic: "news.eu".to_owned(),
+            message: "hello \"quoted\"\nnext line".to_owned(),
+            time: "2026-12-01T09:23:06.527Z".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_recorded_event_is_one_flat_object_keyed_by_its_kind() {
+        let line = RecordedEvent {
+            offset_ms: 1250,
+            item: Recorded::Event(sample_event()),
+        };
+        let text = serde_json::to_string(&line).expect("serializes");
+        assert!(!text.contains('\n'), "one line: {text}");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(json["offset_ms"], 1250);
+        assert_eq!(json["event"]["seq"], 42);
+        assert_eq!(json["event"]["topic"], "news.eu");
+        assert_eq!(json.as_object().map(|o| o.len()), Some(2), "{text}");
+        assert_eq!(
+            serde_json::from_str::<RecordedEvent>(&text).expect("reads back"),
+            line
+        );
+    }
+
+    #[test]
+    fn a_recorded_reset_reads_back() {
+        let text = r#"{"offset_ms":7,"reset":{"reason":"server_restarted","requested":"1-9","missed_from":null,"missed_to":null,"missed_count":null,"resume_seq":1,"message":"The server restarted"}}"#;
+        let line: RecordedEvent = serde_json::from_str(text).expect("a reset line");
+        assert_eq!(line.offset_ms, 7);
+        let Recorded::Reset(notice) = &line.item else {
+            panic!("not a reset: {line:?}");
+        };
+        assert_eq!(notice.reason, ResetReason::ServerRestarted);
+        assert_eq!(notice.resume_seq, 1);
+        let again: RecordedEvent =
+            serde_json::from_str(&serde_json::to_string(&line).expect("serializes"))
+                .expect("reads back");
+        assert_eq!(again, line);
+    }
+
+    #[test]
+    fn a_recorded_line_needs_an_offset_and_a_known_kind() {
+        for bad in [
+            r#"{"event":{"id":"00000000-0000-0000-0000-000000000000","seq":1,"topic":"a","message":"m","time":"t"}}"#,
+            r#"{"offset_ms":1}"#,
+            r#"{"offset_ms":1,"position":{"id":"1-1","retry_ms":2000}}"#,
+            r#"{"offset_ms":-1,"event":{"id":"00000000-0000-0000-0000-000000000000","seq":1,"topic":"a","message":"m","time":"t"}}"#,
+            r#"{"offset_ms":1,"event":{"seq":1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<RecordedEvent>(bad).is_err(),
+                "accepted {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_time_and_topics_bodies() {
+        let time: ServerTime = serde_json::from_str(r#"{"unix_ms":1796117004428}"#).expect("time");
+        assert_eq!(time.unix_ms, 1_796_117_004_428);
+        let page: TopicsPage = serde_json::from_str(
+            r#"{"topics":[{"name":"ticker","subscribers":2,"retained":100,"last_seq":77,"published_total":77}],"next":null}"#,
+        )
+        .expect("a page of topics");
+        assert_eq!(page.topics[0].name, "ticker");
+        assert_eq!(page.topics[0].published_total, 77);
+        assert_eq!(page.next, None);
     }
 
     #[test]

@@ -3,15 +3,18 @@
 use leptos::prelude::*;
 
 use crate::components::ProtocolStat;
+use crate::decimal::fixed;
 use crate::feed::ago;
+use crate::render;
 use crate::stream::Stream;
 use crate::topic::TopicChoice;
 
 /// The state (announced to screen readers when it changes) and the counters:
 /// events received, per second, reconnects, duplicates dropped, the last
-/// event id and the time since the last event (or the connection opening;
-/// keep-alive comments are invisible to `EventSource`), and the HTTP
-/// version in use.
+/// event id, the time since the last event (or the connection opening;
+/// keep-alive comments are invisible to `EventSource`), the HTTP version in
+/// use, the live p50 and p99 latency, and a chart of them over the last
+/// three minutes.
 #[component]
 pub fn StatusBar(
     /// The live stream.
@@ -21,6 +24,8 @@ pub fn StatusBar(
 ) -> impl IntoView {
     let state = stream.state;
     let stats = stream.stats;
+    let latency = Memo::new(move |_| stream.insight.with(render::latency_now));
+    let chart = Memo::new(move |_| stream.chart.with(render::chart));
     view! {
         <section class="status-bar" aria-label="Connection">
             <p id="status" class="status" role="status" aria-live="polite" data-state=move || state.get().as_str()
@@ -33,7 +38,7 @@ pub fn StatusBar(
                 {move || {
                     stats
                         .with(|s| s.retry_in_ms)
-                        .map(|ms| format!("new connection in {:.0} s", (ms / 1000.0).ceil()))
+                        .map(|ms| format!("new connection in {} s", fixed((ms / 1000.0).ceil(), 0)))
                 }}
             </p>
             <dl id="stats" class="stats">
@@ -47,7 +52,7 @@ pub fn StatusBar(
                 </div>
                 <div>
                     <dt>"Per second"</dt>
-                    <dd id="stat-rate">{move || stats.with(|s| format!("{:.1}", s.per_second))}</dd>
+                    <dd id="stat-rate">{move || stats.with(|s| fixed(s.per_second, 1))}</dd>
                 </div>
                 <div>
                     <dt>"Reconnects"</dt>
@@ -68,7 +73,12 @@ pub fn StatusBar(
                     <dd id="stat-ago">{move || stats.with(|s| s.since_last_ms.map_or_else(|| "—".to_owned(), ago))}</dd>
                 </div>
                 <ProtocolStat />
+                <div title="From each event's time to its arrival over the last 5 s, corrected by the clock offset; events replayed at a resume left out">
+                    <dt>"Latency p50 · p99"</dt>
+                    <dd id="stat-latency" inner_html=latency></dd>
+                </div>
             </dl>
+            <div id="latency" class="sparkline" title="p50 and p99 latency, the last 3 minutes" inner_html=chart></div>
         </section>
     }
 }

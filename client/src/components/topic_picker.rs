@@ -59,6 +59,16 @@ pub fn TopicPicker(
             topic.set(choice);
         }
     };
+    // The choice may also change elsewhere (the list of live topics).
+    Effect::new(move |_| {
+        let choice = topic.get();
+        if selected.get_untracked() != choice.kind() {
+            selected.set(choice.kind());
+        }
+        if let (TopicChoice::Custom(name), Some(input)) = (&choice, custom_input.get_untracked()) {
+            input.set_value(name);
+        }
+    });
     let submit_custom = move |ev: SubmitEvent| {
         ev.prevent_default();
         apply_custom();

@@ -1,0 +1,201 @@
+//! `server replay` and `GET /time` over real TCP: a recording is published
+//! back in order with its topics and pace, a refusal stops it with the
+//! server's status and message, and the clock answers.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{get, start, Sse};
+use server::replay::{replay, ReplayArgs, ReplayError};
+use shared::{Recorded, RecordedEvent, ResetNotice, ResetReason, ServerEvent, ServerTime};
+
+fn event(seq: u64, topic: &str, message: &str) -> Recorded {
+    Recorded::Event(ServerEvent {
+        id: Default::default(),
+        seq,
+        topic: topic.to_owned(),
+        message: message.to_owned(),
+        time: "2026-12-01T09:23:06.527Z".to_owned(),
+    })
+}
+
+fn recording(lines: &[(u64, Recorded)]) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut text = String::new();
+    for (offset_ms, item) in lines {
+        let line = RecordedEvent {
+            offset_ms: *offset_ms,
+            item: item.clone(),
+        };
+        text.push_str(&serde_json::to_string(&line).expect("serializes"));
+        text.push('\n');
+    }
+    std::fs::write(file.path(), text).expect("write the recording");
+    file
+}
+
+fn args(file: &tempfile::NamedTempFile, addr: std::net::SocketAddr, extra: &[&str]) -> ReplayArgs {
+    let mut argv = vec![
+        "server replay".to_owned(),
+        file.path().display().to_string(),
+        "--to".to_owned(),
+        format!("http://{addr}"),
+    ];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    <ReplayArgs as clap::Parser>::try_parse_from(argv).expect("valid replay arguments")
+}
+
+#[tokio::test]
+async fn a_recording_is_published_in_order_with_its_topics_at_its_pace() {
+    let server = start(&[]).await;
+    let epoch = get(server.addr, "/healthz").await.json()["epoch"]
+        .as_u64()
+        .expect("epoch");
+    let file = recording(&[
+        (0, event(10, "news", "first")),
+        (100, event(11, "ticker", "second")),
+        (
+            150,
+            Recorded::Reset(ResetNotice {
+                reason: ResetReason::HistoryExceeded,
+                requested: Some("1-1".to_owned()),
+                missed_from: Some(12),
+                missed_to: Some(20),
+                missed_count: Some(9),
+                resume_seq: 21,
+                message: "missed".to_owned(),
+            }),
+        ),
+        (
+            400,
+            event(21, "news", "third, with \"quotes\"\nand a line break"),
+        ),
+    ]);
+    let started = Instant::now();
+    let summary = replay(&args(&file, server.addr, &["--speed", "2"]))
+        .await
+        .expect("the replay succeeds");
+    // 400 ms recorded, twice as fast.
+    assert!(started.elapsed() >= Duration::from_millis(200), "{summary}");
+    assert_eq!(
+        (summary.published, summary.topics, summary.resets),
+        (3, 2, 1)
+    );
+
+    let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-0"))).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (_, event) = sse.next_message().await;
+        got.push((event.topic, event.message));
+    }
+    assert_eq!(
+        got,
+        [
+            ("news".to_owned(), "first".to_owned()),
+            ("ticker".to_owned(), "second".to_owned()),
+            (
+                "news".to_owned(),
+                "third, with \"quotes\"\nand a line break".to_owned()
+            ),
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_stops_the_replay_with_the_servers_status_and_message() {
+    let server = start(&["--publish-token", "sesame"]).await;
+    let file = recording(&[(0, event(1, "a", "one")), (10, event(2, "a", "two"))]);
+    let error = replay(&args(&file, server.addr, &[]))
+        .await
+        .expect_err("refused without the token");
+    let ReplayError::Refused {
+        line,
+        status,
+        error: code,
+        ..
+    } = &error
+    else {
+        panic!("not a refusal: {error}");
+    };
+    assert_eq!((*line, *status, code.as_str()), (1, 401, "unauthorized"));
+    assert!(
+        error
+            .to_string()
+            .starts_with("line 1: the server refused the publish with 401: unauthorized: "),
+        "{error}"
+    );
+
+    let summary = replay(&args(
+        &file,
+        server.addr,
+        &["--token", "sesame", "--speed", "100"],
+    ))
+    .await
+    .expect("accepted with the token");
+    assert_eq!(summary.published, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_line_publishes_nothing() {
+    let server = start(&[]).await;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        file.path(),
+        "{\"offset_ms\":0,\"event\":{\"id\":\"00000000-0000-0000-0000-000000000000\",\"seq\":1,\"topic\":\"a\",\"message\":\"m\",\"time\":\"t\"}}\n\nnot json\n",
+    )
+    .expect("write");
+    let error = replay(&args(&file, server.addr, &[]))
+        .await
+        .expect_err("a bad line");
+    assert!(
+        matches!(error, ReplayError::Line { line: 3, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        common::metric(server.addr, "sse_events_published_total").await,
+        0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let file = recording(&[(0, event(1, "a", "one"))]);
+    let error = replay(&args(&file, addr, &[]))
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("line 1: cannot publish to {addr}: ")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn time_answers_the_servers_clock_uncached() {
+    let server = start(&[]).await;
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    let answer = get(server.addr, "/time").await;
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    let time: ServerTime = serde_json::from_value(answer.json()).expect("a ServerTime");
+    assert!(
+        (before..=after).contains(&time.unix_ms),
+        "{before} {time:?} {after}"
+    );
+    server.stop().await;
+}
