@@ -72,7 +72,7 @@ pub fn StatusBar(
                     <dt>"Last event"</dt>
                     <dd id="stat-ago">{move || stats.with(|s| s.since_last_ms.map_or_else(|| "—".to_owned(), ago))}</dd>
                 </div>
-                <ProtocolStat />
+                <ProtocolStat stream=stream />
                 <div title="From each event's time to its arrival over the last 5 s, corrected by the clock offset; events replayed at a resume left out">
                     <dt>"Latency p50 · p99"</dt>
                     <dd id="stat-latency" inner_html=latency></dd>
