@@ -4,8 +4,10 @@
 # uvicorn from PyPI into a venv and better-sse from npm, both under
 # target/bench-peers), builds the release binaries, runs every workload
 # against every server on loopback (the topic workloads against the servers
-# with topics: ours, nchan and the warp baseline), and writes the report.
-# Takes about 25 minutes on 2 cores.
+# with topics: ours, nchan and the warp baseline; the fan-out and publishing
+# alone against our server with its log on disk, and publishing alone
+# against it on a Redis of its own and in memory), and writes the report.
+# Takes about 30 minutes on 2 cores.
 #
 # The servers run on CPU 0 and the load generator on CPU 1 (taskset); the
 # two-server target (ours-redis-pair: two of our servers sharing a Redis that
@@ -16,8 +18,8 @@
 # Environment:
 #   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
 #   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow,
-#                                  bystanders, per-user, rooms, retention, prefix;
-#                                  topics = the last five)
+#                                  bystanders, per-user, rooms, retention, prefix,
+#                                  publish; topics = bystanders to prefix)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
 #   BENCH_MERGE=0|1                keep the earlier results and add this run next to
@@ -39,7 +41,8 @@ if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_nchan
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-nchan
 fi
-# Redis, for the two-server target (the suite starts its own redis-server).
+# Redis, for the two-server target and the one server on a Redis of its own
+# (the suite starts its own redis-server).
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "installing redis-server" >&2
     as_root apt-get update
@@ -48,7 +51,7 @@ fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
 # The optional peers: skipped (with a warning) when Python or Node is missing.
-servers="ours,ours-redis-pair,nchan,warp-broadcast"
+servers="ours,ours-redis-pair,ours-disk-always,ours-disk-batch,ours-redis-always,ours-redis-everysec,nchan,warp-broadcast"
 peers=target/bench-peers
 if [ ! -x "$peers/venv/bin/uvicorn" ] && command -v python3 >/dev/null; then
     echo "installing sse-starlette and uvicorn into $peers/venv" >&2

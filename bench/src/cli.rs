@@ -144,8 +144,9 @@ pub struct SuiteArgs {
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
     /// Only these workloads (comma separated: fanout, saturation, storm,
-    /// slow, bystanders, per-user, rooms, retention, prefix; `topics` for
-    /// the last five).
+    /// slow, bystanders, per-user, rooms, retention, prefix, publish;
+    /// `topics` for bystanders to prefix). A server whose spec lists its
+    /// workloads runs only those.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Keep the results already in `--out` and add this run next to them

@@ -7,8 +7,9 @@
 //! number in every payload, and measures what subscribers see: latency of
 //! every delivery, time until the last subscriber has each event, loss,
 //! duplicates and reordering, the saturation point, reconnect storms with
-//! `Last-Event-ID`, slow consumers, and topics (subscribers that follow
-//! only some of the events). It reads the server's CPU time and
+//! `Last-Event-ID`, slow consumers, topics (subscribers that follow
+//! only some of the events), and publishing alone (what the event log costs
+//! in memory, on disk or in Redis). It reads the server's CPU time and
 //! memory from `/proc`.
 //!
 //! Modules, each named for what it holds:
@@ -27,9 +28,11 @@
 //! - [`worker`]: a worker process: its subscribers and command loop.
 //! - [`fleet`]: the coordinator's handle on its workers.
 //! - [`publisher`]: the open-loop publisher.
+//! - [`publish_load`]: publishing alone, N publishers in a closed loop with
+//!   no subscribers: throughput and latency of the event log.
 //! - [`procstat`]: CPU time and resident memory of a process tree.
 //! - [`server_proc`]: starting and stopping the servers under test (and the
-//!   Redis a pair of them shares).
+//!   Redis of a target that has one).
 //! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer,
 //!   the topic workloads (bystanders, per-user topics, rooms, retention,
 //!   prefix patterns) and the smoke runs.
@@ -47,6 +50,7 @@ pub mod http;
 pub mod payload;
 pub mod procstat;
 pub mod protocol;
+pub mod publish_load;
 pub mod publisher;
 pub mod report;
 pub mod server_proc;

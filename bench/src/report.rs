@@ -12,11 +12,15 @@
 //! measured in the same run, as a ratio: absolute numbers drift on a
 //! shared machine, ratios measured minutes apart hold.
 //!
-//! The main tables show the single servers of the main run. A target of
-//! several processes (two servers sharing a Redis) gets a section of its
-//! own, set against the single server it names, from the newest run (the
-//! main one or one merged in later) that measured both: `pair` holds that
-//! run, the two targets' results and the pair's spec.
+//! The main tables show the single servers of the main run that are not
+//! set against another server. A target of several servers sharing a Redis
+//! gets a section of its own, set against the single server it names, from
+//! the newest run (the main one or one merged in later) that measured both:
+//! `pair` holds that run, the two targets' results and the pair's spec. The
+//! targets of one server with its log elsewhere (on disk, or in a Redis of
+//! its own), which name the server with its log in memory, get the section
+//! `disk` from the newest run that measured one of them; the topic
+//! workloads get `topics` from the newest run that ran them.
 
 use std::path::Path;
 
@@ -26,6 +30,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::publish_load::PublishStep;
 use crate::server_proc::ServerSpec;
 use crate::suite::{ServerResults, SuiteResults};
 use crate::workloads::{SaturationResult, StepResult};
@@ -111,12 +116,13 @@ fn spec<'a>(run: &'a SuiteResults, name: &str) -> Option<&'a ServerSpec> {
     run.config.servers.iter().find(|s| s.name == name)
 }
 
-/// The run's single servers (every server when the configuration does not
-/// say otherwise).
+/// The run's single servers that are not set against another one (every
+/// server when the configuration does not say otherwise): a target set
+/// against another server has a section of its own.
 fn single_servers(run: &SuiteResults) -> Vec<&ServerResults> {
     run.servers
         .iter()
-        .filter(|s| spec(run, &s.name).is_none_or(ServerSpec::is_single))
+        .filter(|s| spec(run, &s.name).is_none_or(|x| x.is_single() && x.compare_with.is_none()))
         .collect()
 }
 
@@ -146,6 +152,9 @@ fn disturbance<'a>(servers: impl IntoIterator<Item = &'a ServerResults>) -> f64 
             steps.extend(p.exact.iter().chain(&p.pattern));
         }
         for st in steps {
+            worst = worst.max(st.other_cpu_share);
+        }
+        for st in s.publish.iter().flat_map(|p| &p.steps) {
             worst = worst.max(st.other_cpu_share);
         }
     }
@@ -230,13 +239,13 @@ struct Pair<'a> {
 }
 
 /// The newest run (the main one or a later one) that measured a target of
-/// several processes and the single server its spec names.
+/// several servers and the single server its spec names.
 fn find_pair(results: &SuiteResults) -> Option<Pair<'_>> {
     let mut runs: Vec<&SuiteResults> = std::iter::once(results).chain(&results.later).collect();
     runs.sort_by_key(|r| std::cmp::Reverse(r.started_unix));
     runs.into_iter().find_map(|run| {
         run.servers.iter().find_map(|pair| {
-            let spec = spec(run, &pair.name).filter(|s| !s.is_single())?;
+            let spec = spec(run, &pair.name).filter(|s| s.instances > 1)?;
             let name = spec.compare_with.as_deref()?;
             let single = run.servers.iter().find(|s| s.name == name)?;
             (measured(pair) && measured(single)).then_some(Pair {
@@ -309,6 +318,86 @@ fn find_topics<'a>(results: &'a SuiteResults, reference: &str) -> Option<Topics<
             disturbance: disturbance(&topic_only),
         })
     })
+}
+
+/// One server with its log elsewhere than in memory (on disk, or in a
+/// Redis of its own) next to the server it names, which keeps it in memory:
+/// the newest run (the main one or one merged in later) that measured one
+/// of them.
+#[derive(Debug, Serialize)]
+struct LogTargets<'a> {
+    /// The run.
+    run: &'a SuiteResults,
+    /// The server with its log in memory that the targets name, when the
+    /// run measured it.
+    base: Option<&'a ServerResults>,
+    /// The targets that name it, in order, with their specs.
+    targets: Vec<LogTarget<'a>>,
+    /// Whether `run` is a later run than the main one.
+    later: bool,
+    /// The highest share of a core used by neither the server side nor the
+    /// load generator in any step of these targets and `base` in `run`.
+    disturbance: f64,
+}
+
+/// One target of [`LogTargets`].
+#[derive(Debug, Serialize)]
+struct LogTarget<'a> {
+    /// Its results.
+    results: &'a ServerResults,
+    /// Its spec.
+    spec: &'a ServerSpec,
+}
+
+/// Whether anything of the disk section was measured for `s`.
+fn has_log_results(s: &ServerResults) -> bool {
+    s.publish.is_some() || !s.fanout.is_empty()
+}
+
+fn find_log_targets(results: &SuiteResults) -> Option<LogTargets<'_>> {
+    let mut runs: Vec<&SuiteResults> = std::iter::once(results).chain(&results.later).collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_unix));
+    runs.into_iter().find_map(|run| {
+        // One server each (a Redis of its own at most), set against another.
+        let targets: Vec<LogTarget<'_>> = run
+            .servers
+            .iter()
+            .filter_map(|s| {
+                let spec = spec(run, &s.name)?;
+                (spec.instances <= 1 && spec.compare_with.is_some() && has_log_results(s))
+                    .then_some(LogTarget { results: s, spec })
+            })
+            .collect();
+        let name = targets.first()?.spec.compare_with.as_deref()?;
+        let targets: Vec<LogTarget<'_>> = targets
+            .into_iter()
+            .filter(|t| t.spec.compare_with.as_deref() == Some(name))
+            .collect();
+        let base = run.servers.iter().find(|s| s.name == name);
+        Some(LogTargets {
+            run,
+            base,
+            disturbance: disturbance(base.into_iter().chain(targets.iter().map(|t| t.results))),
+            targets,
+            later: !std::ptr::eq(run, results),
+        })
+    })
+}
+
+/// A publish step's server-side CPU per acknowledged publish, in µs, with
+/// `name µs (share%)` per process when there are several.
+fn cpu_per_publish(step: &PublishStep) -> Option<String> {
+    let total = step.server_cpu_s.filter(|t| *t > 0.0 && step.ok > 0)?;
+    let per = |cpu: f64| cpu / step.ok as f64 * 1e6;
+    if step.server_cpu_by_process.len() < 2 {
+        return Some(format!("{:.0} µs", per(total)));
+    }
+    let parts: Vec<String> = step
+        .server_cpu_by_process
+        .iter()
+        .map(|(name, cpu)| format!("{name} {:.0} ({:.0}%)", per(*cpu), 100.0 * cpu / total))
+        .collect();
+    Some(format!("{:.0} µs = {}", per(total), parts.join(" + ")))
 }
 
 /// A command line as it would be typed (empty arguments as `""`).
@@ -407,6 +496,9 @@ fn environment(name: &str, template: &str) -> anyhow::Result<Environment<'static
     env.add_filter("cpu_by_process", |step: Serde<StepResult>| {
         cpu_by_process(&step).unwrap_or_else(|| "–".to_owned())
     });
+    env.add_filter("cpu_per_publish", |step: Serde<PublishStep>| {
+        cpu_per_publish(&step).unwrap_or_else(|| "–".to_owned())
+    });
     env.add_template_owned(name.to_owned(), template.to_owned())?;
     Ok(env)
 }
@@ -427,6 +519,7 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> anyh
         ref => Value::from(Serde(servers.iter().find(|s| s.name == reference))),
         pair => Value::from(Serde(find_pair(results))),
         topics => Value::from(Serde(find_topics(results, reference))),
+        disk => Value::from(Serde(find_log_targets(results))),
         disturbance => disturbance(results.servers.iter()),
     };
     let text = env
@@ -632,6 +725,129 @@ mod tests {
         assert!(text.contains(
             "ours-redis-pair 4.00 = server 1 3.00 (75%) + redis 1.00 (25%) (busy 40% of a core)"
         ));
+        assert!(text.contains("None: every workload ran"));
+    }
+
+    #[test]
+    fn the_log_targets_have_their_own_section_from_a_partial_run() {
+        let template = shipped_template();
+        let main = run(1, &[("ours", 10.0), ("nchan", 20.0)]);
+        let text = markdown(&template, &main, "nchan").unwrap();
+        assert!(text.contains("## One server with its history on disk"));
+        assert!(text.contains("Not measured: no run in `bench/results/results.json` has a target with its log on disk"));
+        // A later run of ours and the log targets, as scripts/bench.sh runs
+        // it with BENCH_WORKLOADS=publish,fanout: the disk targets have
+        // fan-out results, every target publishes.
+        let mut later = run(
+            2,
+            &[
+                ("ours", 10.0),
+                ("ours-disk-always", 20.0),
+                ("ours-disk-batch", 10.0),
+                ("ours-redis-always", 0.0),
+            ],
+        );
+        let step = |per_s: f64, p99_ms: f64, processes: &[(&str, f64)]| PublishStep {
+            publishers: 16,
+            seconds: 5.0,
+            ok: 10_000,
+            per_s,
+            latency: crate::workloads::Percentiles {
+                count: 10_000,
+                p50_ms: p99_ms / 4.0,
+                p99_ms,
+                p999_ms: p99_ms,
+                max_ms: p99_ms * 2.0,
+            },
+            server_cpu_s: Some(processes.iter().map(|(_, c)| c).sum()),
+            server_cpu_by_process: processes.iter().map(|&(n, c)| (n.to_owned(), c)).collect(),
+            loadgen_cpu_share: 0.5,
+            ..PublishStep::default()
+        };
+        for s in &mut later.servers {
+            let publish = match s.name.as_str() {
+                "ours" => step(2000.0, 2.0, &[("server", 0.5)]),
+                "ours-disk-always" => step(1000.0, 8.0, &[("server", 1.0)]),
+                "ours-disk-batch" => PublishStep {
+                    failed: 3,
+                    first_error: Some("status 503 Service Unavailable".to_owned()),
+                    ..step(3000.0, 1.0, &[("server", 0.9)])
+                },
+                _ => {
+                    s.fanout.clear();
+                    step(500.0, 4.0, &[("server 1", 0.6), ("redis", 0.2)])
+                }
+            };
+            let mut steps = vec![publish];
+            if s.name == "ours-disk-always" {
+                // One publisher alone, measured by this target only.
+                steps.insert(
+                    0,
+                    PublishStep {
+                        publishers: 1,
+                        ..step(300.0, 3.0, &[("server", 0.2)])
+                    },
+                );
+            }
+            s.publish = Some(crate::publish_load::PublishResult { steps });
+        }
+        // The main run has a disk target too, as a full run has: the main
+        // tables leave it out, the section takes the newer run.
+        let main = run(
+            1,
+            &[("ours", 10.0), ("nchan", 20.0), ("ours-disk-always", 1.0)],
+        );
+        let merged = main.merge(later);
+        let text = markdown(&template, &merged, "nchan").unwrap();
+        assert!(text.contains("| | ours | nchan |"), "{text}");
+        assert!(!text.contains("| ours-disk-always |  | no |"), "{text}");
+        assert!(!text.contains("1.00 ms (0.10×)"), "{text}");
+        assert!(!text.contains(
+            "Not measured: no run in `bench/results/results.json` has a target with its log"
+        ));
+        assert!(text.contains(
+            "a run of ours, ours-disk-always, ours-disk-batch, ours-redis-always merged into the results"
+        ));
+        assert!(
+            text.contains(
+                "| 16 | ours | 2,000 | 0.50 ms | 2.00 ms | 4.00 ms | 50 µs | 0 | 50% | 0% |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| 16 | ours-disk-always | 1,000 (0.50×) | 2.00 ms (4.00×) | 8.00 ms (4.00×) | 16.0 ms | 100 µs | 0 |"), "{text}");
+        assert!(
+            text.contains("| 16 | ours-disk-batch | 3,000 (1.50×) |"),
+            "{text}"
+        );
+        assert!(text.contains("| **3** |"), "{text}");
+        assert!(text.contains("- ours-disk-batch, 16 publishers: 3 failed, the first with `status 503 Service Unavailable`"));
+        assert!(text.contains(
+            "| 16 | ours-redis-always | 500 (0.25×) | 1.00 ms (2.00×) | 4.00 ms (2.00×) | 8.00 ms | 80 µs = server 1 60 (75%) + redis 20 (25%) |"
+        ), "{text}");
+        assert!(text.contains("| 1 | ours | failed |"), "{text}");
+        assert!(text.contains("| 1 | ours-disk-always | 300 |"), "{text}");
+        assert!(!text.contains("| 64 |"), "{text}");
+        assert!(
+            text.contains("every time\n(300 publishes/s, p50 0.75 ms here)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(16 publishers:\n1,000 publishes/s"),
+            "{text}"
+        );
+        // The fan-out rows: the disk targets against ours, no Redis target.
+        assert!(text.contains("### Fan-out with the log on disk"));
+        assert!(
+            text.contains("| 100 | ours | 5.00 ms | 10.0 ms | 10.0 ms |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| 100 | ours-disk-always | 10.0 ms (2.00×) | 20.0 ms (2.00×) | 20.0 ms |"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("| 100 | ours-redis-always |"), "{text}");
         assert!(text.contains("None: every workload ran"));
     }
 

@@ -87,7 +87,8 @@ pub struct ServerSpec {
     #[serde(default)]
     pub compare_with: Option<String>,
     /// The workloads this target runs (`fanout`, `publish`, ...); all when
-    /// absent.
+    /// absent, except those that run only where asked for (publishing
+    /// alone; see the suite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<String>>,
 }

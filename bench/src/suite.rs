@@ -4,7 +4,10 @@
 //! Workloads run one after another, and within a workload every server in
 //! turn, each on a freshly started process, so that the servers of one
 //! workload are measured minutes apart at most and their ratios hold even
-//! when the machine's speed drifts.
+//! when the machine's speed drifts. A server runs only the workloads its
+//! spec lists (all when it lists none), the topic workloads only when it
+//! has topics, and publishing alone only when it lists it or a server that
+//! lists it is set against it (see [`runs`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fleet::{AddrPool, FleetConfig};
 use crate::procstat::ServerProcess;
+use crate::publish_load::{self, PublishParams, PublishResult};
 use crate::server_proc::{RunningServer, ServerSpec};
 use crate::target::Target;
 use crate::workloads::{
@@ -73,6 +77,9 @@ pub struct SuiteConfig {
     /// Topics: prefix-pattern subscribers beside per-user traffic.
     #[serde(default)]
     pub prefix: Option<PrefixParams>,
+    /// Publishing alone: N publishers in a closed loop, no subscribers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishParams>,
     /// A job is run again when CPU time used by neither the server nor
     /// the load generator exceeded this share of a core in one of its steps.
     #[serde(default = "default_disturbance_limit")]
@@ -211,6 +218,9 @@ pub struct ServerResults {
     /// Topics: prefix patterns against exact names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<PrefixResult>,
+    /// Publishing alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishResult>,
     /// Workloads that could not run, and why.
     pub errors: Vec<String>,
 }
@@ -259,6 +269,7 @@ impl SuiteResults {
                 ("rooms", s.rooms.is_some()),
                 ("retention", s.retention.is_some()),
                 ("prefix", s.prefix.is_some()),
+                ("publish", s.publish.is_some()),
             ] {
                 if done {
                     add(name.to_owned());
@@ -329,6 +340,8 @@ pub struct Selection {
     pub retention: bool,
     /// Topics: prefix patterns.
     pub prefix: bool,
+    /// Publishing alone.
+    pub publish: bool,
 }
 
 impl Selection {
@@ -343,6 +356,7 @@ impl Selection {
         rooms: true,
         retention: true,
         prefix: true,
+        publish: true,
     };
 
     /// No workload.
@@ -356,11 +370,12 @@ impl Selection {
         rooms: false,
         retention: false,
         prefix: false,
+        publish: false,
     };
 
     /// The workloads named (`fanout`, `saturation`, `storm`, `slow`,
     /// `bystanders`, `per-user`, `rooms`, `retention`, `prefix`, and
-    /// `topics` for the last five); every one when `names` is empty.
+    /// `topics` for those five; `publish`); every one when `names` is empty.
     ///
     /// # Errors
     /// For an unknown name.
@@ -380,6 +395,7 @@ impl Selection {
                 "rooms" => s.rooms = true,
                 "retention" => s.retention = true,
                 "prefix" => s.prefix = true,
+                "publish" => s.publish = true,
                 "topics" => {
                     s.bystanders = true;
                     s.per_user = true;
@@ -389,7 +405,7 @@ impl Selection {
                 }
                 other => anyhow::bail!(
                     "unknown workload {other:?}: fanout, saturation, storm, slow, bystanders, \
-                     per-user, rooms, retention, prefix or topics"
+                     per-user, rooms, retention, prefix, topics or publish"
                 ),
             }
         }
@@ -473,9 +489,12 @@ pub async fn run(
             jobs.push(job);
         }
     }
+    if selection.publish && config.publish.is_some() {
+        jobs.push(Job::Publish);
+    }
     for job in jobs {
         for (spec, out) in specs.iter().zip(&mut results) {
-            if job.needs_topics() && spec.topics.is_none() {
+            if !runs(config, spec, job) {
                 continue;
             }
             let mut attempt = 0;
@@ -539,6 +558,7 @@ pub async fn run(
                     }
                     out.prefix = Some(r);
                 }
+                Ok(JobResult::Publish(r)) => out.publish = Some(r),
                 Err(e) => out.errors.push(format!("{job}: {e:#}")),
             }
         }
@@ -558,6 +578,31 @@ pub async fn run(
     })
 }
 
+/// Whether the server `spec` of `config` runs `job`: the workloads its
+/// `workloads` list names (every one when it has none), the topic workloads
+/// only when it has topics, and publishing alone only when its list names
+/// it or the list of a server set against it does (the log in memory is
+/// measured next to the log on disk, and no one else).
+fn runs(config: &SuiteConfig, spec: &ServerSpec, job: Job) -> bool {
+    let name = job.workload();
+    if job.needs_topics() && spec.topics.is_none() {
+        return false;
+    }
+    if !job.opt_in() {
+        return spec.runs(name);
+    }
+    let names = |s: &ServerSpec| {
+        s.workloads
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|x| x == name))
+    };
+    names(spec)
+        || config
+            .servers
+            .iter()
+            .any(|s| names(s) && s.compare_with.as_deref() == Some(spec.name.as_str()))
+}
+
 /// One workload for one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Job {
@@ -570,6 +615,7 @@ enum Job {
     Rooms,
     Retention,
     Prefix,
+    Publish,
 }
 
 impl Job {
@@ -579,6 +625,29 @@ impl Job {
             self,
             Self::Bystanders | Self::PerUser | Self::Rooms | Self::Retention | Self::Prefix
         )
+    }
+
+    /// Whether the job runs only against the servers that ask for it (see
+    /// [`runs`]).
+    fn opt_in(self) -> bool {
+        matches!(self, Self::Publish)
+    }
+
+    /// The workload's name, as `--workloads` and a server's `workloads`
+    /// list give it.
+    fn workload(self) -> &'static str {
+        match self {
+            Self::Fanout(_) => "fanout",
+            Self::Saturation => "saturation",
+            Self::Storm => "storm",
+            Self::Slow => "slow",
+            Self::Bystanders => "bystanders",
+            Self::PerUser => "per-user",
+            Self::Rooms => "rooms",
+            Self::Retention => "retention",
+            Self::Prefix => "prefix",
+            Self::Publish => "publish",
+        }
     }
 }
 
@@ -594,6 +663,7 @@ impl std::fmt::Display for Job {
             Self::Rooms => f.write_str("rooms"),
             Self::Retention => f.write_str("retention"),
             Self::Prefix => f.write_str("prefix patterns"),
+            Self::Publish => f.write_str("publish"),
         }
     }
 }
@@ -608,6 +678,7 @@ enum JobResult {
     Rooms(StepResult),
     Retention(RetentionResult),
     Prefix(PrefixResult),
+    Publish(PublishResult),
 }
 
 impl JobResult {
@@ -623,6 +694,13 @@ impl JobResult {
             Self::PerUser(r) | Self::Rooms(r) => vec![r],
             Self::Retention(r) => vec![&r.step],
             Self::Prefix(r) => r.exact.iter().chain(&r.pattern).collect(),
+            Self::Publish(r) => {
+                return r
+                    .steps
+                    .iter()
+                    .map(|s| s.other_cpu_share)
+                    .fold(0.0, f64::max);
+            }
         };
         steps.iter().map(|s| s.other_cpu_share).fold(0.0, f64::max)
     }
@@ -704,6 +782,14 @@ async fn run_job(
                 &target,
                 &servers,
                 config.retention.ok_or_else(missing)?,
+            )
+            .await?,
+        ),
+        Job::Publish => JobResult::Publish(
+            publish_load::publish(
+                &target,
+                &servers,
+                config.publish.as_ref().ok_or_else(missing)?,
             )
             .await?,
         ),
@@ -825,6 +911,67 @@ mod tests {
         let redis = pair.redis.as_ref().unwrap().command.join(" ");
         assert!(redis.starts_with("redis-server --bind 127.0.0.1 --port {port} --dir {dir} "));
         assert!(redis.ends_with("--save  --appendonly yes --appendfsync everysec"));
+    }
+
+    /// The log on disk and in a Redis of its own: the disk targets run the
+    /// fan-out and publishing, the Redis ones publishing only, set against
+    /// `ours`, which publishes too; no other server publishes alone.
+    #[test]
+    fn the_log_targets_run_their_workloads_against_ours() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+        let config = SuiteConfig::load(&path).unwrap();
+        let running = |job: Job| -> Vec<&str> {
+            config
+                .servers
+                .iter()
+                .filter(|s| runs(&config, s, job))
+                .map(|s| s.name.as_str())
+                .collect()
+        };
+        assert_eq!(
+            running(Job::Publish),
+            [
+                "ours",
+                "ours-disk-always",
+                "ours-disk-batch",
+                "ours-redis-always",
+                "ours-redis-everysec"
+            ]
+        );
+        let fanout = running(Job::Fanout(100));
+        assert!(fanout.contains(&"ours-disk-always") && fanout.contains(&"ours-disk-batch"));
+        assert!(!fanout.contains(&"ours-redis-always") && fanout.contains(&"nchan"));
+        assert!(!running(Job::Saturation).contains(&"ours-disk-always"));
+        assert_eq!(running(Job::PerUser), ["ours", "nchan", "warp-broadcast"]);
+        let find = |name: &str| config.servers.iter().find(|s| s.name == name).unwrap();
+        let single = find("ours");
+        for name in ["ours-disk-always", "ours-disk-batch"] {
+            let disk = find(name);
+            assert!(disk.is_single());
+            assert_eq!(disk.compare_with.as_deref(), Some("ours"));
+            assert_eq!(disk.command[..single.command.len()], single.command[..]);
+            assert_eq!(
+                disk.command[single.command.len()..][..2],
+                ["--data-dir", "{dir}/data"]
+            );
+        }
+        for (name, fsync) in [
+            ("ours-redis-always", "always"),
+            ("ours-redis-everysec", "everysec"),
+        ] {
+            let own = find(name);
+            assert_eq!(
+                (own.instances, own.compare_with.as_deref()),
+                (1, Some("ours"))
+            );
+            let redis = own.redis.as_ref().unwrap().command.join(" ");
+            assert!(
+                redis.ends_with(&format!("--appendfsync {fsync}")),
+                "{redis}"
+            );
+        }
+        let publish = config.publish.unwrap();
+        assert!(publish.publishers.windows(2).all(|w| w[0] < w[1]));
     }
 
     fn results(started_unix: u64, measured: &[(&str, u32)]) -> SuiteResults {
