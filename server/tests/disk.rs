@@ -16,11 +16,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use common::cluster::ServerProcess;
-use common::{await_health, get, metric, publish_raw, try_send, Sse, PATIENCE};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use common::{await_health, get, metric, publish_raw, try_publish_json, Sse, PATIENCE};
 use parking_lot::Mutex;
 use shared::{EventId, ResetReason, ServerEvent};
 use tokio::sync::Notify;
@@ -36,17 +33,8 @@ struct Ack {
 /// Publishes and returns the acknowledgement, or `None` when the server
 /// could not be reached or did not answer 200.
 async fn try_publish(addr: SocketAddr, topic: &str, message: &str) -> Option<Ack> {
-    let body = serde_json::json!({ "message": message, "topic": topic }).to_string();
-    let request = Request::post("/publish")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = try_send(addr, request).await.ok()?;
-    if response.status() != 200 {
-        return None;
-    }
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let body = serde_json::json!({ "message": message, "topic": topic });
+    let json = try_publish_json(addr, &body).await?;
     Some(Ack {
         id: json["event_id"].as_str()?.parse().ok()?,
         uuid: json["id"].as_str()?.to_owned(),

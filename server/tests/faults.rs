@@ -14,11 +14,8 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use common::cluster::{Redis, ServerProcess};
-use common::{await_healthy, try_send, Sse, PATIENCE};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use common::{await_healthy, try_publish_json, Sse, PATIENCE};
 use shared::{EventId, Item, ResetReason, ServerEvent, POSITION_EVENT, RESET_EVENT};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,17 +23,7 @@ use tokio::process::{Child, Command};
 
 /// Publishes; the acknowledged id, or `None` when refused or unreachable.
 async fn try_publish(addr: SocketAddr, message: &str) -> Option<EventId> {
-    let body = serde_json::json!({ "message": message }).to_string();
-    let request = Request::post("/publish")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = try_send(addr, request).await.ok()?;
-    if response.status() != 200 {
-        return None;
-    }
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let json = try_publish_json(addr, &serde_json::json!({ "message": message })).await?;
     json["event_id"].as_str()?.parse().ok()
 }
 

@@ -6,11 +6,8 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use common::cluster::{Redis, ServerProcess};
-use common::{await_healthy, get, metric, publish_raw, try_send, Sse};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use common::{await_healthy, get, metric, publish_raw, try_publish_json, Sse};
 use shared::{EventId, Item, ResetReason, ServerEvent};
 
 /// An acknowledged publish: the answer's event id and event uuid.
@@ -23,17 +20,7 @@ struct Ack {
 /// Publishes and returns the acknowledgement, or `None` when the server
 /// could not be reached or did not answer 200.
 async fn try_publish(addr: SocketAddr, message: &str) -> Option<Ack> {
-    let body = serde_json::json!({ "message": message }).to_string();
-    let request = Request::post("/publish")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let response = try_send(addr, request).await.ok()?;
-    if response.status() != 200 {
-        return None;
-    }
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let json = try_publish_json(addr, &serde_json::json!({ "message": message })).await?;
     Some(Ack {
         event_id: json["event_id"].as_str()?.to_owned(),
         uuid: json["id"].as_str()?.to_owned(),

@@ -168,6 +168,25 @@ pub async fn publish_raw(addr: SocketAddr, body: &str) -> Answer {
     .await
 }
 
+/// Publishes `body` and returns the JSON of its `200` answer; `None` when
+/// the server could not be reached (killed, restarting) or answered
+/// otherwise (an outage's `503`), so a load test can count refusals.
+pub async fn try_publish_json(
+    addr: SocketAddr,
+    body: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let request = Request::post("/publish")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let response = try_send(addr, request).await.ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
 /// Publishes and returns the answer's seq.
 pub async fn publish(addr: SocketAddr, topic: &str, message: &str) -> u64 {
     let body = serde_json::json!({ "message": message, "topic": topic }).to_string();
