@@ -64,10 +64,11 @@ fn check_headers(headers: &PublishHeaders, settings: &PublishSettings) -> Result
 
 /// Reads the body, refusing it as soon as it passes `limit` (bodies without
 /// a Content-Length included).
-async fn read_limited<S, B>(body: S, limit: u64) -> Result<BytesMut, ApiError>
+async fn read_limited<S, B, E>(body: S, limit: u64) -> Result<BytesMut, ApiError>
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, E>>,
     B: Buf,
+    E: std::fmt::Display,
 {
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
@@ -148,7 +149,7 @@ pub struct Publisher<'a> {
     pub forwarded: Option<&'a HeaderValue>,
 }
 
-async fn try_publish<S, B>(
+async fn try_publish<S, B, E>(
     log: &dyn EventLog,
     settings: &PublishSettings,
     publisher: Publisher<'_>,
@@ -156,8 +157,9 @@ async fn try_publish<S, B>(
     body: S,
 ) -> Result<PublishResponse, ApiError>
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, E>>,
     B: Buf,
+    E: std::fmt::Display,
 {
     let grant = publisher.auth.for_publish(headers.authorization.as_ref())?;
     check_headers(headers, settings)?;
@@ -197,7 +199,7 @@ where
 /// Answers `POST /publish`: stores the event in `log`, counting refusals
 /// in `hub`'s metrics and logging the first of them every
 /// [`crate::throttle::EVERY`].
-pub async fn handle<S, B>(
+pub async fn handle<S, B, E>(
     hub: &Hub,
     log: &dyn EventLog,
     settings: &PublishSettings,
@@ -206,8 +208,9 @@ pub async fn handle<S, B>(
     body: S,
 ) -> warp::reply::Response
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, E>>,
     B: Buf,
+    E: std::fmt::Display,
 {
     match try_publish(log, settings, publisher, &headers, body).await {
         Ok(answer) => warp::reply::json(&answer).into_response(),

@@ -63,6 +63,95 @@ pub fn routes(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
         .boxed()
 }
 
+/// The routes as one service: `POST /publish` goes straight to its
+/// handler, every other request through [`routes`]' filters.
+///
+/// Publishing is the one request a client sends over and over: tens of
+/// thousands a second from one publisher. Through warp, each one is matched
+/// against the routes before it (every `or` of the chain moves the route
+/// futures along), which cost about as much as storing and framing the
+/// event; here it is one comparison of method and path. The checks and the
+/// answers are `publish::handle`'s either way; anything else about the
+/// request (another method, a transfer coding to refuse) takes the filters.
+#[derive(Clone)]
+pub struct Router {
+    app: App,
+    filters: BoxedFilter<(warp::reply::Response,)>,
+}
+
+impl Router {
+    /// The routes of `app`.
+    pub fn new(app: &App) -> Self {
+        Self {
+            app: app.clone(),
+            filters: routes(app),
+        }
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+type Answer = futures_util::future::BoxFuture<'static, Result<warp::reply::Response, Infallible>>;
+
+impl tower_service::Service<warp::http::Request<hyper::body::Incoming>> for Router {
+    type Response = warp::reply::Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: warp::http::Request<hyper::body::Incoming>) -> Answer {
+        let direct = request.method() == Method::POST
+            && request.uri().path() == "/publish"
+            && request.extensions().get::<UnsupportedCoding>().is_none();
+        if !direct {
+            return Box::pin(warp::service(self.filters.clone()).call(request));
+        }
+        let app = self.app.clone();
+        Box::pin(async move {
+            let (head, body) = request.into_parts();
+            let header = |name: warp::http::header::HeaderName| head.headers.get(name).cloned();
+            let conn = head.extensions.get::<Connection>();
+            let forwarded = header(warp::http::header::HeaderName::from_static(
+                "x-forwarded-for",
+            ));
+            let publisher = Publisher {
+                auth: &app.auth,
+                limiter: app.limiter.as_deref(),
+                peer: conn.map(|c| c.remote),
+                forwarded: forwarded.as_ref(),
+            };
+            let headers = PublishHeaders {
+                authorization: header(warp::http::header::AUTHORIZATION),
+                content_type: header(warp::http::header::CONTENT_TYPE),
+                // hyper has already refused a Content-Length that is not a
+                // number.
+                content_length: header(warp::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+            };
+            let body = http_body_util::BodyDataStream::new(body);
+            Ok(publish::handle(
+                &app.hub,
+                app.log.as_ref(),
+                &app.publish,
+                publisher,
+                headers,
+                body,
+            )
+            .await)
+        })
+    }
+}
+
 fn with_app(app: App) -> impl Filter<Extract = (App,), Error = Infallible> + Clone {
     warp::any().map(move || app.clone())
 }
@@ -99,26 +188,42 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
+/// A transfer coding other than `chunked` that a request named, found by
+/// [`mark_transfer_coding`] before routing.
+#[derive(Debug, Clone)]
+pub(crate) struct UnsupportedCoding(String);
+
+/// Marks a request whose body is in a transfer coding other than chunked,
+/// for [`transfer_coding`] to refuse: looked at in place, where warp's
+/// filters could only see a clone of every header of every request.
+pub(crate) fn mark_transfer_coding<B>(request: &mut warp::http::Request<B>) {
+    if let Some(coding) = unsupported_coding(request.headers()) {
+        request.extensions_mut().insert(UnsupportedCoding(coding));
+    }
+}
+
 /// Refuses a body in a transfer coding other than chunked with
 /// `501 not_implemented`, on any path: hyper decodes the chunked framing
 /// and would pass the rest on undecoded (`gzip, chunked` as gzip bytes).
 fn transfer_coding(app: App) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::headers_cloned()
+    warp::ext::optional::<UnsupportedCoding>()
         .and(warp::ext::optional::<Connection>())
-        .and_then(move |headers: HeaderMap, conn: Option<Connection>| {
-            let app = app.clone();
-            async move {
-                let Some(coding) = unsupported_coding(&headers) else {
-                    return Ok(());
-                };
-                app.hub
-                    .metrics
-                    .refuse(Refusal::TransferCoding, conn.map(|c| c.remote));
-                Err(warp::reject::custom(ApiError::UnsupportedTransferCoding(
-                    coding,
-                )))
-            }
-        })
+        .and_then(
+            move |coding: Option<UnsupportedCoding>, conn: Option<Connection>| {
+                let app = app.clone();
+                async move {
+                    let Some(UnsupportedCoding(coding)) = coding else {
+                        return Ok(());
+                    };
+                    app.hub
+                        .metrics
+                        .refuse(Refusal::TransferCoding, conn.map(|c| c.remote));
+                    Err(warp::reject::custom(ApiError::UnsupportedTransferCoding(
+                        coding,
+                    )))
+                }
+            },
+        )
         .untuple_one()
 }
 

@@ -35,7 +35,7 @@ pub enum EncodeError {
 }
 
 fn single_line(field: &'static str, value: &str) -> Result<(), EncodeError> {
-    if value.contains(['\r', '\n', '\0']) {
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
         Err(EncodeError::ForbiddenCharacter { field })
     } else {
         Ok(())
@@ -47,7 +47,10 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let s = rest?;
-        match s.find(['\r', '\n']) {
+        // By bytes: CR and LF never occur inside a multi-byte UTF-8
+        // sequence, so the position found is a character boundary (a
+        // `char` pattern would decode every character on the way).
+        match s.bytes().position(|b| b == b'\r' || b == b'\n') {
             Some(i) => {
                 let skip = if s[i..].starts_with("\r\n") { 2 } else { 1 };
                 rest = Some(&s[i + skip..]);

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use shared::{encode_into, EventId, Frame, ServerEvent};
+use shared::{EventId, ServerEvent};
 use slab::Slab;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -828,23 +828,26 @@ impl Drop for Subscription {
 
 /// One SSE frame whose `data:` is `payload` as JSON: `event` names it
 /// (`None` for an ordinary event, which `onmessage` receives).
+///
+/// Written straight into the frame's one buffer, as `shared::encode_into`
+/// would write it: compact JSON never holds a raw line break (serde_json
+/// escapes them in strings), so the whole of it is one `data:` line; the id
+/// is digits and `-`, and event names are the project's constants.
 pub(crate) fn frame_json(event: Option<&str>, id: &EventId, payload: &impl Serialize) -> Bytes {
-    // Serializing the project's message types (strings, numbers, enums)
-    // cannot fail.
-    let json = serde_json::to_string(payload).unwrap_or_default();
-    let id = id.to_string();
-    let mut out = String::with_capacity(json.len() + id.len() + 32);
-    // The id is digits and '-', event names are constants, and JSON has no
-    // raw line breaks: encoding succeeds.
-    let _ = encode_into(
-        &mut out,
-        &Frame {
-            event,
-            id: Some(&id),
-            data: &json,
-            ..Frame::default()
-        },
-    );
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(256);
+    if let Some(event) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    // Writing to a Vec cannot fail, nor can serializing the project's
+    // message types (strings, numbers, enums).
+    let _ = write!(out, "id: {id}\ndata: ");
+    let start = out.len();
+    let _ = serde_json::to_writer(&mut out, payload);
+    debug_assert!(!out[start..].iter().any(|b| matches!(b, b'\r' | b'\n')));
+    out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
 
@@ -853,6 +856,29 @@ pub(crate) mod tests {
     use super::*;
     use crate::hub::read::Read;
     use shared::TopicPattern;
+
+    #[test]
+    fn a_json_frame_is_what_the_encoder_writes() {
+        let id = EventId::new(7, 42);
+        let event = ServerEvent {
+            id: Uuid::new_v4(),
+            seq: 42,
+            topic: "news".into(),
+            message: "two\nlines\r\nand a CR\r, \"quoted\" \u{2028} é".into(),
+            time: "2026-12-01T00:00:00.000Z".into(),
+        };
+        for name in [None, Some("reset")] {
+            let json = serde_json::to_string(&event).unwrap();
+            let expected = shared::encode(&shared::Frame {
+                event: name,
+                id: Some(&id.to_string()),
+                data: &json,
+                ..shared::Frame::default()
+            })
+            .unwrap();
+            assert_eq!(frame_json(name, &id, &event), expected.as_bytes());
+        }
+    }
 
     pub(crate) fn options(history: u64, max_lag: u64, max_subscribers: usize) -> HubOptions {
         HubOptions {

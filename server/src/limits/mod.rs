@@ -306,17 +306,57 @@ where
     let tcp = Arc::new(tcp);
     let activity = Arc::new(Activity::default());
     let socket = Socket::new(tcp.clone(), activity.clone());
-    let kill = connection.kill.clone();
+    let served = Served {
+        connection,
+        limits,
+        accepted,
+        graceful,
+        activity,
+    };
+    // Each way of serving is a future of its own, boxed: a connection's
+    // task holds only the one it uses. Inline, every task would be as big
+    // as the largest of them (the TLS session and HTTP/2's state, about
+    // 8 KiB) on every plain HTTP/1.1 connection too.
     if let Some(tls) = &protocols.tls {
+        return Box::pin(served.tls(socket, tls, protocols, handler)).await;
+    }
+    if protocols.h2c {
+        return Box::pin(served.h2c(socket, protocols, handler)).await;
+    }
+    let io = TokioIo::new(socket);
+    Box::pin(served.h1(io, handler, Some(&tcp))).await
+}
+
+/// What every way of serving a connection needs.
+struct Served {
+    connection: Connection,
+    limits: Limits,
+    accepted: Instant,
+    graceful: Watcher,
+    activity: Arc<Activity>,
+}
+
+impl Served {
+    /// HTTPS: the handshake within `--header-timeout` of accept, then
+    /// HTTP/2 or HTTP/1.1 as ALPN chose.
+    async fn tls<S, B>(self, socket: Socket, tls: &Tls, protocols: &Protocols, handler: S) -> Ended
+    where
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        h2::StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    {
+        let kill = self.connection.kill.clone();
         let handshake = tokio::time::timeout_at(
-            accepted + limits.header_timeout,
+            self.accepted + self.limits.header_timeout,
             tls.acceptor().accept(socket),
         );
         let stream = tokio::select! {
             done = handshake => match done {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
-                    tracing::debug!(remote = %connection.remote, %error, "TLS handshake failed");
+                    tracing::debug!(remote = %self.connection.remote, %error, "TLS handshake failed");
                     return Ended::Refused(Refusal::TlsHandshake);
                 }
                 Err(_) => return Ended::Refused(Refusal::TlsHandshake),
@@ -326,61 +366,86 @@ where
         let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
         let io = TokioIo::new(stream);
         if alpn_h2 {
-            let draining = protocols.draining.clone();
-            let tasks = protocols.tasks.clone();
-            let ended = h2::serve(io, kill, limits, accepted, handler, draining, tasks).await;
-            drop(graceful);
-            return ended;
+            return self.h2(io, protocols, handler).await;
         }
         // HTTP/1.1 over TLS: the socket carries TLS records, among them the
         // client's close_notify, so hyper itself reads to notice a client
         // that leaves (no half-closed requests here).
-        return serve_h1(
-            io,
-            &connection,
-            limits,
-            accepted,
-            handler,
-            graceful,
-            &activity,
-            None,
-        )
-        .await;
+        self.h1(io, handler, None).await
     }
-    let socket = if protocols.h2c {
+
+    /// `--h2c`: HTTP/2 when the connection opens with its preface,
+    /// HTTP/1.1 otherwise.
+    async fn h2c<S, B>(self, socket: Socket, protocols: &Protocols, handler: S) -> Ended
+    where
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        h2::StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    {
+        let tcp = socket.tcp().clone();
         let sniffed = tokio::select! {
-            sniffed = tokio::time::timeout_at(accepted + limits.header_timeout, sniff(socket)) => sniffed,
-            () = kill.cancelled() => return Ended::Killed,
+            sniffed = tokio::time::timeout_at(self.accepted + self.limits.header_timeout, sniff(socket)) => sniffed,
+            () = self.connection.kill.cancelled() => return Ended::Killed,
         };
         match sniffed {
-            Ok(Ok((socket, true))) => {
-                let draining = protocols.draining.clone();
-                let tasks = protocols.tasks.clone();
-                let io = TokioIo::new(socket);
-                let ended = h2::serve(io, kill, limits, accepted, handler, draining, tasks).await;
-                drop(graceful);
-                return ended;
-            }
-            Ok(Ok((socket, false))) => socket,
+            Ok(Ok((socket, true))) => self.h2(TokioIo::new(socket), protocols, handler).await,
+            Ok(Ok((socket, false))) => self.h1(TokioIo::new(socket), handler, Some(&tcp)).await,
             // The client broke the connection before its first request.
-            Ok(Err(_)) => return Ended::Done,
-            Err(_) => return Ended::Refused(Refusal::HeaderTimeout),
+            Ok(Err(_)) => Ended::Done,
+            Err(_) => Ended::Refused(Refusal::HeaderTimeout),
         }
-    } else {
-        socket
-    };
-    let io = TokioIo::new(socket);
-    serve_h1(
-        io,
-        &connection,
-        limits,
-        accepted,
-        handler,
-        graceful,
-        &activity,
-        Some(&tcp),
-    )
-    .await
+    }
+
+    /// HTTP/2 on `io`, each stream with a kill switch of its own.
+    async fn h2<I, S, B>(self, io: I, protocols: &Protocols, handler: S) -> Ended
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin,
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        h2::StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+    {
+        let draining = protocols.draining.clone();
+        let tasks = protocols.tasks.clone();
+        let kill = self.connection.kill.clone();
+        let ended = h2::serve(
+            io,
+            kill,
+            self.limits,
+            self.accepted,
+            handler,
+            draining,
+            tasks,
+        )
+        .await;
+        drop(self.graceful);
+        ended
+    }
+
+    /// HTTP/1.1 on `io`; see [`serve_h1`].
+    async fn h1<I, S, B>(self, io: I, handler: S, watch: Option<&TcpStream>) -> Ended
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        serve_h1(
+            io,
+            &self.connection,
+            self.limits,
+            self.accepted,
+            handler,
+            self.graceful,
+            &self.activity,
+            watch,
+        )
+        .await
+    }
 }
 
 /// Reads the first bytes of a cleartext connection, as far as they could

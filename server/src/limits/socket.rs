@@ -41,6 +41,11 @@ impl Socket {
         }
     }
 
+    /// The connection, as the task watches it.
+    pub(super) fn tcp(&self) -> &Arc<TcpStream> {
+        &self.tcp
+    }
+
     /// Puts `bytes` back before what the socket reads next.
     pub(super) fn unread(&mut self, bytes: &[u8]) {
         self.unread.splice(0..0, bytes.iter().copied());
