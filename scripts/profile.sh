@@ -6,8 +6,10 @@
 # Each target runs twice under callgrind with the same subscribers and two
 # lengths of publishing; the difference of the instruction totals over the
 # difference of the deliveries is the marginal cost of one delivery
-# (connecting, start-up and shutdown cancel out). Also reports the
-# instructions of one publish with no subscriber.
+# (connecting, start-up and shutdown cancel out). Then the same for
+# `POST /publish` with no subscriber: wrk (Debian's package) publishes on 8
+# connections for two lengths of time, and the difference of the totals over
+# the difference of the publishes answered is one publish's instructions.
 #
 #   scripts/profile.sh                 # both targets, 100 subscribers
 #   PROFILE_SUBSCRIBERS=1000 scripts/profile.sh
@@ -52,7 +54,7 @@ run() {
     pid=$!
     for _ in $(seq 1 300); do
         grep -q "listening on" "$out/$name.stdout" 2>/dev/null && break
-        curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+        curl -m 2 -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
         sleep 0.2
     done
     local format=server-event
@@ -61,7 +63,13 @@ run() {
         --subscribe "http://127.0.0.1:$port/stream" --publish "http://127.0.0.1:$port/publish" \
         --data-format "$format" --subscribers "$subs" --rate "$rate" --seconds "$seconds" \
         --out "$out/$name.json" >/dev/null 2>"$out/$name.bench.log"
-    kill -INT "$pid"
+    # Ours shuts down on SIGINT; the baseline has no handler, and under
+    # valgrind it does not die of SIGINT either: SIGTERM, which callgrind
+    # still writes its counts for.
+    case "$name" in
+        ours*) kill -INT "$pid" ;;
+        *) kill -TERM "$pid" ;;
+    esac
     wait "$pid" || true
     python3 - "$out/$name.json" "$(total_ir "$file")" <<'EOF'
 import json, sys
@@ -98,7 +106,50 @@ print(f"{t}: {per_delivery:,.0f} instructions per delivery "
 EOF
 }
 
+# publish_run NAME SECONDS: one callgrind run of our server under wrk;
+# prints "instructions publishes".
+publish_run() {
+    local name=$1 seconds=$2 port file pid script answered
+    port=$(free_port)
+    file="$out/$name.out"
+    script="$out/publish.lua"
+    cat >"$script" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"message":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$file" \
+        "$bin/server" --addr "127.0.0.1:$port" --ticker-interval off --dist /nonexistent \
+        >"$out/$name.stdout" 2>"$out/$name.stderr" &
+    pid=$!
+    for _ in $(seq 1 300); do
+        curl -m 2 -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    answered=$(wrk -t1 -c8 -d"${seconds}s" -s "$script" "http://127.0.0.1:$port/publish" |
+        awk '/requests in/ { print $1 }')
+    kill -INT "$pid"
+    wait "$pid" || true
+    echo "$(total_ir "$file") $answered"
+}
+
+report_publish() {
+    read -r ir1 n1 < <(publish_run publish-short "$short")
+    read -r ir2 n2 < <(publish_run publish-long "$long")
+    python3 - "$ir1" "$n1" "$ir2" "$n2" <<'EOF'
+import sys
+ir1, n1, ir2, n2 = map(float, sys.argv[1:])
+print(f"ours: {(ir2 - ir1) / (n2 - n1):,.0f} instructions per publish "
+      f"({int(n2 - n1):,} more publishes answered)")
+EOF
+}
+
 echo "[profile] $subscribers subscribers, $rate events/s, ${short}s and ${long}s of publishing" >&2
 report ours
 report baseline
+if command -v wrk >/dev/null; then
+    report_publish
+else
+    echo "[profile] wrk not found (apt-get install wrk): no publish figure" >&2
+fi
 [ -n "${PROFILE_KEEP:-}" ] || rm -f "$out"/*.out
