@@ -91,6 +91,10 @@ pub struct ServerSpec {
     /// alone; see the suite).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<Vec<String>>,
+    /// The workloads that run only where asked for (`publish`, `heavy`)
+    /// that this server runs besides its others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 fn one() -> u32 {

@@ -80,6 +80,10 @@ pub struct SuiteConfig {
     /// Publishing alone: N publishers in a closed loop, no subscribers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<PublishParams>,
+    /// One heavy fan-out (many subscribers, a high rate), for the servers
+    /// that ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy: Option<FanoutParams>,
     /// A job is run again when CPU time used by neither the server nor
     /// the load generator exceeded this share of a core in one of its steps.
     #[serde(default = "default_disturbance_limit")]
@@ -221,6 +225,9 @@ pub struct ServerResults {
     /// Publishing alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<PublishResult>,
+    /// The heavy fan-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy: Option<FanoutResult>,
     /// Workloads that could not run, and why.
     pub errors: Vec<String>,
 }
@@ -342,6 +349,8 @@ pub struct Selection {
     pub prefix: bool,
     /// Publishing alone.
     pub publish: bool,
+    /// The heavy fan-out.
+    pub heavy: bool,
 }
 
 impl Selection {
@@ -357,6 +366,7 @@ impl Selection {
         retention: true,
         prefix: true,
         publish: true,
+        heavy: true,
     };
 
     /// No workload.
@@ -371,11 +381,13 @@ impl Selection {
         retention: false,
         prefix: false,
         publish: false,
+        heavy: false,
     };
 
     /// The workloads named (`fanout`, `saturation`, `storm`, `slow`,
     /// `bystanders`, `per-user`, `rooms`, `retention`, `prefix`, and
-    /// `topics` for those five; `publish`); every one when `names` is empty.
+    /// `topics` for those five; `publish`, `heavy`); every one when `names`
+    /// is empty.
     ///
     /// # Errors
     /// For an unknown name.
@@ -396,6 +408,7 @@ impl Selection {
                 "retention" => s.retention = true,
                 "prefix" => s.prefix = true,
                 "publish" => s.publish = true,
+                "heavy" => s.heavy = true,
                 "topics" => {
                     s.bystanders = true;
                     s.per_user = true;
@@ -405,7 +418,7 @@ impl Selection {
                 }
                 other => anyhow::bail!(
                     "unknown workload {other:?}: fanout, saturation, storm, slow, bystanders, \
-                     per-user, rooms, retention, prefix, topics or publish"
+                     per-user, rooms, retention, prefix, topics, publish or heavy"
                 ),
             }
         }
@@ -492,6 +505,9 @@ pub async fn run(
     if selection.publish && config.publish.is_some() {
         jobs.push(Job::Publish);
     }
+    if selection.heavy && config.heavy.is_some() {
+        jobs.push(Job::Heavy);
+    }
     for job in jobs {
         for (spec, out) in specs.iter().zip(&mut results) {
             if !runs(config, spec, job) {
@@ -559,6 +575,10 @@ pub async fn run(
                     out.prefix = Some(r);
                 }
                 Ok(JobResult::Publish(r)) => out.publish = Some(r),
+                Ok(JobResult::Heavy(r)) => {
+                    log_step(&spec.name, "heavy fan-out", &r.step);
+                    out.heavy = Some(r);
+                }
                 Err(e) => out.errors.push(format!("{job}: {e:#}")),
             }
         }
@@ -597,6 +617,7 @@ fn runs(config: &SuiteConfig, spec: &ServerSpec, job: Job) -> bool {
             .is_some_and(|w| w.iter().any(|x| x == name))
     };
     names(spec)
+        || spec.also.iter().any(|x| x == name)
         || config
             .servers
             .iter()
@@ -616,6 +637,7 @@ enum Job {
     Retention,
     Prefix,
     Publish,
+    Heavy,
 }
 
 impl Job {
@@ -630,7 +652,7 @@ impl Job {
     /// Whether the job runs only against the servers that ask for it (see
     /// [`runs`]).
     fn opt_in(self) -> bool {
-        matches!(self, Self::Publish)
+        matches!(self, Self::Publish | Self::Heavy)
     }
 
     /// The workload's name, as `--workloads` and a server's `workloads`
@@ -647,6 +669,7 @@ impl Job {
             Self::Retention => "retention",
             Self::Prefix => "prefix",
             Self::Publish => "publish",
+            Self::Heavy => "heavy",
         }
     }
 }
@@ -664,6 +687,7 @@ impl std::fmt::Display for Job {
             Self::Retention => f.write_str("retention"),
             Self::Prefix => f.write_str("prefix patterns"),
             Self::Publish => f.write_str("publish"),
+            Self::Heavy => f.write_str("heavy fan-out"),
         }
     }
 }
@@ -679,6 +703,7 @@ enum JobResult {
     Retention(RetentionResult),
     Prefix(PrefixResult),
     Publish(PublishResult),
+    Heavy(FanoutResult),
 }
 
 impl JobResult {
@@ -686,7 +711,7 @@ impl JobResult {
     /// generator used during any of the job's steps.
     fn disturbance(&self) -> f64 {
         let steps: Vec<&workloads::StepResult> = match self {
-            Self::Fanout(r) => vec![&r.step],
+            Self::Fanout(r) | Self::Heavy(r) => vec![&r.step],
             Self::Saturation(r) => r.steps.iter().map(|(_, s)| s).collect(),
             Self::Storm(r) => vec![&r.during],
             Self::Slow(r) => vec![&r.step],
@@ -790,6 +815,15 @@ async fn run_job(
                 &target,
                 &servers,
                 config.publish.as_ref().ok_or_else(missing)?,
+            )
+            .await?,
+        ),
+        Job::Heavy => JobResult::Heavy(
+            workloads::fanout(
+                harness,
+                &target,
+                &servers,
+                config.heavy.ok_or_else(missing)?,
             )
             .await?,
         ),
@@ -901,8 +935,10 @@ mod tests {
                 instances: 1,
                 redis: None,
                 compare_with: None,
-                // The topic workloads run on the single server only.
+                // The topic workloads and the heavy fan-out run on the
+                // single server only.
                 topics: single.topics.clone(),
+                also: single.also.clone(),
                 ..pair.clone()
             },
             *single,
@@ -915,7 +951,8 @@ mod tests {
 
     /// The log on disk and in a Redis of its own: the disk targets run the
     /// fan-out and publishing, the Redis ones publishing only, set against
-    /// `ours`, which publishes too; no other server publishes alone.
+    /// `ours`, which publishes too; of the peers, nchan and the warp
+    /// baseline publish alone and run the heavy fan-out, beside ours.
     #[test]
     fn the_log_targets_run_their_workloads_against_ours() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
@@ -932,12 +969,15 @@ mod tests {
             running(Job::Publish),
             [
                 "ours",
+                "nchan",
+                "warp-broadcast",
                 "ours-disk-always",
                 "ours-disk-batch",
                 "ours-redis-always",
                 "ours-redis-everysec"
             ]
         );
+        assert_eq!(running(Job::Heavy), ["ours", "nchan", "warp-broadcast"]);
         let fanout = running(Job::Fanout(100));
         assert!(fanout.contains(&"ours-disk-always") && fanout.contains(&"ours-disk-batch"));
         assert!(!fanout.contains(&"ours-redis-always") && fanout.contains(&"nchan"));
