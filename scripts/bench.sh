@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md and bench/results/latency.svg: installs the
-# missing peers (nginx + nchan and redis-server from Debian; sse-starlette +
-# uvicorn from PyPI into a venv and better-sse from npm, both under
-# target/bench-peers), builds the release binaries, runs every workload
+# missing peers (nginx + nchan, Pushpin + zurl and redis-server from Debian;
+# sse-starlette + uvicorn from PyPI into a venv and better-sse from npm, both
+# under target/bench-peers), builds the release binaries, runs every workload
 # against every server on loopback (the topic workloads against the servers
-# with topics: ours, nchan and the warp baseline; the fan-out and publishing
-# alone against our server with its log on disk, and publishing alone
-# against it on a Redis of its own and in memory), and writes the report.
-# Takes about 30 minutes on 2 cores.
+# with topics: ours, nchan, Pushpin and the warp baseline; the fan-out and
+# publishing alone against our server with its log on disk, and publishing
+# alone against it on a Redis of its own and in memory), and writes the
+# report. Takes about 30 minutes on 2 cores.
 #
 # The servers run on CPU 0 and the load generator on CPU 1 (taskset); the
 # two-server target (ours-redis-pair: two of our servers sharing a Redis that
-# the suite starts itself) runs on CPU 0 as a whole, Redis included. Other
+# the suite starts itself) runs on CPU 0 as a whole, Redis included, and so
+# does Pushpin with its services (condure, zurl, pushpin-proxy,
+# pushpin-handler) and the GRIP backend it proxies subscribes to. Other
 # busy processes skew the numbers, so the script first waits (at most
 # BENCH_QUIET_WAIT seconds, default 600) until the machine is nearly idle.
 #
@@ -41,6 +43,14 @@ if ! command -v nginx >/dev/null 2>&1 || [ ! -e /usr/lib/nginx/modules/ngx_nchan
     as_root apt-get update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx libnginx-mod-nchan
 fi
+# Pushpin, and zurl (one of the services its runner starts here: see
+# bench/configs/pushpin.conf). The suite runs its own instance, with ports
+# and paths of its own, beside the system one Debian may start.
+if ! command -v pushpin >/dev/null 2>&1 || ! command -v zurl >/dev/null 2>&1; then
+    echo "installing pushpin and zurl" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pushpin zurl
+fi
 # Redis, for the two-server target and the one server on a Redis of its own
 # (the suite starts its own redis-server).
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -51,7 +61,7 @@ fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 
 # The optional peers: skipped (with a warning) when Python or Node is missing.
-servers="ours,ours-redis-pair,ours-disk-always,ours-disk-batch,ours-redis-always,ours-redis-everysec,nchan,warp-broadcast"
+servers="ours,ours-redis-pair,ours-disk-always,ours-disk-batch,ours-redis-always,ours-redis-everysec,nchan,pushpin,warp-broadcast"
 peers=target/bench-peers
 if [ ! -x "$peers/venv/bin/uvicorn" ] && command -v python3 >/dev/null; then
     echo "installing sse-starlette and uvicorn into $peers/venv" >&2

@@ -66,13 +66,15 @@ pub struct RunArgs {
     /// The URL events are POSTed to, e.g. http://127.0.0.1:3000/publish.
     #[arg(long)]
     pub publish: String,
-    /// `json`: a PublishRequest JSON body; `raw`: the payload as the body.
+    /// `json`: a PublishRequest JSON body; `raw`: the payload as the body;
+    /// `pushpin`: a Pushpin publish command to the channel `--topic`.
     #[arg(long, value_enum, default_value = "json")]
     pub publish_format: PublishFormatArg,
     /// `server-event`: data is our ServerEvent JSON; `raw`: data is the payload.
     #[arg(long, value_enum, default_value = "server-event")]
     pub data_format: DataFormatArg,
-    /// The topic to publish to (JSON publishing).
+    /// The topic to publish to (JSON publishing; Pushpin's channel, which
+    /// it needs).
     #[arg(long)]
     pub topic: Option<String>,
     /// The server's process ids (comma separated, e.g. both servers and
@@ -115,6 +117,8 @@ pub enum PublishFormatArg {
     Json,
     /// The payload as the body.
     Raw,
+    /// A Pushpin publish command (HTTP control API).
+    Pushpin,
 }
 
 /// `--data-format`.
@@ -184,6 +188,10 @@ fn coordinator_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_workload(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.publish_format != PublishFormatArg::Pushpin || args.topic.is_some(),
+        "--publish-format pushpin needs --topic (the channel the streams are held on)"
+    );
     let target = Target {
         subscribe: args
             .subscribe
@@ -194,6 +202,7 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         publish_format: match args.publish_format {
             PublishFormatArg::Json => PublishFormat::Json,
             PublishFormatArg::Raw => PublishFormat::Raw,
+            PublishFormatArg::Pushpin => PublishFormat::Pushpin,
         },
         data_format: match args.data_format {
             DataFormatArg::ServerEvent => DataFormat::ServerEvent,

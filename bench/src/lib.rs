@@ -32,7 +32,7 @@
 //!   no subscribers: throughput and latency of the event log.
 //! - [`procstat`]: CPU time and resident memory of a process tree.
 //! - [`server_proc`]: starting and stopping the servers under test (and the
-//!   Redis of a target that has one).
+//!   Redis or the backend of a target that has one).
 //! - [`workloads`]: fan-out, saturation, reconnect storm, slow consumer,
 //!   the topic workloads (bystanders, per-user topics, rooms, retention,
 //!   prefix patterns) and the smoke runs.
@@ -41,11 +41,13 @@
 //! - [`report`]: `BENCHMARKS.md` from its template (minijinja) over the
 //!   results, and the latency plot.
 //! - [`baseline`]: the comparison server written the usual warp way.
+//! - [`grip`]: the GRIP backend behind the Pushpin peer.
 //! - [`cli`]: the command line.
 
 pub mod baseline;
 pub mod cli;
 pub mod fleet;
+pub mod grip;
 pub mod http;
 pub mod payload;
 pub mod procstat;

@@ -33,6 +33,23 @@ fn parse_rss_kb(status: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Field 22 of `/proc/<pid>/stat` (`starttime`, in clock ticks after
+/// boot): with the pid, it names one process, not a later one given the
+/// same pid.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// When process `pid` started (clock ticks after boot); `None` when it is
+/// not running.
+pub fn start_time(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .as_deref()
+        .and_then(parse_start_time)
+}
+
 /// Clock ticks per second for `/proc` times.
 pub fn clock_ticks() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -255,6 +272,12 @@ mod tests {
         let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 200 18446744073709551615";
         assert_eq!(parse_stat(stat), Some((1, 300)));
         assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_start_time(stat), Some(100));
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
+        assert_eq!(start_time(u32::MAX), None);
     }
 
     #[test]

@@ -20,10 +20,9 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
-use shared::PublishRequest;
 
 use crate::procstat::{self, ServerProcess};
-use crate::target::{PublishFormat, Target};
+use crate::target::Target;
 use crate::workloads::Percentiles;
 
 /// The publish workload's parameters (`[publish]` in the suite's
@@ -99,19 +98,11 @@ async fn connect(target: &Target) -> anyhow::Result<Sender> {
 
 fn body(target: &Target, size: usize) -> (Bytes, &'static str) {
     let text = "x".repeat(size.max(1));
-    match target.publish_format {
-        PublishFormat::Raw => (Bytes::from(text), "text/plain"),
-        PublishFormat::Json => (
-            Bytes::from(
-                serde_json::to_vec(&PublishRequest {
-                    message: text,
-                    topic: target.topic.clone(),
-                })
-                .expect("a publish request serializes"),
-            ),
-            "application/json",
-        ),
-    }
+    let format = target.publish_format;
+    (
+        format.body(target.topic.as_deref(), text),
+        format.content_type(),
+    )
 }
 
 /// One publisher's counts.

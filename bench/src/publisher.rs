@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use shared::PublishRequest;
 use tokio::sync::mpsc;
 
 use crate::payload;
@@ -89,10 +88,7 @@ impl Publisher {
     pub fn new(target: &Target, connections: usize) -> Self {
         let counters = Arc::new(Counters::default());
         let endpoint = Arc::new(target.publish.clone());
-        let content_type = match target.publish_format {
-            PublishFormat::Json => "application/json",
-            PublishFormat::Raw => "text/plain",
-        };
+        let content_type = target.publish_format.content_type();
         let (lanes, tasks) = (0..connections.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel::<Job>();
@@ -141,17 +137,7 @@ impl Publisher {
         let path = topic
             .zip(self.routes.as_ref())
             .map(|(t, routes)| routes.publish_path(t));
-        let topic = topic.map(str::to_owned).or_else(|| self.topic.clone());
-        let body = match self.format {
-            PublishFormat::Raw => Bytes::from(text),
-            PublishFormat::Json => Bytes::from(
-                serde_json::to_vec(&PublishRequest {
-                    message: text,
-                    topic,
-                })
-                .expect("a publish request serializes"),
-            ),
-        };
+        let body = self.format.body(topic.or(self.topic.as_deref()), text);
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let lane = usize::try_from(lane % self.lanes()).unwrap_or(0);
         if self

@@ -4,17 +4,27 @@
 //! A target is described by a [`ServerSpec`]: a command line, environment
 //! and optional configuration files, all templates in which `{port}` becomes
 //! a free loopback port, `{dir}` a fresh temporary directory (for pid files,
-//! logs and temp paths), `{root}` the suite's root directory and
-//! `{redis_port}` the port of the target's Redis. Every process is started
-//! pinned to the given CPUs with `taskset`, its output goes to files in its
-//! directory, and a server is ready once `GET <ready>` answers.
+//! logs and temp paths), `{root}` the suite's root directory,
+//! `{redis_port}` the port of the target's Redis, `{backend_port}` that of
+//! its backend and `{publish_port}` a second free port of the server's own
+//! (see [`render`]). Every process is started pinned to the given CPUs with
+//! `taskset`, its output goes to files in its directory, and a server is
+//! ready once `GET <ready>` answers (and, with a publish port, once `GET
+//! <publish>` answers there too).
 //!
 //! With `instances = N`, N copies of the command run side by side, each on
 //! its own port and directory: subscribers are split evenly across them and
 //! events are published through the first. With a `redis` table, a
 //! `redis-server` is started before them on its own port and directory
 //! (see [`RedisSpec`]), ready once it answers `PING`, and stopped after
-//! them.
+//! them. With a `backend` table (a server that proxies its subscribers to
+//! an application, as Pushpin does), the backend is started before the
+//! server in the same way, ready once `GET <ready>` answers, and stopped
+//! after it (see [`BackendSpec`]).
+//!
+//! Stopping a process sends it SIGTERM and waits five seconds, then kills
+//! it and every process it started; any of its descendants still running
+//! once it is gone (a supervisor's services) are killed too.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -29,7 +39,7 @@ use tokio::process::Child;
 
 use crate::http::parse_head;
 use crate::payload::DataFormat;
-use crate::procstat::ServerProcess;
+use crate::procstat::{self, ServerProcess};
 use crate::target::{Endpoint, PublishFormat, Target, TopicRoutes};
 
 /// How to run and talk to one target.
@@ -41,9 +51,9 @@ pub struct ServerSpec {
     /// One line saying what it is, for the report.
     #[serde(default)]
     pub description: String,
-    /// The command line; `{port}`, `{dir}`, `{root}` and `{redis_port}` are
-    /// replaced. Relative program paths are resolved against the suite's
-    /// root directory.
+    /// The command line; `{port}`, `{dir}`, `{root}`, `{redis_port}`,
+    /// `{backend_port}` and `{publish_port}` are replaced. Relative program
+    /// paths are resolved against the suite's root directory.
     pub command: Vec<String>,
     /// Files to write into `{dir}` before starting: file name → template
     /// path (relative to the root directory); placeholders are replaced.
@@ -54,13 +64,20 @@ pub struct ServerSpec {
     pub env: BTreeMap<String, String>,
     /// Path and query that subscribers `GET`.
     pub subscribe: String,
-    /// Path and query that events are `POST`ed to.
+    /// Path and query that events are `POST`ed to (on `{publish_port}` when
+    /// `publish_port` is set, on `{port}` otherwise).
     pub publish: String,
+    /// Whether events are published on a port of the server's own, apart
+    /// from its subscribers' (Pushpin's HTTP control API): a second free
+    /// port per instance, `{publish_port}` in the templates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_port: bool,
     /// The publish body's form.
     pub publish_format: PublishFormat,
     /// Where the payload sits in an event's data.
     pub data_format: DataFormat,
-    /// The topic to publish to (JSON publishing only).
+    /// The topic to publish to (JSON publishing; the channel of Pushpin's,
+    /// which needs one).
     #[serde(default)]
     pub topic: Option<String>,
     /// How the server names topics; the topic workloads run only against
@@ -81,6 +98,11 @@ pub struct ServerSpec {
     /// after them.
     #[serde(default)]
     pub redis: Option<RedisSpec>,
+    /// An application the server proxies to (Pushpin's GRIP backend),
+    /// started before it and stopped after it; a part of the server, whose
+    /// CPU time and memory count with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendSpec>,
     /// For a target of several processes, or one with a section of its own
     /// in the report: the single server of the suite it is set against there
     /// (measured in the same run).
@@ -102,7 +124,8 @@ fn one() -> u32 {
 }
 
 impl ServerSpec {
-    /// Whether the target is one server process (no Redis, one instance).
+    /// Whether the target is one server (no Redis, one instance; a backend
+    /// it proxies to is a part of it).
     pub fn is_single(&self) -> bool {
         self.instances <= 1 && self.redis.is_none()
     }
@@ -125,6 +148,18 @@ pub struct RedisSpec {
     pub command: Vec<String>,
 }
 
+/// A backend started for one target, before its server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// Its command line, in which `{port}` is a free loopback port (the
+    /// server's templates name it `{backend_port}`), `{dir}` a fresh
+    /// temporary directory and `{root}` the suite's root directory.
+    pub command: Vec<String>,
+    /// A path that answers `GET` once it is ready.
+    pub ready: String,
+}
+
 /// The values of a template's placeholders.
 #[derive(Debug, Clone, Copy)]
 pub struct Placeholders<'a> {
@@ -136,15 +171,26 @@ pub struct Placeholders<'a> {
     pub root: &'a Path,
     /// `{redis_port}`, when the target has a Redis.
     pub redis_port: Option<u16>,
+    /// `{backend_port}`, when the target has a backend.
+    pub backend_port: Option<u16>,
+    /// `{publish_port}`, when the server publishes on a port of its own.
+    pub publish_port: Option<u16>,
 }
 
-/// Replaces `{port}`, `{dir}`, `{root}` and (when known) `{redis_port}` in
-/// `text`.
+/// Replaces `{port}`, `{dir}`, `{root}` and (when known) `{redis_port}`,
+/// `{backend_port}` and `{publish_port}` in `text`; an unknown one is left
+/// as it is.
 pub fn render(text: &str, p: Placeholders<'_>) -> String {
-    let text = match p.redis_port {
-        Some(port) => text.replace("{redis_port}", &port.to_string()),
-        None => text.to_owned(),
-    };
+    let mut text = text.to_owned();
+    for (name, port) in [
+        ("{redis_port}", p.redis_port),
+        ("{backend_port}", p.backend_port),
+        ("{publish_port}", p.publish_port),
+    ] {
+        if let Some(port) = port {
+            text = text.replace(name, &port.to_string());
+        }
+    }
     text.replace("{port}", &p.port.to_string())
         .replace("{dir}", &p.dir.display().to_string())
         .replace("{root}", &p.root.display().to_string())
@@ -155,9 +201,22 @@ pub fn render(text: &str, p: Placeholders<'_>) -> String {
 /// # Errors
 /// When no port can be bound.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once while they
+/// are chosen, so none is handed out twice).
+///
+/// # Errors
+/// When a port cannot be bound.
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// Whether `program` (a bare name) is an executable file in a `PATH`
@@ -292,11 +351,24 @@ impl Process {
         }
     }
 
-    /// The last lines of the process's stderr and stdout.
+    /// The last lines of the process's stderr and stdout, then of the other
+    /// `*.log` files in its directory (nginx's `error.log`, each Pushpin
+    /// service's log).
     fn log_tail(&self) -> String {
+        let mut names = vec!["stderr.log".to_owned(), "stdout.log".to_owned()];
+        let mut others: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".log") && !names.contains(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        others.sort();
+        names.extend(others);
         let mut out = String::new();
-        for name in ["stderr.log", "stdout.log", "error.log"] {
-            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(name)) {
+        for name in names {
+            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(&name)) {
                 let lines: Vec<&str> = text.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(15)..];
                 if !tail.is_empty() {
@@ -307,37 +379,63 @@ impl Process {
         out
     }
 
-    /// Sends SIGTERM, waits up to five seconds, then kills.
+    /// Sends SIGTERM, waits up to five seconds, then kills it and its
+    /// descendants; then kills whatever descendant outlived it (a
+    /// supervisor such as Pushpin's runner stops its services itself, and
+    /// this makes sure none is left behind).
     async fn stop(mut self) {
-        if let Ok(pid) = i32::try_from(self.pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+        let descendants: Vec<(u32, u64)> = procstat::tree(self.pid)
+            .into_iter()
+            .filter(|&p| p != self.pid)
+            .filter_map(|p| Some((p, procstat::start_time(p)?)))
+            .collect();
+        signal(self.pid, nix::sys::signal::Signal::SIGTERM);
         if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
             .await
             .is_err()
         {
+            for p in procstat::tree(self.pid) {
+                signal(p, nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = self.child.kill().await;
+        }
+        let left: Vec<u32> = descendants
+            .into_iter()
+            .filter(|&(p, started)| procstat::start_time(p) == Some(started))
+            .map(|(p, _)| p)
+            .collect();
+        if !left.is_empty() {
+            tracing::warn!(process = %self.label, ?left, "killing what it left running");
+            for p in left {
+                signal(p, nix::sys::signal::Signal::SIGKILL);
+            }
         }
     }
 }
 
-/// A started target: its servers and, when it has one, its Redis.
+/// Sends `signal` to process `pid` (gone already: nothing).
+fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+/// A started target: its servers and, when it has them, its backend and
+/// its Redis.
 #[derive(Debug)]
 pub struct RunningServer {
     /// In instance order.
     servers: Vec<Process>,
+    backend: Option<Process>,
     redis: Option<Process>,
     /// Where and how to subscribe and publish.
     pub target: Target,
 }
 
 impl RunningServer {
-    /// Starts `spec` (its Redis first, then each instance in turn), every
-    /// process pinned to `cpus` (a `taskset -c` list) when given, and waits
-    /// until each answers.
+    /// Starts `spec` (its Redis first, then its backend, then each instance
+    /// in turn), every process pinned to `cpus` (a `taskset -c` list) when
+    /// given, and waits until each answers.
     ///
     /// # Errors
     /// When a template cannot be read, a process cannot start, exits, or
@@ -345,16 +443,19 @@ impl RunningServer {
     /// was started is stopped again.
     pub async fn start(spec: &ServerSpec, root: &Path, cpus: Option<&str>) -> anyhow::Result<Self> {
         let mut redis = None;
+        let mut backend = None;
         let mut servers = Vec::new();
-        match start_all(spec, root, cpus, &mut redis, &mut servers).await {
+        match start_all(spec, root, cpus, &mut redis, &mut backend, &mut servers).await {
             Ok(target) => Ok(Self {
                 servers,
+                backend,
                 redis,
                 target,
             }),
             Err(e) => {
                 Self {
                     servers,
+                    backend,
                     redis,
                     target: empty_target(spec),
                 }
@@ -366,10 +467,11 @@ impl RunningServer {
     }
 
     /// The server-side processes: the servers in instance order, then the
-    /// Redis.
+    /// backend, then the Redis.
     pub fn processes(&self) -> Vec<ServerProcess> {
         self.servers
             .iter()
+            .chain(&self.backend)
             .chain(&self.redis)
             .map(|p| ServerProcess {
                 name: p.role.clone(),
@@ -382,16 +484,20 @@ impl RunningServer {
     pub fn log_tail(&self) -> String {
         self.servers
             .iter()
+            .chain(&self.backend)
             .chain(&self.redis)
             .map(Process::log_tail)
             .collect()
     }
 
     /// Stops the servers (SIGTERM, then a kill after five seconds), then
-    /// the Redis.
+    /// the backend, then the Redis.
     pub async fn stop(self) {
         for server in self.servers {
             server.stop().await;
+        }
+        if let Some(backend) = self.backend {
+            backend.stop().await;
         }
         if let Some(redis) = self.redis {
             redis.stop().await;
@@ -414,13 +520,14 @@ fn empty_target(spec: &ServerSpec) -> Target {
     }
 }
 
-/// Starts what `spec` describes into `redis` and `servers` (so that the
-/// caller can stop what did start when a later step fails).
+/// Starts what `spec` describes into `redis`, `backend` and `servers` (so
+/// that the caller can stop what did start when a later step fails).
 async fn start_all(
     spec: &ServerSpec,
     root: &Path,
     cpus: Option<&str>,
     redis: &mut Option<Process>,
+    backend: &mut Option<Process>,
     servers: &mut Vec<Process>,
 ) -> anyhow::Result<Target> {
     let redis_port = match &spec.redis {
@@ -432,6 +539,8 @@ async fn start_all(
                 dir: dir.path(),
                 root,
                 redis_port: None,
+                backend_port: None,
+                publish_port: None,
             };
             let args = r.command.iter().map(|a| render(a, p)).collect();
             let process = redis.insert(
@@ -457,8 +566,45 @@ async fn start_all(
         }
         None => None,
     };
+    let backend_port = match &spec.backend {
+        Some(b) => {
+            let dir = process_dir(&format!("{}-backend", spec.name))?;
+            let port = free_port()?;
+            let p = Placeholders {
+                port,
+                dir: dir.path(),
+                root,
+                redis_port: None,
+                backend_port: None,
+                publish_port: None,
+            };
+            let args = b.command.iter().map(|a| render(a, p)).collect();
+            let process = backend.insert(Process::spawn(
+                &spec.name,
+                "backend".to_owned(),
+                args,
+                Vec::new(),
+                dir,
+                root,
+                cpus,
+            )?);
+            let ready = Endpoint {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                path: b.ready.clone(),
+            };
+            process
+                .wait_ready(|| {
+                    let ready = ready.clone();
+                    async move { probe(&ready).await.is_ok() }
+                })
+                .await?;
+            Some(port)
+        }
+        None => None,
+    };
     let count = spec.instances.max(1);
     let mut addrs = Vec::new();
+    let mut publish_addrs = Vec::new();
     for i in 0..count {
         let role = if count == 1 {
             "server".to_owned()
@@ -466,13 +612,17 @@ async fn start_all(
             format!("server {}", i + 1)
         };
         let dir = process_dir(&spec.name)?;
-        // Each port is taken once the previous process has bound its own.
-        let port = free_port()?;
+        // Each instance's ports are taken once the previous one has bound
+        // its own.
+        let ports = free_ports(if spec.publish_port { 2 } else { 1 })?;
+        let (port, publish_port) = (ports[0], ports.get(1).copied());
         let p = Placeholders {
             port,
             dir: dir.path(),
             root,
             redis_port,
+            backend_port,
+            publish_port,
         };
         for (file, template) in &spec.files {
             let path = root.join(template);
@@ -494,14 +644,29 @@ async fn start_all(
             addr,
             path: spec.ready.clone(),
         };
+        // With a publish port of its own, the server is ready once that
+        // answers too (a GET there may well be refused, but not with a 5xx).
+        let publish_addr = publish_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+        let publish_ready = publish_addr.map(|addr| Endpoint {
+            addr,
+            path: spec.publish.clone(),
+        });
         let process = servers.last_mut().expect("just pushed");
         process
             .wait_ready(|| {
                 let ready = ready.clone();
-                async move { probe(&ready).await.is_ok() }
+                let publish_ready = publish_ready.clone();
+                async move {
+                    probe(&ready).await.is_ok()
+                        && match &publish_ready {
+                            Some(publish) => probe(publish).await.is_ok(),
+                            None => true,
+                        }
+                }
             })
             .await?;
         addrs.push(addr);
+        publish_addrs.push(publish_addr.unwrap_or(addr));
     }
     Ok(Target {
         subscribe: addrs
@@ -512,7 +677,7 @@ async fn start_all(
             })
             .collect(),
         publish: Endpoint {
-            addr: addrs[0],
+            addr: publish_addrs[0],
             path: spec.publish.clone(),
         },
         publish_format: spec.publish_format,
@@ -588,4 +753,92 @@ pub async fn probe(endpoint: &Endpoint) -> anyhow::Result<u16> {
         bail!("status {status}");
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_in_every_known_placeholder() {
+        let (dir, root) = (Path::new("/tmp/bench-x"), Path::new("/repo"));
+        let p = Placeholders {
+            port: 8000,
+            dir,
+            root,
+            redis_port: Some(6000),
+            backend_port: Some(7000),
+            publish_port: Some(9000),
+        };
+        assert_eq!(
+            render(
+                "http_port=127.0.0.1:{port} push_in_http_port={publish_port} \
+                 route=127.0.0.1:{backend_port} redis={redis_port} {dir}/run {root}/x",
+                p
+            ),
+            "http_port=127.0.0.1:8000 push_in_http_port=9000 route=127.0.0.1:7000 \
+             redis=6000 /tmp/bench-x/run /repo/x"
+        );
+        // Placeholders the target has no value for stay as they are.
+        let bare = Placeholders {
+            redis_port: None,
+            backend_port: None,
+            publish_port: None,
+            ..p
+        };
+        assert_eq!(
+            render("{port} {publish_port} {backend_port} {redis_port}", bare),
+            "8000 {publish_port} {backend_port} {redis_port}"
+        );
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(3).unwrap();
+        assert_eq!(ports.len(), 3);
+        assert!(ports.iter().all(|&p| p > 0));
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+        assert!(free_port().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_publish_port_and_a_backend_read_from_the_spec() {
+        let spec: ServerSpec = toml::from_str(
+            r#"
+            name = "pushpin"
+            command = ["pushpin", "--config", "{dir}/pushpin.conf"]
+            subscribe = "/sub/bench"
+            publish = "/publish/"
+            publish_port = true
+            publish_format = "pushpin"
+            data_format = "raw"
+            topic = "bench"
+            ready = "/ready"
+            backend = { command = ["target/release/grip-backend", "--addr", "127.0.0.1:{port}"], ready = "/ready" }
+            "#,
+        )
+        .unwrap();
+        assert!(spec.publish_port && spec.is_single());
+        assert_eq!(spec.publish_format, PublishFormat::Pushpin);
+        assert_eq!(spec.backend.as_ref().unwrap().ready, "/ready");
+        // Without them, the spec reads (and writes) as before.
+        let plain: ServerSpec = toml::from_str(
+            r#"
+            name = "x"
+            command = ["x"]
+            subscribe = "/s"
+            publish = "/p"
+            publish_format = "raw"
+            data_format = "raw"
+            ready = "/r"
+            "#,
+        )
+        .unwrap();
+        assert!(!plain.publish_port && plain.backend.is_none());
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("publish_port") && !json.contains("backend"),
+            "{json}"
+        );
+    }
 }

@@ -19,7 +19,7 @@ use crate::fleet::{AddrPool, FleetConfig};
 use crate::procstat::ServerProcess;
 use crate::publish_load::{self, PublishParams, PublishResult};
 use crate::server_proc::{RunningServer, ServerSpec};
-use crate::target::Target;
+use crate::target::{PublishFormat, Target};
 use crate::workloads::{
     self, BystandersParams, BystandersResult, FanoutParams, FanoutResult, Harness, PrefixParams,
     PrefixResult, Restart, RetentionParams, RetentionResult, SaturationParams, SaturationResult,
@@ -122,7 +122,18 @@ impl SuiteConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration {}", path.display()))?;
+        for s in &config.servers {
+            anyhow::ensure!(
+                s.publish_format != PublishFormat::Pushpin || s.topic.is_some(),
+                "{}: server {:?} publishes to Pushpin and needs a `topic` (the channel its \
+                 streams are held on)",
+                path.display(),
+                s.name
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -872,8 +883,14 @@ mod tests {
         let config = SuiteConfig::load(&path).unwrap();
         let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
-            names[..4],
-            ["ours", "ours-redis-pair", "nchan", "warp-broadcast"]
+            names[..5],
+            [
+                "ours",
+                "ours-redis-pair",
+                "nchan",
+                "pushpin",
+                "warp-broadcast"
+            ]
         );
         for spec in &config.servers {
             for template in spec.files.values() {
@@ -890,16 +907,24 @@ mod tests {
         assert!(config.fanout.subscribers.windows(2).all(|w| w[0] < w[1]));
         assert!(config.saturation.rates.windows(2).all(|w| w[0] < w[1]));
         assert!(config.slow.stalled < config.slow.subscribers);
-        // The topic workloads: ours, nchan and the baseline have topics,
-        // only nchan has no patterns; the retention run comes back
-        // before it ends, and the quiet topic has several events meanwhile.
+        // The topic workloads: ours, nchan, Pushpin and the baseline have
+        // topics, nchan and Pushpin no patterns; the retention run comes
+        // back before it ends, and the quiet topic has several events
+        // meanwhile.
         let with_topics: Vec<&str> = config
             .servers
             .iter()
             .filter(|s| s.topics.is_some())
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(with_topics, ["ours", "nchan", "warp-broadcast"]);
+        assert_eq!(with_topics, ["ours", "nchan", "pushpin", "warp-broadcast"]);
+        let without_patterns: Vec<&str> = config
+            .servers
+            .iter()
+            .filter(|s| s.topics.as_ref().is_some_and(|t| !t.patterns))
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(without_patterns, ["nchan", "pushpin"]);
         let r = config.retention.unwrap();
         assert!(r.away_seconds < r.after_seconds);
         assert!(r.away_seconds >= 3.0 * r.quiet_every_seconds);
@@ -982,7 +1007,10 @@ mod tests {
         assert!(fanout.contains(&"ours-disk-always") && fanout.contains(&"ours-disk-batch"));
         assert!(!fanout.contains(&"ours-redis-always") && fanout.contains(&"nchan"));
         assert!(!running(Job::Saturation).contains(&"ours-disk-always"));
-        assert_eq!(running(Job::PerUser), ["ours", "nchan", "warp-broadcast"]);
+        assert_eq!(
+            running(Job::PerUser),
+            ["ours", "nchan", "pushpin", "warp-broadcast"]
+        );
         let find = |name: &str| config.servers.iter().find(|s| s.name == name).unwrap();
         let single = find("ours");
         for name in ["ours-disk-always", "ours-disk-batch"] {
@@ -1012,6 +1040,74 @@ mod tests {
         }
         let publish = config.publish.unwrap();
         assert!(publish.publishers.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Pushpin runs with its GRIP backend, publishes on a port of its own
+    /// in its control API's format, and its configuration puts every path
+    /// in the target's directory and every port in the suite's hands.
+    #[test]
+    fn pushpin_runs_with_its_backend_and_its_own_paths() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config = SuiteConfig::load(&root.join("bench/configs/suite.toml")).unwrap();
+        let pushpin = config.servers.iter().find(|s| s.name == "pushpin").unwrap();
+        assert!(pushpin.is_single() && pushpin.compare_with.is_none());
+        assert!(pushpin.publish_port);
+        assert_eq!(pushpin.publish_format, PublishFormat::Pushpin);
+        assert_eq!(pushpin.topic.as_deref(), Some("bench"));
+        assert_eq!(pushpin.subscribe, "/sub/bench");
+        let backend = pushpin.backend.as_ref().unwrap();
+        assert_eq!(backend.command[0], "target/release/grip-backend");
+        let routes = pushpin.topics.as_ref().unwrap();
+        assert_eq!(routes.subscribe_path(&["a".into(), "b".into()]), "/sub/a,b");
+        assert_eq!(routes.publish_path("a"), pushpin.publish);
+        let dir = Path::new("/tmp/bench-pushpin-x");
+        let p = crate::server_proc::Placeholders {
+            port: 8000,
+            dir,
+            root: &root,
+            redis_port: None,
+            backend_port: Some(7000),
+            publish_port: Some(9000),
+        };
+        let read = |name: &str| {
+            let template = root.join(&pushpin.files[name]);
+            crate::server_proc::render(&std::fs::read_to_string(template).unwrap(), p)
+        };
+        let conf = read("pushpin.conf");
+        let setting = |key: &str| -> Vec<&str> {
+            conf.lines()
+                .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .collect()
+        };
+        assert_eq!(setting("http_port"), ["127.0.0.1:8000"]);
+        assert_eq!(setting("push_in_http_port"), ["9000"]);
+        assert_eq!(setting("push_in_http_addr"), ["127.0.0.1"]);
+        assert_eq!(setting("rundir"), ["/tmp/bench-pushpin-x/run"]);
+        assert_eq!(setting("logdir"), ["/tmp/bench-pushpin-x"]);
+        assert_eq!(setting("routesfile"), ["routes"]);
+        assert_eq!(
+            setting("services"),
+            ["condure,zurl,pushpin-proxy,pushpin-handler"]
+        );
+        // No fixed TCP port, no system path: every ZeroMQ socket is an ipc
+        // one in the run directory.
+        for line in conf.lines().filter(|l| !l.starts_with('#')) {
+            assert!(!line.contains("tcp://"), "{line}");
+            assert!(!line.contains("/var/") && !line.contains("/etc/"), "{line}");
+            if let Some((_, spec)) = line.split_once("ipc://") {
+                assert!(spec.starts_with("/tmp/bench-pushpin-x/run/"), "{line}");
+            }
+            assert!(!line.contains("_port}"), "left unrendered: {line}");
+        }
+        // Tuned: no delivery rate limit, quiet logs, a bound on requests
+        // open towards the backend.
+        assert_eq!(setting("message_rate"), ["0"]);
+        assert_eq!(setting("message_hwm"), ["0"]);
+        assert_eq!(setting("log_level"), ["1"]);
+        assert_eq!(setting("max_open_requests"), ["64"]);
+        let routes = read("routes");
+        let targets: Vec<&str> = routes.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(targets, ["* 127.0.0.1:7000"]);
     }
 
     fn results(started_unix: u64, measured: &[(&str, u32)]) -> SuiteResults {

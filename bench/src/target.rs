@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use shared::PublishRequest;
 
 use crate::payload::DataFormat;
 
@@ -16,6 +18,59 @@ pub enum PublishFormat {
     Json,
     /// `POST` of the payload as a `text/plain` body (nchan's publisher).
     Raw,
+    /// `POST` of a Pushpin publish command (`{"items": [...]}`, its HTTP
+    /// control API): one item on the event's topic as the channel, whose
+    /// `http-stream` content is the event with the payload as its `data`
+    /// (so subscribers read it as `raw`).
+    Pushpin,
+}
+
+impl PublishFormat {
+    /// The publish request's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json | Self::Pushpin => "application/json",
+            Self::Raw => "text/plain",
+        }
+    }
+
+    /// The body that publishes `text` to `topic` (JSON: the server's
+    /// default topic when `None`; raw: the topic is in the path; Pushpin:
+    /// the channel, which it needs).
+    pub fn body(self, topic: Option<&str>, text: String) -> Bytes {
+        match self {
+            Self::Raw => Bytes::from(text),
+            Self::Json => Bytes::from(
+                serde_json::to_vec(&PublishRequest {
+                    message: text,
+                    topic: topic.map(str::to_owned),
+                })
+                .expect("a publish request serializes"),
+            ),
+            Self::Pushpin => Bytes::from(pushpin_publish(topic.unwrap_or_default(), &text)),
+        }
+    }
+}
+
+/// A Pushpin publish command sending `text` to the streams held on
+/// `channel`: the SSE event `event: message` with one `data:` line per line
+/// of `text`, as an EventSource reads it back.
+pub fn pushpin_publish(channel: &str, text: &str) -> Vec<u8> {
+    let mut content = String::with_capacity(text.len() + 32);
+    content.push_str("event: message\n");
+    for line in text.split('\n') {
+        content.push_str("data: ");
+        content.push_str(line);
+        content.push('\n');
+    }
+    content.push('\n');
+    serde_json::to_vec(&serde_json::json!({
+        "items": [{
+            "channel": channel,
+            "formats": { "http-stream": { "content": content } },
+        }]
+    }))
+    .expect("a publish command serializes")
 }
 
 /// An `http://` URL on an IP address, split into what a raw HTTP/1.1 client
@@ -163,6 +218,39 @@ mod tests {
         };
         assert_eq!(nchan.subscribe_path(&["a".into(), "b".into()]), "/sub/a,b");
         assert_eq!(nchan.publish_path("user.7"), "/pub/user.7");
+    }
+
+    #[test]
+    fn publish_bodies() {
+        assert_eq!(
+            PublishFormat::Raw.body(Some("a"), "bench:1".into()),
+            "bench:1"
+        );
+        assert_eq!(PublishFormat::Raw.content_type(), "text/plain");
+        let json: PublishRequest =
+            serde_json::from_slice(&PublishFormat::Json.body(None, "x".into())).unwrap();
+        assert_eq!((json.message.as_str(), json.topic), ("x", None));
+        let json: PublishRequest =
+            serde_json::from_slice(&PublishFormat::Json.body(Some("user.1"), "x".into())).unwrap();
+        assert_eq!(json.topic.as_deref(), Some("user.1"));
+        assert_eq!(PublishFormat::Pushpin.content_type(), "application/json");
+        let body = PublishFormat::Pushpin.body(Some("room.3"), "bench:7:123:xx".into());
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"items":[{"channel":"room.3","formats":{"http-stream":{"content":"event: message\ndata: bench:7:123:xx\n\n"}}}]}"#
+        );
+        // Each line of the text is a `data:` line of the one event.
+        let value: serde_json::Value =
+            serde_json::from_slice(&pushpin_publish("bench", "a\nb")).unwrap();
+        assert_eq!(
+            value["items"][0]["formats"]["http-stream"]["content"],
+            "event: message\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(value["items"][0]["channel"], "bench");
+        assert_eq!(
+            serde_json::from_str::<PublishFormat>("\"pushpin\"").unwrap(),
+            PublishFormat::Pushpin
+        );
     }
 
     #[test]
