@@ -976,8 +976,9 @@ mod tests {
 
     /// The log on disk and in a Redis of its own: the disk targets run the
     /// fan-out and publishing, the Redis ones publishing only, set against
-    /// `ours`, which publishes too; of the peers, nchan and the warp
-    /// baseline publish alone and run the heavy fan-out, beside ours.
+    /// `ours`, which publishes too; of the peers, nchan, Pushpin and the
+    /// warp baseline publish alone, and nchan and the warp baseline run the
+    /// heavy fan-out beside ours.
     #[test]
     fn the_log_targets_run_their_workloads_against_ours() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
@@ -995,6 +996,7 @@ mod tests {
             [
                 "ours",
                 "nchan",
+                "pushpin",
                 "warp-broadcast",
                 "ours-disk-always",
                 "ours-disk-batch",
