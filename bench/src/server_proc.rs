@@ -520,6 +520,39 @@ fn empty_target(spec: &ServerSpec) -> Target {
     }
 }
 
+/// Starts a process a target needs beside its servers (its Redis, its
+/// backend) from `command`, in a fresh directory with a free port of its
+/// own; the process and that port.
+fn spawn_beside(
+    spec: &ServerSpec,
+    role: &str,
+    command: &[String],
+    root: &Path,
+    cpus: Option<&str>,
+) -> anyhow::Result<(Process, u16)> {
+    let dir = process_dir(&format!("{}-{role}", spec.name))?;
+    let port = free_port()?;
+    let p = Placeholders {
+        port,
+        dir: dir.path(),
+        root,
+        redis_port: None,
+        backend_port: None,
+        publish_port: None,
+    };
+    let args = command.iter().map(|a| render(a, p)).collect();
+    let process = Process::spawn(
+        &spec.name,
+        role.to_owned(),
+        args,
+        Vec::new(),
+        dir,
+        root,
+        cpus,
+    )?;
+    Ok((process, port))
+}
+
 /// Starts what `spec` describes into `redis`, `backend` and `servers` (so
 /// that the caller can stop what did start when a later step fails).
 async fn start_all(
@@ -532,32 +565,11 @@ async fn start_all(
 ) -> anyhow::Result<Target> {
     let redis_port = match &spec.redis {
         Some(r) => {
-            let dir = process_dir(&format!("{}-redis", spec.name))?;
-            let port = free_port()?;
-            let p = Placeholders {
-                port,
-                dir: dir.path(),
-                root,
-                redis_port: None,
-                backend_port: None,
-                publish_port: None,
-            };
-            let args = r.command.iter().map(|a| render(a, p)).collect();
-            let process = redis.insert(
-                Process::spawn(
-                    &spec.name,
-                    "redis".to_owned(),
-                    args,
-                    Vec::new(),
-                    dir,
-                    root,
-                    cpus,
-                )
-                .context(
-                    "this target needs redis-server (Debian: apt-get install redis-server; \
-                     scripts/bench.sh installs it)",
-                )?,
-            );
+            let (process, port) = spawn_beside(spec, "redis", &r.command, root, cpus).context(
+                "this target needs redis-server (Debian: apt-get install redis-server; \
+                 scripts/bench.sh installs it)",
+            )?;
+            let process = redis.insert(process);
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             process
                 .wait_ready(|| async move { ping(addr).await.is_ok() })
@@ -568,26 +580,8 @@ async fn start_all(
     };
     let backend_port = match &spec.backend {
         Some(b) => {
-            let dir = process_dir(&format!("{}-backend", spec.name))?;
-            let port = free_port()?;
-            let p = Placeholders {
-                port,
-                dir: dir.path(),
-                root,
-                redis_port: None,
-                backend_port: None,
-                publish_port: None,
-            };
-            let args = b.command.iter().map(|a| render(a, p)).collect();
-            let process = backend.insert(Process::spawn(
-                &spec.name,
-                "backend".to_owned(),
-                args,
-                Vec::new(),
-                dir,
-                root,
-                cpus,
-            )?);
+            let (process, port) = spawn_beside(spec, "backend", &b.command, root, cpus)?;
+            let process = backend.insert(process);
             let ready = Endpoint {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 path: b.ready.clone(),

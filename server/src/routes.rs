@@ -119,35 +119,15 @@ impl tower_service::Service<warp::http::Request<hyper::body::Incoming>> for Rout
         let app = self.app.clone();
         Box::pin(async move {
             let (head, body) = request.into_parts();
-            let header = |name: warp::http::header::HeaderName| head.headers.get(name).cloned();
-            let conn = head.extensions.get::<Connection>();
-            let forwarded = header(warp::http::header::HeaderName::from_static(
-                "x-forwarded-for",
-            ));
-            let publisher = Publisher {
-                auth: &app.auth,
-                limiter: app.limiter.as_deref(),
-                peer: conn.map(|c| c.remote),
-                forwarded: forwarded.as_ref(),
+            let header = |name: &str| head.headers.get(name).cloned();
+            let fields = PublishFields {
+                authorization: header("authorization"),
+                content_type: header("content-type"),
+                content_length: header("content-length"),
+                forwarded: header("x-forwarded-for"),
+                conn: head.extensions.get::<Connection>().cloned(),
             };
-            let headers = PublishHeaders {
-                authorization: header(warp::http::header::AUTHORIZATION),
-                content_type: header(warp::http::header::CONTENT_TYPE),
-                // hyper has already refused a Content-Length that is not a
-                // number.
-                content_length: header(warp::http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok()),
-            };
-            let body = http_body_util::BodyDataStream::new(body);
-            Ok(publish::handle(
-                &app.hub,
-                app.log.as_ref(),
-                &app.publish,
-                publisher,
-                headers,
-                body,
-            )
-            .await)
+            Ok(publish_with(&app, fields, http_body_util::BodyDataStream::new(body)).await)
         })
     }
 }
@@ -339,35 +319,62 @@ fn publish_route(
         .then(
             |authorization,
              content_type,
-             content_length: Option<HeaderValue>,
-             forwarded: Option<HeaderValue>,
+             content_length,
+             forwarded,
              conn: Option<Connection>,
              body,
              app: App| async move {
-                let publisher = Publisher {
-                    auth: &app.auth,
-                    limiter: app.limiter.as_deref(),
-                    peer: conn.map(|c| c.remote),
-                    forwarded: forwarded.as_ref(),
-                };
-                let headers = PublishHeaders {
+                let fields = PublishFields {
                     authorization,
                     content_type,
-                    // hyper has already refused a Content-Length that is
-                    // not a number.
-                    content_length: content_length.and_then(|v| v.to_str().ok()?.parse().ok()),
+                    content_length,
+                    forwarded,
+                    conn,
                 };
-                publish::handle(
-                    &app.hub,
-                    app.log.as_ref(),
-                    &app.publish,
-                    publisher,
-                    headers,
-                    body,
-                )
-                .await
+                publish_with(&app, fields, body).await
             },
         )
+}
+
+/// What `POST /publish` reads of its request's head, as sent.
+struct PublishFields {
+    authorization: Option<HeaderValue>,
+    content_type: Option<HeaderValue>,
+    content_length: Option<HeaderValue>,
+    forwarded: Option<HeaderValue>,
+    conn: Option<Connection>,
+}
+
+/// Answers a `POST /publish`, whichever way it was routed.
+async fn publish_with<S, B, E>(app: &App, fields: PublishFields, body: S) -> warp::reply::Response
+where
+    S: futures_util::Stream<Item = Result<B, E>>,
+    B: bytes::Buf,
+    E: std::fmt::Display,
+{
+    let publisher = Publisher {
+        auth: &app.auth,
+        limiter: app.limiter.as_deref(),
+        peer: fields.conn.map(|c| c.remote),
+        forwarded: fields.forwarded.as_ref(),
+    };
+    let headers = PublishHeaders {
+        authorization: fields.authorization,
+        content_type: fields.content_type,
+        // hyper has already refused a Content-Length that is not a number.
+        content_length: fields
+            .content_length
+            .and_then(|v| v.to_str().ok()?.parse().ok()),
+    };
+    publish::handle(
+        &app.hub,
+        app.log.as_ref(),
+        &app.publish,
+        publisher,
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `GET /topics?limit=100&after=NAME`.
