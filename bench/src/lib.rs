@@ -79,3 +79,26 @@ pub fn now_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
+
+/// The address a helper server binary listens on: `--addr IP:PORT` from
+/// its arguments, or `default`; `program` names it in the usage line.
+///
+/// # Errors
+/// For an unknown argument, a missing value or an address that does not
+/// parse.
+pub fn listen_addr(default: &str, program: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let mut args = std::env::args().skip(1);
+    let mut addr = default.parse()?;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => {
+                addr = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--addr needs a value"))?
+                    .parse()?;
+            }
+            other => anyhow::bail!("unknown argument {other:?}; usage: {program} [--addr IP:PORT]"),
+        }
+    }
+    Ok(addr)
+}
