@@ -109,7 +109,8 @@ impl tower_service::Service<warp::http::Request<hyper::body::Incoming>> for Rout
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: warp::http::Request<hyper::body::Incoming>) -> Answer {
+    fn call(&mut self, mut request: warp::http::Request<hyper::body::Incoming>) -> Answer {
+        mark_transfer_coding(&mut request);
         let direct = request.method() == Method::POST
             && request.uri().path() == "/publish"
             && request.extensions().get::<UnsupportedCoding>().is_none();
@@ -171,12 +172,12 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
 /// A transfer coding other than `chunked` that a request named, found by
 /// [`mark_transfer_coding`] before routing.
 #[derive(Debug, Clone)]
-pub(crate) struct UnsupportedCoding(String);
+struct UnsupportedCoding(String);
 
 /// Marks a request whose body is in a transfer coding other than chunked,
 /// for [`transfer_coding`] to refuse: looked at in place, where warp's
 /// filters could only see a clone of every header of every request.
-pub(crate) fn mark_transfer_coding<B>(request: &mut warp::http::Request<B>) {
+fn mark_transfer_coding<B>(request: &mut warp::http::Request<B>) {
     if let Some(coding) = unsupported_coding(request.headers()) {
         request.extensions_mut().insert(UnsupportedCoding(coding));
     }

@@ -276,7 +276,6 @@ where
 {
     hyper::service::service_fn(move |mut request: Request<Incoming>| {
         with_path(&mut request);
-        crate::routes::mark_transfer_coding(&mut request);
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
