@@ -425,7 +425,9 @@ impl Served {
         ended
     }
 
-    /// HTTP/1.1 on `io`; see [`serve_h1`].
+    /// HTTP/1.1 on `io`. `watch`, the TCP socket of a cleartext
+    /// connection, is watched for the client of a stream leaving (hyper
+    /// reads nothing then, with half-closed requests allowed).
     async fn h1<I, S, B>(self, io: I, handler: S, watch: Option<&TcpStream>) -> Ended
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
@@ -434,17 +436,60 @@ impl Served {
         B: Body + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        serve_h1(
-            io,
-            &self.connection,
-            self.limits,
-            self.accepted,
-            handler,
-            self.graceful,
-            &self.activity,
-            watch,
-        )
-        .await
+        let Served {
+            connection,
+            limits,
+            accepted,
+            graceful,
+            activity,
+        } = self;
+        let (connection, activity) = (&connection, &activity);
+        // The first head's deadline counts from accept, a handshake or a sniff
+        // included.
+        let first_head = (accepted + limits.header_timeout)
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        // The builder is dropped here rather than kept in this future's state
+        // for the connection's whole life.
+        let served = {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(HeadTimer::new(
+                activity.clone(),
+                limits.header_timeout,
+                limits.idle_timeout,
+            ))
+            .header_read_timeout(first_head)
+            .max_header_size(limits.max_header_bytes)
+            // A client that sends its request and then closes its sending side
+            // (`nc -N`, some health probes) still gets the answer.
+            .half_close(watch.is_some());
+            // HTTP/1.1 only here: hyper-util's protocol-sniffing `auto` builder
+            // costs about 10 KiB more per idle connection.
+            graceful.watch(http.serve_connection(io, handler))
+        };
+        let client_left = async {
+            match watch {
+                Some(tcp) => stream_client_left(tcp, &connection.stream_started).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = served => match result {
+                Ok(()) => Ended::Done,
+                Err(error) if error.is_timeout() => {
+                    if activity.idle_expired.load(Ordering::Relaxed) {
+                        Ended::Idle
+                    } else {
+                        Ended::Refused(Refusal::HeaderTimeout)
+                    }
+                }
+                Err(error) if error.is_parse_too_large() => Ended::Refused(Refusal::HeaderTooLarge),
+                Err(error) if error.is_parse() => Ended::Refused(Refusal::MalformedRequest),
+                Err(error) => Ended::Failed(error),
+            },
+            () = connection.kill.cancelled() => Ended::Killed,
+            () = client_left => Ended::ClientLeft,
+        }
     }
 }
 
@@ -468,75 +513,6 @@ async fn sniff(mut socket: Socket) -> std::io::Result<(Socket, bool)> {
     let h2 = head[..got] == *H2_PREFACE;
     socket.unread(&head[..got]);
     Ok((socket, h2))
-}
-
-/// Serves HTTP/1.1 on `io`. `watch`, the TCP socket of a cleartext
-/// connection, is watched for the client of a stream leaving (hyper reads
-/// nothing then, with half-closed requests allowed).
-#[allow(clippy::too_many_arguments)]
-async fn serve_h1<I, S, B>(
-    io: I,
-    connection: &Connection,
-    limits: Limits,
-    accepted: Instant,
-    handler: S,
-    graceful: Watcher,
-    activity: &Arc<Activity>,
-    watch: Option<&TcpStream>,
-) -> Ended
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    // The first head's deadline counts from accept, a handshake or a sniff
-    // included.
-    let first_head = (accepted + limits.header_timeout)
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    // The builder is dropped here rather than kept in this future's state
-    // for the connection's whole life.
-    let served = {
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(HeadTimer::new(
-            activity.clone(),
-            limits.header_timeout,
-            limits.idle_timeout,
-        ))
-        .header_read_timeout(first_head)
-        .max_header_size(limits.max_header_bytes)
-        // A client that sends its request and then closes its sending side
-        // (`nc -N`, some health probes) still gets the answer.
-        .half_close(watch.is_some());
-        // HTTP/1.1 only here: hyper-util's protocol-sniffing `auto` builder
-        // costs about 10 KiB more per idle connection.
-        graceful.watch(http.serve_connection(io, handler))
-    };
-    let client_left = async {
-        match watch {
-            Some(tcp) => stream_client_left(tcp, &connection.stream_started).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = served => match result {
-            Ok(()) => Ended::Done,
-            Err(error) if error.is_timeout() => {
-                if activity.idle_expired.load(Ordering::Relaxed) {
-                    Ended::Idle
-                } else {
-                    Ended::Refused(Refusal::HeaderTimeout)
-                }
-            }
-            Err(error) if error.is_parse_too_large() => Ended::Refused(Refusal::HeaderTooLarge),
-            Err(error) if error.is_parse() => Ended::Refused(Refusal::MalformedRequest),
-            Err(error) => Ended::Failed(error),
-        },
-        () = connection.kill.cancelled() => Ended::Killed,
-        () = client_left => Ended::ClientLeft,
-    }
 }
 
 /// Resolves once a stream has started on the connection and its client then
