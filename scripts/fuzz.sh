@@ -24,7 +24,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 
 FUZZ_TIME=${FUZZ_TIME:-300}
-ALL_TARGETS=(parse encode last_event_id publish_body http_request)
+ALL_TARGETS=(parse encode last_event_id publish_body token http_request)
 log() { printf '[fuzz] %s\n' "$*" >&2; }
 
 case "$FUZZ_TIME" in
@@ -46,7 +46,7 @@ fi
 dictionary() {
     case "$1" in
         parse | encode) echo fuzz/sse.dict ;;
-        publish_body) echo fuzz/json.dict ;;
+        publish_body | token) echo fuzz/json.dict ;;
         *) echo fuzz/http.dict ;;
     esac
 }

@@ -22,7 +22,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use shared::TopicPattern;
 use subtle::ConstantTimeEq;
-use warp::http::HeaderValue;
+use warp::http::header::COOKIE;
+use warp::http::{HeaderMap, HeaderValue};
 
 use crate::error::ApiError;
 use crate::hub::Hidden;
@@ -185,14 +186,6 @@ pub enum Who {
     PublishToken,
 }
 
-/// Where a stream's token came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Header,
-    Cookie,
-    Query,
-}
-
 /// The server's access rules.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -251,13 +244,38 @@ fn bearer(authorization: &HeaderValue) -> Result<&str, ()> {
     Ok(token)
 }
 
+/// Joins several `Cookie` fields into one, `; ` between them, as nginx
+/// does: HTTP/2 clients may split cookies into a field each (RFC 9113,
+/// section 8.2.3), and HTTP/1.1 proxies may send two lines. Every route then
+/// reads one field that holds every cookie.
+pub fn join_cookie_fields(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for field in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(field.as_bytes());
+    }
+    // Each field was a valid value, and `; ` is too.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 /// The value of cookie `name` in a `Cookie` header.
-fn cookie<'a>(header: &'a HeaderValue, name: &str) -> Option<&'a str> {
-    let text = header.to_str().ok()?;
-    cookie::Cookie::split_parse(text)
+///
+/// Bytes that are not UTF-8 (a browser may send another site's cookie in
+/// Latin-1) spoil only the cookie they are in, not the whole field.
+fn cookie(header: &HeaderValue, name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(header.as_bytes());
+    cookie::Cookie::split_parse(text.as_ref())
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
-        .and_then(|c| c.value_raw())
+        .and_then(|c| c.value_raw().map(str::to_owned))
 }
 
 impl Auth {
@@ -306,16 +324,18 @@ impl Auth {
         };
         let who = match claims.sub {
             Some(sub) => Who::Subject(sub),
-            None => Who::Token(self.hasher.hash_one(token)),
+            // The signed part only: an ECDSA signature has a twin, (r, s) and
+            // (r, n - s) both valid, and signers (OpenSSL among them) give
+            // either, so both are accepted; keyed on what was signed, the
+            // twins are one token to the rate limiter.
+            None => Who::Token(self.hasher.hash_one(signed_part(token))),
         };
         Ok(Grant {
             subscribe: patterns(&claims.sse.subscribe, "subscribe")?,
             publish: patterns(&claims.sse.publish, "publish")?,
             who: Some(who),
             // The token is accepted until then, so a stream lasts as long.
-            expires_at: claims
-                .exp
-                .map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + jwt.leeway),
+            expires_at: claims.exp.map(|exp| expiry(exp, jwt.leeway)),
         })
     }
 
@@ -331,24 +351,26 @@ impl Auth {
         cookie_header: Option<&HeaderValue>,
         query_token: Option<&str>,
     ) -> Result<Grant, ApiError> {
-        let (token, source) = if let Some(header) = authorization {
+        if let Some(header) = authorization {
             let token = bearer(header).map_err(|()| {
                 ApiError::Unauthorized(
                     "the Authorization header is not `Bearer <token>`".to_owned(),
                 )
             })?;
-            (token, Source::Header)
-        } else if let Some(token) = cookie_header.and_then(|h| cookie(h, &self.cookie)) {
-            (token, Source::Cookie)
-        } else if let Some(token) = query_token {
-            (token, Source::Query)
-        } else {
-            return Ok(Grant::default());
-        };
-        match self.decode(token) {
-            Ok(grant) => Ok(grant),
-            Err(_) if source == Source::Cookie => Ok(Grant::default()),
-            Err(why) => Err(ApiError::Unauthorized(why)),
+            return self.decode(token).map_err(ApiError::Unauthorized);
+        }
+        // A cookie that fails (expired, signed with an old key) counts as
+        // no token: the query's is tried next, so that a stale cookie on
+        // the origin never hides the token a page put in the URL.
+        if let Some(grant) = cookie_header
+            .and_then(|h| cookie(h, &self.cookie))
+            .and_then(|token| self.decode(&token).ok())
+        {
+            return Ok(grant);
+        }
+        match query_token {
+            Some(token) => self.decode(token).map_err(ApiError::Unauthorized),
+            None => Ok(Grant::default()),
         }
     }
 
@@ -485,6 +507,25 @@ impl Auth {
     }
 }
 
+/// The latest expiry a token is given: the last second of the year 9999. A
+/// larger `exp` (`u64::MAX` is a common "never") means the same, and no
+/// client's number ever overflows the clock's arithmetic.
+const LATEST_EXPIRY: Duration = Duration::from_secs(253_402_300_799);
+
+/// When a token with `exp` stops being accepted: `exp` plus the leeway,
+/// capped at [`LATEST_EXPIRY`].
+fn expiry(exp: u64, leeway: Duration) -> SystemTime {
+    let at = Duration::from_secs(exp)
+        .saturating_add(leeway)
+        .min(LATEST_EXPIRY);
+    UNIX_EPOCH + at
+}
+
+/// A JWT's `header.payload`: what its signature signs.
+fn signed_part(token: &str) -> &str {
+    token.rsplit_once('.').map_or(token, |(signed, _)| signed)
+}
+
 /// The `alg` a token's header names, read without trusting anything else.
 fn header_alg(token: &str) -> Option<String> {
     use base64::Engine as _;
@@ -551,10 +592,37 @@ mod tests {
         assert_eq!(bearer(&h("Basic abc")), Err(()));
         assert_eq!(bearer(&h("Bearer ")), Err(()));
         assert_eq!(
-            cookie(&h("a=1; sse_token=x.y.z; b=2"), "sse_token"),
+            cookie(&h("a=1; sse_token=x.y.z; b=2"), "sse_token").as_deref(),
             Some("x.y.z")
         );
+        let latin1 = HeaderValue::from_bytes(b"name=Jos\xe9; sse_token=x.y.z").unwrap();
+        assert_eq!(cookie(&latin1, "sse_token").as_deref(), Some("x.y.z"));
         assert_eq!(cookie(&h("a=1"), "sse_token"), None);
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_into_one() {
+        let joined = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(COOKIE, HeaderValue::from_static(value));
+            }
+            join_cookie_fields(&mut headers);
+            let all: Vec<_> = headers.get_all(COOKIE).iter().cloned().collect();
+            all
+        };
+        assert!(joined(&[]).is_empty());
+        assert_eq!(joined(&["a=1"]), ["a=1"]);
+        assert_eq!(joined(&["a=1", "b=2"]), ["a=1; b=2"]);
+        assert_eq!(joined(&["a=1", "b=2; c=3", "d=4"]), ["a=1; b=2; c=3; d=4"]);
+    }
+
+    #[test]
+    fn far_expiries_are_capped_not_overflowed() {
+        let leeway = Duration::from_secs(30);
+        assert_eq!(expiry(u64::MAX, leeway), UNIX_EPOCH + LATEST_EXPIRY);
+        assert_eq!(expiry(1 << 63, leeway), UNIX_EPOCH + LATEST_EXPIRY);
+        assert_eq!(expiry(100, leeway), UNIX_EPOCH + Duration::from_secs(130));
     }
 
     #[test]

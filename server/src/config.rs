@@ -116,13 +116,19 @@ pub struct Config {
     pub metrics_token: Option<String>,
 
     /// Most publishes per second for one token subject (or, without a
-    /// token, one client address); off when unset.
+    /// token, one client: an IPv4 address or an IPv6 prefix, see
+    /// --rate-ipv6-prefix); off when unset.
     #[arg(long, env = "SSE_PUBLISH_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_rate: Option<u32>,
 
     /// Publishes allowed at once above --publish-rate (default: the rate).
     #[arg(long, env = "SSE_PUBLISH_BURST", requires = "publish_rate", value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_burst: Option<u32>,
+
+    /// The leading bits of an IPv6 address that name one client for the
+    /// rate limit (64: a /64 shares one bucket).
+    #[arg(long, env = "SSE_RATE_IPV6_PREFIX", default_value_t = crate::rate::DEFAULT_IPV6_PREFIX, value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub rate_ipv6_prefix: u8,
 
     /// Proxies (CIDR, like 10.0.0.0/8) whose X-Forwarded-For names the
     /// client for the rate limit; repeatable.

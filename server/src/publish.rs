@@ -166,7 +166,7 @@ where
     if let Some(limiter) = publisher.limiter {
         let key = match (&grant.who, publisher.peer) {
             (Some(who), _) => Key::Token(who.clone()),
-            (None, Some(peer)) => Key::Address(limiter.client(peer, publisher.forwarded)),
+            (None, Some(peer)) => limiter.network_key(peer, publisher.forwarded),
             (None, None) => Key::Overflow,
         };
         limiter.check(key).map_err(|wait| ApiError::RateLimited {

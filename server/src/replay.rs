@@ -6,13 +6,16 @@
 //! message, at `offset_ms / speed` after the start, one at a time over one
 //! keep-alive connection, so the target receives them in the recorded
 //! order. Reset notices mark where the recorded stream missed events; they
-//! are counted and skipped. The whole file is read and checked before the
-//! first publish, and the first refusal stops the replay with the server's
-//! status and error body.
+//! are counted and skipped. The whole file is checked before the first
+//! publish (one line in memory at a time, each at most `--max-line-bytes`,
+//! each offset at most [`MAX_OFFSET_MS`]), then read again to publish, and
+//! the first refusal stops the replay with the server's status and error
+//! body.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::{BufRead as _, Read as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +30,17 @@ use tokio::time::Instant;
 
 /// How long one publish (connect, send, answer) may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The latest offset a recorded line may have: 30 days.
+pub const MAX_OFFSET_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// The longest line read unless `--max-line-bytes` says: the server's
+/// largest body by default (64 KiB) many times over, with the record's own
+/// fields.
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1024 * 1024;
+
+/// The slowest and the fastest speed.
+const SPEEDS: std::ops::RangeInclusive<f64> = 0.01..=1_000_000.0;
 
 /// The `replay` subcommand's options.
 #[derive(Debug, Clone, Parser)]
@@ -45,9 +59,14 @@ pub struct ReplayArgs {
     pub to: Target,
 
     /// How many times faster than recorded (2 halves every pause; 1 is the
-    /// original pace).
+    /// original pace), from 0.01 to 1000000.
     #[arg(long, default_value_t = 1.0, value_parser = speed)]
     pub speed: f64,
+
+    /// The longest line the recording may have; a longer one stops the
+    /// replay before anything is published.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line_bytes: u64,
 
     /// Sent as `Authorization: Bearer <token>` with every publish (a JWT
     /// that may publish to the recorded topics, or the --publish-token).
@@ -90,8 +109,12 @@ fn target(text: &str) -> Result<Target, String> {
 
 fn speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
-        _ => Err(format!("{text:?} is not a speed above 0, like 1 or 2.5")),
+        Ok(speed) if SPEEDS.contains(&speed) => Ok(speed),
+        _ => Err(format!(
+            "{text:?} is not a speed from {} to {}, like 1 or 2.5",
+            SPEEDS.start(),
+            SPEEDS.end()
+        )),
     }
 }
 
@@ -115,6 +138,32 @@ pub enum ReplayError {
         line: usize,
         /// What serde found.
         reason: serde_json::Error,
+    },
+    /// A line is longer than `--max-line-bytes`; nothing was published.
+    #[error(
+        "line {line} of {path} is longer than {limit} bytes (--max-line-bytes); nothing was \
+         published"
+    )]
+    LineTooLong {
+        /// The recording.
+        path: PathBuf,
+        /// Its number, from 1.
+        line: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// A line's offset is beyond [`MAX_OFFSET_MS`]; nothing was published.
+    #[error(
+        "line {line} of {path} has offset_ms {offset_ms}, beyond 30 days ({MAX_OFFSET_MS}); \
+         nothing was published"
+    )]
+    OffsetTooLate {
+        /// The recording.
+        path: PathBuf,
+        /// Its number, from 1.
+        line: usize,
+        /// The offset it has.
+        offset_ms: u64,
     },
     /// The server could not be reached or the connection failed.
     #[error("line {line}: cannot publish to {authority}: {reason}")]
@@ -181,29 +230,92 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Reads a recording: every non-blank line, with its line number.
+/// A recording, read one line at a time.
+struct Lines {
+    path: PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    limit: u64,
+    number: usize,
+    line: Vec<u8>,
+}
+
+impl Lines {
+    fn open(path: &Path, limit: u64) -> Result<Self, ReplayError> {
+        let file = std::fs::File::open(path).map_err(|reason| ReplayError::Read {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            reader: std::io::BufReader::new(file),
+            limit,
+            number: 0,
+            line: Vec::new(),
+        })
+    }
+
+    /// The next non-blank line as a recorded event, with its number; `None`
+    /// at the end of the file.
+    fn next_event(&mut self) -> Result<Option<(usize, RecordedEvent)>, ReplayError> {
+        loop {
+            self.number += 1;
+            self.line.clear();
+            // One byte past the limit tells a line that is too long from one
+            // exactly as long; nothing past that is read into memory.
+            let read = (&mut self.reader)
+                .take(self.limit + 1)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|reason| ReplayError::Read {
+                    path: self.path.clone(),
+                    reason,
+                })?;
+            if read == 0 {
+                return Ok(None);
+            }
+            let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.len() as u64 > self.limit {
+                return Err(ReplayError::LineTooLong {
+                    path: self.path.clone(),
+                    line: self.number,
+                    limit: self.limit,
+                });
+            }
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let event: RecordedEvent =
+                serde_json::from_slice(text).map_err(|reason| ReplayError::Line {
+                    path: self.path.clone(),
+                    line: self.number,
+                    reason,
+                })?;
+            if event.offset_ms > MAX_OFFSET_MS {
+                return Err(ReplayError::OffsetTooLate {
+                    path: self.path.clone(),
+                    line: self.number,
+                    offset_ms: event.offset_ms,
+                });
+            }
+            return Ok(Some((self.number, event)));
+        }
+    }
+}
+
+/// Checks a whole recording, one line at a time: the number of lines that
+/// hold an event or a reset notice.
 ///
 /// # Errors
-/// [`ReplayError::Read`] or [`ReplayError::Line`] for the first line that is
-/// not a [`RecordedEvent`].
-pub fn read(path: &std::path::Path) -> Result<Vec<(usize, RecordedEvent)>, ReplayError> {
-    let text = std::fs::read_to_string(path).map_err(|reason| ReplayError::Read {
-        path: path.to_owned(),
-        reason,
-    })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line)
-                .map(|event| (index + 1, event))
-                .map_err(|reason| ReplayError::Line {
-                    path: path.to_owned(),
-                    line: index + 1,
-                    reason,
-                })
-        })
-        .collect()
+/// [`ReplayError::Read`], [`ReplayError::Line`],
+/// [`ReplayError::LineTooLong`] or [`ReplayError::OffsetTooLate`] for the
+/// first line that is not a [`RecordedEvent`] within the bounds.
+pub fn check(path: &Path, max_line_bytes: u64) -> Result<usize, ReplayError> {
+    let mut lines = Lines::open(path, max_line_bytes)?;
+    let mut count = 0;
+    while lines.next_event()?.is_some() {
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// Publishes the recording `args.file` to `args.to`, pacing each event at
@@ -214,7 +326,8 @@ pub fn read(path: &std::path::Path) -> Result<Vec<(usize, RecordedEvent)>, Repla
 /// See [`ReplayError`]: the file is checked whole before anything is
 /// published; then the first failed or refused publish stops the replay.
 pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
-    let lines = read(&args.file)?;
+    check(&args.file, args.max_line_bytes)?;
+    let mut lines = Lines::open(&args.file, args.max_line_bytes)?;
     let path = format!("{}/publish", args.to.base);
     let mut link = Link::new(args.to.authority.clone());
     let mut topics = HashSet::new();
@@ -222,7 +335,7 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
     let mut resets = 0;
     let start = Instant::now();
     let mut recorded = 0;
-    for (line, recorded_event) in lines {
+    while let Some((line, recorded_event)) = lines.next_event()? {
         recorded = recorded.max(recorded_event.offset_ms);
         let event = match recorded_event.item {
             Recorded::Event(event) => event,
@@ -231,8 +344,14 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
                 continue;
             }
         };
-        let due = Duration::from_secs_f64(recorded_event.offset_ms as f64 / 1000.0 / args.speed);
-        tokio::time::sleep_until(start + due).await;
+        // Both bounded (offset and speed), so the sum cannot overflow; the
+        // checked forms keep it so whatever the bounds become.
+        let due =
+            Duration::try_from_secs_f64(recorded_event.offset_ms as f64 / 1000.0 / args.speed)
+                .unwrap_or(Duration::MAX);
+        if let Some(at) = start.checked_add(due) {
+            tokio::time::sleep_until(at).await;
+        }
         let body = PublishRequest {
             message: event.message,
             topic: Some(event.topic.clone()),
@@ -385,7 +504,11 @@ mod tests {
     fn speeds_are_positive() {
         assert_eq!(speed("2"), Ok(2.0));
         assert_eq!(speed("0.5"), Ok(0.5));
-        for bad in ["0", "-1", "inf", "NaN", "fast"] {
+        assert_eq!(speed("0.01"), Ok(0.01));
+        assert_eq!(speed("1000000"), Ok(1_000_000.0));
+        for bad in [
+            "0", "-1", "inf", "NaN", "fast", "1e-300", "0.001", "1e7", "1e400",
+        ] {
             assert!(speed(bad).is_err(), "{bad}");
         }
     }

@@ -111,6 +111,7 @@ impl tower_service::Service<warp::http::Request<hyper::body::Incoming>> for Rout
 
     fn call(&mut self, mut request: warp::http::Request<hyper::body::Incoming>) -> Answer {
         mark_transfer_coding(&mut request);
+        auth::join_cookie_fields(request.headers_mut());
         let direct = request.method() == Method::POST
             && request.uri().path() == "/publish"
             && request.extensions().get::<UnsupportedCoding>().is_none();

@@ -126,7 +126,12 @@ pub async fn run(
                 .publish_burst
                 .and_then(NonZeroU32::new)
                 .unwrap_or(rate);
-            Arc::new(PublishLimiter::new(rate, burst, config.trust_proxy.clone()))
+            Arc::new(PublishLimiter::new(
+                rate,
+                burst,
+                config.trust_proxy.clone(),
+                config.rate_ipv6_prefix,
+            ))
         }),
         dist: Arc::new(config.dist.clone()),
         connections: connections.clone(),
@@ -155,6 +160,9 @@ pub async fn run(
     });
 
     tasks.spawn(hub.clone().run_reaper(REAP_EVERY));
+    if let Some(limiter) = &app.limiter {
+        tasks.spawn(limiter.clone().sweep_until(hub.shutdown_token().clone()));
+    }
     if let Some(every) = config.ticker_interval {
         tasks.spawn(ticker::run(hub.clone(), log.clone(), every));
     }

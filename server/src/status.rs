@@ -17,7 +17,7 @@ pub fn render(app: &App) -> String {
     let m = &hub.metrics;
     let log = app.log.health();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 21] = [
+    let rows: [(&str, &str, &str, u64); 22] = [
         (
             "sse_subscribers",
             "gauge",
@@ -143,6 +143,12 @@ pub fn render(app: &App) -> String {
             "counter",
             "Failed accepts (most often: out of file descriptors); each is followed by a pause.",
             load(&m.accept_errors),
+        ),
+        (
+            "sse_rate_limit_keys",
+            "gauge",
+            "Clients (token subjects, IPv4 addresses, IPv6 prefixes) the publish rate limiter holds a bucket for.",
+            app.limiter.as_ref().map_or(0, |l| l.keys() as u64),
         ),
     ];
     let mut out = String::with_capacity(4096);

@@ -707,3 +707,322 @@ async fn contradictory_options_are_refused_before_listening() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// The status of `GET path` sent as raw HTTP/1.1 with these header lines.
+async fn raw_status(addr: SocketAddr, path: &str, lines: &[String]) -> common::raw::RawAnswer {
+    let mut raw = common::raw::Raw::connect(addr).await;
+    let mut head = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
+    for line in lines {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    raw.send(head.as_bytes()).await;
+    raw.response().await
+}
+
+#[tokio::test]
+async fn a_token_that_never_expires_is_valid_until_a_far_future_and_panics_nothing() {
+    let server = server(&[]).await;
+    let addr = server.addr;
+    for exp in [u64::MAX, 1 << 63, (1 << 63) - 1, 253_402_300_800] {
+        let reader = token(json!({
+            "exp": exp,
+            "sub": "forever",
+            "sse": { "subscribe": ["vip"], "publish": ["vip"] }
+        }));
+        let mut sse = Sse::open_request(
+            addr,
+            Request::get("/stream?topic=vip").header("authorization", format!("Bearer {reader}")),
+        )
+        .await;
+        let topics = get_with(addr, "/topics", Some(&reader), None).await;
+        assert_eq!(topics.status, 200, "exp {exp}: {}", topics.body);
+        let published = publish_with(addr, "vip", Some(&reader)).await;
+        assert_eq!(published.status, 200, "exp {exp}: {}", published.body);
+        let (_, event) = sse.next_message().await;
+        assert_eq!(event.message, "to vip", "exp {exp}");
+        // The query and the cookie take the same token the same way.
+        let by_query = format!("/stream?topic=vip&access_token={reader}");
+        assert_eq!(stream_status(addr, &by_query, None, None).await.0, 200);
+        let cookie = format!("sse_token={reader}");
+        assert_eq!(
+            stream_status(addr, "/stream?topic=vip", None, Some(&cookie))
+                .await
+                .0,
+            200
+        );
+    }
+    // Far in the past is still expired, and `nbf` far in the future is
+    // not valid yet: the ordinary answers, no overflow either way.
+    let old = token(json!({ "exp": 1, "sse": { "subscribe": ["vip"] } }));
+    let (status, body, _) = stream_status(addr, "/stream?topic=vip", Some(&old), None).await;
+    assert_eq!(
+        (status, body.unwrap()),
+        (401, unauthorized("the token is not valid: it has expired"))
+    );
+    let later = token(json!({ "nbf": u64::MAX, "sse": { "subscribe": ["vip"] } }));
+    let (status, body, _) = stream_status(addr, "/stream?topic=vip", Some(&later), None).await;
+    assert_eq!(
+        (status, body.unwrap()),
+        (
+            401,
+            unauthorized("the token is not valid: it is not valid yet (nbf)")
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cookie_fields_split_over_several_header_lines_are_joined() {
+    let server = server(&[]).await;
+    let addr = server.addr;
+    let reader = may_read(&["vip"]);
+    let split = [
+        "cookie: theme=dark".to_owned(),
+        format!("cookie: sse_token={reader}"),
+    ];
+    let answer = raw_status(addr, "/stream?topic=vip", &split).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/event-stream"),
+        "{answer:?}"
+    );
+    let answer = raw_status(addr, "/topics", &split).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // Three fields, the token in the middle one.
+    let three = [
+        "cookie: a=1".to_owned(),
+        format!("cookie: sse_token={reader}; b=2"),
+        "cookie: c=3".to_owned(),
+    ];
+    assert_eq!(
+        raw_status(addr, "/stream?topic=vip", &three).await.status,
+        200
+    );
+    // Joined, the first of two tokens still wins: a stale one first is a
+    // stale cookie, which counts as none.
+    let twice = [
+        "cookie: sse_token=stale.token.here".to_owned(),
+        format!("cookie: sse_token={reader}"),
+    ];
+    let answer = raw_status(addr, "/stream?topic=vip", &twice).await;
+    assert_eq!(
+        (answer.status, answer.json()),
+        (401, unauthorized("reading vip needs a token"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_cookie_never_hides_a_valid_query_token() {
+    let server = server(&[]).await;
+    let addr = server.addr;
+    let reader = may_read(&["vip"]);
+    let expired = token(json!({ "exp": now() - 3600, "sse": { "subscribe": ["vip"] } }));
+    let forged = encode(
+        &Header::default(),
+        &json!({ "exp": now() + 3600, "sse": { "subscribe": ["vip"] } }),
+        &EncodingKey::from_secret(b"another key").unwrap(),
+    )
+    .unwrap();
+    let query = format!("/stream?topic=vip&access_token={reader}");
+    for stale in [expired.as_str(), forged.as_str(), "not-a-jwt"] {
+        let cookie = format!("sse_token={stale}");
+        let (status, _, _) = stream_status(addr, &query, None, Some(&cookie)).await;
+        assert_eq!(status, 200, "stale cookie {stale}");
+        let topics = format!("/topics?access_token={reader}");
+        assert_eq!(
+            get_with(addr, &topics, None, Some(&cookie)).await.status,
+            200
+        );
+    }
+    // A stale cookie and a bad query token: the query's answer.
+    let cookie = format!("sse_token={expired}");
+    let (status, body, _) = stream_status(
+        addr,
+        "/stream?topic=vip&access_token=x.y.z",
+        None,
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(
+        (status, body.unwrap()),
+        (
+            401,
+            unauthorized("the token is not valid: it is not a well-formed JWT")
+        )
+    );
+    // A valid cookie still wins over the query.
+    let public_only = may_read(&["public"]);
+    let cookie = format!("sse_token={reader}");
+    let query = format!("/stream?topic=vip&access_token={public_only}");
+    assert_eq!(
+        stream_status(addr, &query, None, Some(&cookie)).await.0,
+        200
+    );
+    server.stop().await;
+}
+
+/// The order of P-256, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// `n - s` for a big-endian `s` below `n`.
+fn order_minus(s: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut digit = i16::from(P256_ORDER[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(digit < 0);
+        if digit < 0 {
+            digit += 256;
+        }
+        out[i] = digit as u8;
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_es256_tokens_twin_signature_is_the_same_token_to_the_rate_limit() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let dir = tempfile::tempdir().unwrap();
+    let key_pair = rcgen::KeyPair::generate().expect("a P-256 key");
+    let public = dir.path().join("pub.pem");
+    std::fs::write(&public, key_pair.public_key_pem()).unwrap();
+    let server = start(&[
+        "--jwt-public-key",
+        public.to_str().unwrap(),
+        "--private",
+        "vip",
+        "--publish-rate",
+        "1",
+        "--publish-burst",
+        "1",
+    ])
+    .await;
+    let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes()).unwrap();
+    // No `sub`: the rate limiter keys the token itself.
+    let claims = json!({ "exp": now() + 600, "sse": { "subscribe": ["vip"], "publish": ["vip"] } });
+    let signed = encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap();
+    let (body, signature) = signed.rsplit_once('.').unwrap();
+    let signature = b64.decode(signature).unwrap();
+    assert_eq!(signature.len(), 64, "r || s");
+    let (r, s) = signature.split_at(32);
+    let twin = format!("{body}.{}", b64.encode([r, &order_minus(s)].concat()));
+    assert_ne!(twin, signed);
+    // Both are valid signatures of the same claims: signers (OpenSSL among
+    // them) give either, so both are accepted...
+    for token in [&signed, &twin] {
+        let (status, _, _) =
+            stream_status(server.addr, "/stream?topic=vip", Some(token), None).await;
+        assert_eq!(status, 200);
+    }
+    // ...and they are one token: the twin gets no burst of its own.
+    assert_eq!(
+        publish_with(server.addr, "vip", Some(&signed)).await.status,
+        200
+    );
+    let refused = publish_with(server.addr, "vip", Some(&twin)).await;
+    assert_eq!(
+        (refused.status, refused.json()["error"].clone()),
+        (429, json!("rate_limited"))
+    );
+    // A signature changed otherwise is refused.
+    let mut forged = signature.clone();
+    forged[40] ^= 1;
+    let forged = format!("{body}.{}", b64.encode(forged));
+    let (status, body, _) =
+        stream_status(server.addr, "/stream?topic=vip", Some(&forged), None).await;
+    assert_eq!(
+        (status, body.unwrap()),
+        (
+            401,
+            unauthorized("the token is not valid: its signature does not match")
+        )
+    );
+    server.stop().await;
+}
+
+/// An anonymous publish sent through a trusted proxy for `client`.
+async fn publish_for(addr: SocketAddr, client: &str) -> Answer {
+    let request = Request::post("/publish")
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", client)
+        .body(Full::new(Bytes::from(r#"{"message":"m"}"#)))
+        .unwrap();
+    fetch(addr, request).await
+}
+
+#[tokio::test]
+async fn an_ipv6_prefix_shares_one_bucket_and_idle_buckets_are_forgotten() {
+    let server = start(&[
+        "--publish-rate",
+        "1",
+        "--publish-burst",
+        "2",
+        "--trust-proxy",
+        "127.0.0.1/32",
+    ])
+    .await;
+    let addr = server.addr;
+    // Two addresses of one /64: one burst between them.
+    assert_eq!(publish_for(addr, "2001:db8::1").await.status, 200);
+    assert_eq!(publish_for(addr, "2001:db8::2").await.status, 200);
+    let refused = publish_for(addr, "2001:db8::ffff:1").await;
+    assert_eq!(
+        (refused.status, refused.json()["error"].clone()),
+        (429, json!("rate_limited"))
+    );
+    // Another /64 has its own.
+    assert_eq!(publish_for(addr, "2001:db8:0:1::1").await.status, 200);
+    // An IPv4-mapped address is the IPv4 address.
+    assert_eq!(publish_for(addr, "198.51.100.7").await.status, 200);
+    assert_eq!(publish_for(addr, "::ffff:198.51.100.7").await.status, 200);
+    assert_eq!(publish_for(addr, "198.51.100.7").await.status, 429);
+    assert_eq!(metric(addr, "sse_rate_limit_keys").await, 3);
+    // Once their buckets refill, the keys are forgotten by time, not only
+    // when the table is full.
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    while metric(addr, "sse_rate_limit_keys").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle keys are never forgotten"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_ipv6_prefix_is_configurable() {
+    let server = start(&[
+        "--publish-rate",
+        "1",
+        "--publish-burst",
+        "1",
+        "--trust-proxy",
+        "127.0.0.1/32",
+        "--rate-ipv6-prefix",
+        "128",
+    ])
+    .await;
+    let addr = server.addr;
+    assert_eq!(publish_for(addr, "2001:db8::1").await.status, 200);
+    assert_eq!(publish_for(addr, "2001:db8::2").await.status, 200);
+    assert_eq!(publish_for(addr, "2001:db8::1").await.status, 429);
+    server.stop().await;
+    for bad in ["0", "129", "x"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--addr", "127.0.0.1:0", "--rate-ipv6-prefix", bad])
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--rate-ipv6-prefix"), "{bad}: {stderr}");
+    }
+}

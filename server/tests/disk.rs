@@ -571,3 +571,186 @@ async fn a_full_disk_answers_503_degrades_health_and_recovers_when_space_returns
     server.kill().await;
     drop(tmpfs);
 }
+
+/// Acknowledged publishes of `count` events, from 8 publishers at once,
+/// each message `size` bytes or so.
+async fn publish_many(addr: SocketAddr, count: usize, size: usize) -> Vec<Ack> {
+    let per = count.div_ceil(8);
+    let tasks: Vec<_> = (0..8)
+        .map(|p| {
+            tokio::spawn(async move {
+                let mut acks = Vec::with_capacity(per);
+                for i in 0..per {
+                    let message = format!("publisher {p} #{i} {}", "x".repeat(size));
+                    acks.push(publish(addr, &format!("topic-{}", p % 3), &message).await);
+                }
+                acks
+            })
+        })
+        .collect();
+    let mut acks = Vec::with_capacity(count);
+    for task in tasks {
+        acks.extend(task.await.expect("publisher"));
+    }
+    acks.sort_by_key(|ack| ack.id.seq);
+    acks
+}
+
+/// Copies a data dir's files into a new folder `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Inverts `len` bytes of `file` from `at`, in place.
+fn flip_bytes(file: &Path, at: u64, len: usize) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut bytes = vec![0u8; len];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut bytes).unwrap();
+    for byte in &mut bytes {
+        *byte ^= 0xff;
+    }
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&bytes).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_damaged_on_disk_is_refused_by_name_never_served_with_a_gap() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let dir = data_dir(root.path());
+    let args = ["--history", "100000", "--fsync", "batch=10ms"];
+    let server = start(&dir, &args).await;
+    let acks = publish_many(server.addr, 3000, 100).await;
+    let (epoch, last_seq) = position(server.addr).await;
+    assert_eq!(last_seq, 3000);
+    server.terminate().await;
+
+    let store_size = std::fs::metadata(Path::new(&dir).join("events.redb"))
+        .unwrap()
+        .len();
+    let (mut refusals, mut whole) = (0, 0);
+    // Damage at every tenth of the file, each on its own copy.
+    for tenth in 1..10u64 {
+        let trial = root.path().join(format!("trial-{tenth}"));
+        copy_dir(Path::new(&dir), &trial);
+        let store = trial.join("events.redb");
+        flip_bytes(&store, store_size * tenth / 10, 64);
+        let trial = trial.to_str().unwrap().to_owned();
+        let mut trial_args = vec!["--data-dir", trial.as_str()];
+        trial_args.extend_from_slice(&args);
+        match ServerProcess::try_start_alone(&trial_args).await {
+            Err(exited) => {
+                // Refused: by name, saying what to do, never a panic.
+                assert_eq!(exited.code, Some(1), "tenth {tenth}: {exited:?}");
+                assert!(
+                    exited
+                        .stderr
+                        .contains(&format!("{}: is damaged", store.display())),
+                    "tenth {tenth}: {}",
+                    exited.stderr
+                );
+                assert!(
+                    exited.stderr.contains("restore the folder from a backup"),
+                    "tenth {tenth}: {}",
+                    exited.stderr
+                );
+                refusals += 1;
+            }
+            Ok(server) => {
+                // The damage fell where no event is (free space): every
+                // acknowledged event is served, with its id, no reset.
+                let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-0"))).await;
+                let got = receive_through(&mut sse, last_seq).await;
+                let got: Vec<_> = got.iter().map(|(id, e)| (*id, e.message.clone())).collect();
+                let want: Vec<_> = acks.iter().map(|a| (a.id, a.message.clone())).collect();
+                let missing: Vec<u64> = want
+                    .iter()
+                    .filter(|w| !got.contains(w))
+                    .map(|(id, _)| id.seq)
+                    .collect();
+                assert!(
+                    got == want,
+                    "tenth {tenth}: {} of {} events served, {} missing (seqs {:?}…)",
+                    got.len(),
+                    want.len(),
+                    missing.len(),
+                    &missing[..missing.len().min(5)]
+                );
+                server.terminate().await;
+                whole += 1;
+            }
+        }
+    }
+    eprintln!("of 9 damaged copies: {refusals} refused, {whole} served whole");
+    assert!(refusals > 0, "the damage reached the events at least once");
+}
+
+#[test]
+fn a_store_truncated_or_deleted_under_its_version_is_refused_not_begun_again() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let dir = data_dir(root.path());
+    // A log that held events.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = start(&dir, &[]).await;
+        publish_many(server.addr, 16, 10).await;
+        server.terminate().await;
+    });
+    let store = Path::new(&dir).join("events.redb");
+    let half = std::fs::metadata(&store).unwrap().len() / 2;
+    let copy = root.path().join("half");
+    copy_dir(Path::new(&dir), &copy);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(copy.join("events.redb"))
+        .unwrap()
+        .set_len(half)
+        .unwrap();
+    let error = refused(&["--data-dir", copy.to_str().unwrap()]);
+    assert!(error.contains("events.redb"), "half: {error}");
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let error = refused(&["--data-dir", &dir]);
+    assert!(
+        error.contains(&format!(
+            "{}: is empty, though VERSION says this folder holds an event log",
+            store.display()
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains("restore the folder from a backup"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().len(),
+        0,
+        "nothing was begun in it"
+    );
+
+    std::fs::remove_file(&store).unwrap();
+    let error = refused(&["--data-dir", &dir]);
+    assert!(
+        error.contains(&format!(
+            "{}: is missing, though VERSION says",
+            store.display()
+        )),
+        "{error}"
+    );
+    assert!(!store.exists(), "nothing was begun");
+}

@@ -199,3 +199,105 @@ async fn time_answers_the_servers_clock_uncached() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_endless_line_is_cut_at_the_limit_and_named() {
+    let server = start(&[]).await;
+    let zero = std::path::Path::new("/dev/zero");
+    let argv = [
+        "server replay",
+        "/dev/zero",
+        "--to",
+        &format!("http://{}", server.addr),
+    ];
+    let replay_args = <ReplayArgs as clap::Parser>::try_parse_from(argv).expect("valid");
+    let error = replay(&replay_args).await.expect_err("a line without end");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "line 1 of {} is longer than 1048576 bytes (--max-line-bytes); nothing was published",
+            zero.display()
+        )
+    );
+    // The limit is the option's, and a line of exactly the limit is read.
+    let file = recording(&[(0, event(1, "a", "one")), (5, event(2, "a", "two"))]);
+    let longest = std::fs::read_to_string(file.path())
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    let summary = replay(&args(
+        &file,
+        server.addr,
+        &["--max-line-bytes", &longest.to_string()],
+    ))
+    .await
+    .expect("lines within the limit");
+    assert_eq!(summary.published, 2);
+    let error = replay(&args(
+        &file,
+        server.addr,
+        &["--max-line-bytes", &(longest - 1).to_string()],
+    ))
+    .await
+    .expect_err("a line over the limit");
+    assert!(
+        matches!(error, ReplayError::LineTooLong { line: 1, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        common::metric(server.addr, "sse_events_published_total").await,
+        2,
+        "nothing more was published"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_offset_beyond_30_days_and_odd_speeds_are_refused_up_front() {
+    let server = start(&[]).await;
+    let file = recording(&[
+        (0, event(1, "a", "one")),
+        (10_000_000_000_000_000_000, event(2, "a", "never")),
+    ]);
+    let error = replay(&args(&file, server.addr, &[]))
+        .await
+        .expect_err("an offset for ever away");
+    assert!(
+        matches!(
+            error,
+            ReplayError::OffsetTooLate {
+                line: 2,
+                offset_ms: 10_000_000_000_000_000_000,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("beyond 30 days"), "{error}");
+    assert_eq!(
+        common::metric(server.addr, "sse_events_published_total").await,
+        0,
+        "the first line was not published either"
+    );
+    let good = recording(&[(0, event(1, "a", "one"))]);
+    for bad in ["1e-300", "0", "1e400", "-1"] {
+        let argv = [
+            "server replay".to_owned(),
+            good.path().display().to_string(),
+            "--to".to_owned(),
+            format!("http://{}", server.addr),
+            format!("--speed={bad}"),
+        ];
+        let error = <ReplayArgs as clap::Parser>::try_parse_from(argv)
+            .expect_err("a speed out of bounds")
+            .to_string();
+        assert!(
+            error.contains("is not a speed from 0.01 to 1000000"),
+            "{bad}: {error}"
+        );
+        assert!(error.len() < 300, "a short message: {error}");
+    }
+    server.stop().await;
+}

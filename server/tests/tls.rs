@@ -620,3 +620,38 @@ async fn sighup_swaps_the_certificate_while_streams_stay_open() {
     );
     assert!(!connection.is_finished());
 }
+
+#[tokio::test]
+async fn cookie_fields_split_by_an_http2_client_are_joined() {
+    let secret = "h2 cookie secret";
+    let server = start(&["--h2c", "--jwt-secret", secret, "--private", "vip"]).await;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "exp": exp, "sse": { "subscribe": ["vip"] } }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let base = uri(server.addr, "http", "");
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut send, _connection) = h2_on(tcp).await;
+    // RFC 9113, section 8.2.3: one field per cookie.
+    let split = http::Request::get(format!("{base}/stream?topic=vip"))
+        .header("cookie", "theme=dark")
+        .header("cookie", format!("sse_token={token}"))
+        .header("cookie", "lang=en");
+    let response = h2_request(&mut send, split, None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    // Without the token's field, the same request needs a token.
+    let without = http::Request::get(format!("{base}/stream?topic=vip"))
+        .header("cookie", "theme=dark")
+        .header("cookie", "lang=en");
+    let response = h2_request(&mut send, without, None).await;
+    assert_eq!(response.status(), 401);
+    server.stop().await;
+}

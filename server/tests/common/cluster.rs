@@ -166,6 +166,15 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// A server binary that exited instead of listening.
+#[derive(Debug)]
+pub struct Exited {
+    /// Its exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
 /// The server binary as a child process.
 pub struct ServerProcess {
     pub addr: SocketAddr,
@@ -217,6 +226,56 @@ impl ServerProcess {
             .parse()
             .expect("an address");
         ServerProcess { addr, child }
+    }
+
+    /// Like [`ServerProcess::start_alone`], for a start that may be
+    /// refused: the running server, or how it exited and what it printed
+    /// on stderr.
+    pub async fn try_start_alone(args: &[&str]) -> Result<ServerProcess, Exited> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
+            .args(["--dist", "/nonexistent"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the server binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("the server starts or exits in time")
+            .expect("server output");
+        let Some(line) = line else {
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+                .await
+                .expect("stderr");
+            let status = tokio::time::timeout(PATIENCE, child.wait())
+                .await
+                .expect("exits in time")
+                .expect("wait");
+            return Err(Exited {
+                code: status.code(),
+                stderr: text,
+            });
+        };
+        // What it prints from here on goes to the test's output.
+        tokio::spawn(async move {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = tokio::io::AsyncReadExt::read(&mut stderr, &mut chunk).await {
+                eprint!("{}", String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        Ok(ServerProcess { addr, child })
     }
 
     /// SIGKILL: no shutdown, no goodbye to anyone.

@@ -29,15 +29,20 @@ fn refused(dir: &Path, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Makes sure `dir` is this server's data dir, creating it (with its
-/// `VERSION` file) when it is missing or empty; returns the store file's
-/// path.
+/// Makes sure `dir` is this server's data dir, creating it (with its store
+/// file, then its `VERSION` file) when it is missing or empty; returns the
+/// store file's path.
+///
+/// `VERSION` is written only once the store exists, so a folder with
+/// `VERSION` has held a store: a store file that is missing or empty there
+/// was lost or truncated, and is refused rather than begun again.
 ///
 /// # Errors
 /// [`ConfigError::DataDir`] naming the folder: it cannot be created or
 /// read, it is not a folder, it holds files but no `VERSION` (another
 /// program's folder: nothing is written into it), or its `VERSION` is
-/// another program's or another format's.
+/// another program's or another format's; or naming the store file when
+/// `VERSION` says the folder held a log and the file is missing or empty.
 pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(refused(dir, "is not a folder")),
@@ -48,8 +53,12 @@ pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
         Err(error) => return Err(refused(dir, format!("cannot be read: {error}"))),
     }
     let version = dir.join(VERSION_FILE);
+    let store = dir.join(STORE_FILE);
     match fs::read_to_string(&version) {
-        Ok(text) => check_version(dir, &text)?,
+        Ok(text) => {
+            check_version(dir, &text)?;
+            check_store_is_there(&store)?;
+        }
         Err(error) if error.kind() == ErrorKind::NotFound => {
             let entries = fs::read_dir(dir)
                 .map_err(|e| refused(dir, format!("cannot be listed: {e}")))?
@@ -66,6 +75,7 @@ pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
                     ),
                 ));
             }
+            create_store(&store)?;
             write_version(dir, &version)?;
         }
         Err(error) => {
@@ -75,7 +85,48 @@ pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
             ))
         }
     }
-    Ok(dir.join(STORE_FILE))
+    Ok(store)
+}
+
+/// What to do with a store that cannot be used as it is.
+const DAMAGED_ADVICE: &str = "restore the folder from a backup, or move the file aside (to keep \
+     it for inspection) together with VERSION, so that the server begins a new, empty log: \
+     clients that resume then get a reset notice";
+
+/// Refuses a store file that `VERSION` says exists but that is gone or
+/// empty.
+fn check_store_is_there(store: &Path) -> Result<(), ConfigError> {
+    match fs::metadata(store) {
+        Ok(meta) if meta.len() > 0 => Ok(()),
+        Ok(_) => Err(refused(
+            store,
+            format!(
+                "is empty, though {VERSION_FILE} says this folder holds an event log: the file \
+                 was truncated, and the events it held are gone; {DAMAGED_ADVICE}"
+            ),
+        )),
+        Err(error) if error.kind() == ErrorKind::NotFound => Err(refused(
+            store,
+            format!(
+                "is missing, though {VERSION_FILE} says this folder holds an event log: the \
+                 file was deleted or moved; {DAMAGED_ADVICE}"
+            ),
+        )),
+        Err(error) => Err(refused(store, format!("cannot be read: {error}"))),
+    }
+}
+
+/// Creates the store of a new data dir, so that it exists before `VERSION`
+/// does.
+fn create_store(store: &Path) -> Result<(), ConfigError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(store)
+        .map(drop)
+        .map_err(|error| store_refused(store, &StoreError::Open(error)))?;
+    fs::File::open(store)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| refused(store, format!("cannot be synced: {e}")))
 }
 
 fn check_version(dir: &Path, text: &str) -> Result<(), ConfigError> {
@@ -119,15 +170,60 @@ fn write_version(dir: &Path, version: &Path) -> Result<(), ConfigError> {
     write().map_err(|e| refused(dir, format!("cannot be written: {e}")))
 }
 
-/// Opens (or creates) the store file at `path`. After an unclean stop redb
-/// repairs the file here, which reads all of it.
-pub(super) fn open_store(path: &Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+/// Why the store file cannot be used.
+#[derive(Debug)]
+pub(super) enum StoreError {
+    /// redb refused to open it.
+    Open(redb::DatabaseError),
+    /// Its pages do not match their checksums: bytes changed on disk.
+    Damaged(String),
+    /// redb panicked reading it: its structure is damaged.
+    Panicked(String),
+}
+
+/// Opens the store file at `path` (made by [`prepare`]) and checks every
+/// page against its checksum, so that a store whose bytes changed on disk
+/// is refused at start instead of serving a silent gap. After an unclean
+/// stop redb repairs the file first, which reads all of it. A panic inside
+/// redb on a damaged file is caught and refused the same way.
+pub(super) fn open_store(path: &Path) -> Result<Database, StoreError> {
+    let opened = std::panic::catch_unwind(|| {
+        let mut store = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .open(path)
+            .map_err(StoreError::Open)?;
+        match store.check_integrity() {
+            Ok(true) => Ok(store),
+            Ok(false) => Err(StoreError::Damaged(
+                "some of its pages did not match their checksums (redb rebuilt what it could, \
+                 which may have dropped acknowledged events)"
+                    .to_owned(),
+            )),
+            Err(error) => Err(StoreError::Damaged(error.to_string())),
+        }
+    });
+    opened.unwrap_or_else(|panic| Err(StoreError::Panicked(panic_text(&*panic))))
+}
+
+/// Opens the store again after a failed write (disk full, an I/O error):
+/// redb repairs a torn commit itself; the whole check of [`open_store`] is
+/// for the start.
+pub(super) fn reopen_store(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).open(path)
+}
+
+/// The text of a caught panic.
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Checks at start-up, before the server listens, that `dir` can hold the
-/// log: the folder is ours (or new) and the store opens. The store is closed
-/// again; [`super::DiskLog::open`] opens it for the run.
+/// log: the folder is ours (or new) and the store opens whole. The store is
+/// closed again; [`super::DiskLog::open`] opens it for the run.
 ///
 /// # Errors
 /// [`ConfigError::DataDir`] naming the folder or the store file.
@@ -138,16 +234,24 @@ pub fn check(dir: &Path) -> Result<(), ConfigError> {
         .map_err(|error| store_refused(&store, &error))
 }
 
-/// The start-up error for a store file that does not open.
-pub(super) fn store_refused(store: &Path, error: &redb::DatabaseError) -> ConfigError {
+/// The start-up error for a store file that cannot be used.
+pub(super) fn store_refused(store: &Path, error: &StoreError) -> ConfigError {
     let reason = match error {
-        redb::DatabaseError::DatabaseAlreadyOpen => {
+        StoreError::Open(redb::DatabaseError::DatabaseAlreadyOpen) => {
             "is in use by another process (another server on the same --data-dir?)".to_owned()
         }
-        redb::DatabaseError::UpgradeRequired(version) => {
+        StoreError::Open(redb::DatabaseError::UpgradeRequired(version)) => {
             format!("is in an older store format ({version}) that this server does not read")
         }
-        other => format!("cannot be opened: {other}"),
+        StoreError::Open(other) => {
+            format!("cannot be opened ({other}): it may be damaged; {DAMAGED_ADVICE}")
+        }
+        StoreError::Damaged(why) => {
+            format!("is damaged ({why}); nothing was changed; {DAMAGED_ADVICE}")
+        }
+        StoreError::Panicked(why) => {
+            format!("is damaged (reading it failed: {why}); {DAMAGED_ADVICE}")
+        }
     };
     refused(store, reason)
 }
@@ -164,8 +268,16 @@ mod tests {
         assert!(fs::read_to_string(dir.join(VERSION_FILE))
             .unwrap()
             .starts_with(MAGIC));
-        // Ours: accepted again.
+        // Ours: accepted again, with its store made before its VERSION.
+        assert!(dir.join(STORE_FILE).metadata().unwrap().len() > 0);
         prepare(&dir).unwrap();
+        // A store that VERSION says exists is never begun again.
+        fs::write(dir.join(STORE_FILE), "").unwrap();
+        let error = prepare(&dir).unwrap_err().to_string();
+        assert!(error.contains("is empty"), "{error}");
+        fs::remove_file(dir.join(STORE_FILE)).unwrap();
+        let error = prepare(&dir).unwrap_err().to_string();
+        assert!(error.contains("is missing"), "{error}");
 
         let foreign = root.path().join("foreign");
         fs::create_dir(&foreign).unwrap();

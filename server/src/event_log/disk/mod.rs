@@ -247,14 +247,25 @@ impl DiskLog {
     ) -> Result<(Arc<Hub>, Arc<Self>, Closed), ConfigError> {
         let path = dir::prepare(&options.dir)?;
         let store = dir::open_store(&path).map_err(|e| dir::store_refused(&path, &e))?;
-        let failed = |error: redb::Error| ConfigError::DataDir {
+        let failed = |error: &redb::Error| ConfigError::DataDir {
             path: path.clone(),
             reason: format!("cannot be read or written: {error}"),
         };
-        let (epoch, last_seq) = start_run(&store, options.fsync).map_err(failed)?;
-        let retention = load_retention(&store, &options).map_err(failed)?;
-        let hub = Hub::follower(epoch, hub_options);
-        load_hub(&store, &hub, epoch, last_seq, hub_options.history).map_err(failed)?;
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (epoch, last_seq) = start_run(&store, options.fsync)?;
+            let retention = load_retention(&store, &options)?;
+            let hub = Hub::follower(epoch, hub_options);
+            load_hub(&store, &hub, epoch, last_seq, hub_options.history)?;
+            Ok::<_, redb::Error>((epoch, last_seq, retention, hub))
+        }));
+        let (epoch, last_seq, retention, hub) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(error)) => return Err(failed(&error)),
+            Err(panic) => {
+                let why = dir::StoreError::Panicked(dir::panic_text(&*panic));
+                return Err(dir::store_refused(&path, &why));
+            }
+        };
         hub.mark_loaded();
         tracing::info!(
             dir = %options.dir.display(),
@@ -408,10 +419,13 @@ fn load_retention(store: &Database, options: &DiskOptions) -> StoreResult<Retent
     Ok(retention)
 }
 
-/// Decodes a stored event of `epoch`.
-fn decode(epoch: u64, value: &[u8]) -> Option<(EventId, ServerEvent)> {
-    let event: ServerEvent = serde_json::from_slice(value).ok()?;
-    Some((EventId::new(epoch, event.seq), event))
+/// Decodes a stored event of `epoch`. One that does not decode is an
+/// error, never skipped: skipping it would be a silent gap.
+fn decode(epoch: u64, seq: u64, value: &[u8]) -> StoreResult<(EventId, ServerEvent)> {
+    let event: ServerEvent = serde_json::from_slice(value).map_err(|error| {
+        redb::Error::Corrupted(format!("the stored event {seq} does not decode: {error}"))
+    })?;
+    Ok((EventId::new(epoch, event.seq), event))
 }
 
 /// Hands the hub the newest events without a gap between them (the disk
@@ -436,11 +450,8 @@ fn load_hub(
     }
     let mut chunk = Vec::with_capacity(LOAD_CHUNK);
     for entry in events.range(first..=last_seq)? {
-        let (_, value) = entry?;
-        match decode(epoch, value.value()) {
-            Some(event) => chunk.push(event),
-            None => tracing::warn!("skipping a stored event that does not decode"),
-        }
+        let (seq, value) = entry?;
+        chunk.push(decode(epoch, seq.value(), value.value())?);
         if chunk.len() == LOAD_CHUNK {
             hub.replicate(std::mem::take(&mut chunk));
         }
@@ -498,7 +509,7 @@ fn read_span(
                 }
                 if let Some(value) = stored.get(seq)? {
                     bytes += value.value().len();
-                    events.extend(decode(epoch, value.value()));
+                    events.push(decode(epoch, seq, value.value())?);
                 }
             }
         }
@@ -510,10 +521,9 @@ fn read_span(
                     break;
                 }
                 bytes += value.value().len();
-                if let Some((id, event)) = decode(epoch, value.value()) {
-                    if filter.matches(&event.topic) {
-                        events.push((id, event));
-                    }
+                let (id, event) = decode(epoch, seq.value(), value.value())?;
+                if filter.matches(&event.topic) {
+                    events.push((id, event));
                 }
             }
         }

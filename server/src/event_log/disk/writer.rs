@@ -340,7 +340,7 @@ impl Writer {
 
     fn reopen(&mut self) -> StoreResult<()> {
         self.check_fault()?;
-        let store = dir::open_store(&self.path)?;
+        let store = dir::reopen_store(&self.path)?;
         let acked = self.next_seq - 1;
         let tx = store.begin_write()?;
         let (epoch, last_seq) = {
