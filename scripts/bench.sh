@@ -23,7 +23,9 @@
 #   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
 #   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow,
 #                                  bystanders, per-user, rooms, retention, prefix,
-#                                  publish, heavy; topics = bystanders to prefix)
+#                                  publish, heavy, https; topics = bystanders to prefix;
+#                                  https, HTTPS and HTTP/2 against ours and nchan, runs
+#                                  only when named)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
 #   BENCH_MERGE=0|1                keep the earlier results and add this run next to

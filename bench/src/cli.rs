@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures_util::future::LocalBoxFuture;
 
 use crate::fleet::{AddrPool, FleetConfig};
 use crate::payload::DataFormat;
@@ -147,11 +148,10 @@ pub struct SuiteArgs {
     /// Only these servers (comma separated names).
     #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
-    /// Only these workloads (comma separated: fanout, saturation, storm,
-    /// slow, bystanders, per-user, rooms, retention, prefix, publish;
-    /// `topics` for bystanders to prefix). A server whose spec lists its
-    /// workloads runs only those.
-    #[arg(long, value_delimiter = ',')]
+    /// Only these workloads (comma separated; `topics` for bystanders to
+    /// prefix); all but `https` when not given. A server whose spec lists
+    /// its workloads runs only those.
+    #[arg(long, value_delimiter = ',', value_parser = workload_names())]
     pub workloads: Vec<String>,
     /// Keep the results already in `--out` and add this run next to them
     /// (for a run of some servers or workloads): the report's main tables
@@ -159,6 +159,11 @@ pub struct SuiteArgs {
     /// this one.
     #[arg(long)]
     pub merge: bool,
+}
+
+/// The names `--workloads` takes (see [`Selection::names`]).
+fn workload_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Selection::names())
 }
 
 /// `report` options.
@@ -187,12 +192,13 @@ fn coordinator_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_workload(args: RunArgs) -> anyhow::Result<()> {
+/// The target `run` was pointed at.
+fn target_of(args: &RunArgs) -> anyhow::Result<Target> {
     anyhow::ensure!(
         args.publish_format != PublishFormatArg::Pushpin || args.topic.is_some(),
         "--publish-format pushpin needs --topic (the channel the streams are held on)"
     );
-    let target = Target {
+    Ok(Target {
         subscribe: args
             .subscribe
             .iter()
@@ -211,7 +217,84 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         },
         topic: args.topic.clone(),
         topics: None,
-    };
+    })
+}
+
+/// The server processes `--pid` names.
+fn servers_of(args: &RunArgs) -> Vec<ServerProcess> {
+    args.pid
+        .iter()
+        .map(|&pid| ServerProcess {
+            name: format!("pid {pid}"),
+            pid,
+        })
+        .collect()
+}
+
+/// Runs `args.workload` against `target` and `servers`; its result as
+/// pretty JSON.
+async fn measure(
+    args: &RunArgs,
+    h: &mut Harness,
+    target: Target,
+    servers: Vec<ServerProcess>,
+) -> anyhow::Result<String> {
+    let n = args.subscribers;
+    let (rate, seconds, payload_bytes) = (args.rate, args.seconds, args.payload_bytes);
+    Ok(match args.workload {
+        Workload::Fanout => {
+            let p = workloads::FanoutParams {
+                subscribers: n,
+                rate,
+                seconds,
+                payload_bytes,
+            };
+            serde_json::to_string_pretty(&workloads::fanout(h, &target, &servers, p).await?)?
+        }
+        Workload::Saturation => {
+            let p = workloads::SaturationParams {
+                subscribers: n,
+                rates: (0..12).map(|i| rate * f64::from(1u32 << i)).collect(),
+                seconds,
+                payload_bytes,
+                p99_limit_ms: 100.0,
+                refine: 0,
+            };
+            serde_json::to_string_pretty(
+                &workloads::saturation(h, &mut Fixed(target, servers), &p).await?,
+            )?
+        }
+        Workload::Storm => {
+            let p = workloads::StormParams {
+                subscribers: n,
+                rate,
+                before_seconds: seconds / 2.0,
+                during_seconds: seconds,
+                behind: args.behind,
+                payload_bytes,
+            };
+            serde_json::to_string_pretty(
+                &workloads::reconnect_storm(h, &target, &servers, p).await?,
+            )?
+        }
+        Workload::Slow => {
+            let p = workloads::SlowParams {
+                subscribers: n,
+                stalled: args.stalled.unwrap_or(n.div_ceil(100)),
+                rate,
+                seconds,
+                payload_bytes,
+            };
+            serde_json::to_string_pretty(&workloads::slow_consumer(h, &target, &servers, p).await?)?
+        }
+        Workload::Smoke => serde_json::to_string_pretty(
+            &workloads::smoke(h, &target, &servers, n, args.resumes).await?,
+        )?,
+    })
+}
+
+fn run_workload(args: RunArgs) -> anyhow::Result<()> {
+    let target = target_of(&args)?;
     let mut h = Harness {
         fleet: FleetConfig {
             worker_exe: std::env::current_exe()?,
@@ -222,86 +305,8 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
         addrs: AddrPool::new(),
         publish_connections: 16,
     };
-    let n = args.subscribers;
-    let servers: Vec<ServerProcess> = args
-        .pid
-        .iter()
-        .map(|&pid| ServerProcess {
-            name: format!("pid {pid}"),
-            pid,
-        })
-        .collect();
-    let json = coordinator_runtime()?.block_on(async {
-        Ok::<_, anyhow::Error>(match args.workload {
-            Workload::Fanout => serde_json::to_string_pretty(
-                &workloads::fanout(
-                    &mut h,
-                    &target,
-                    &servers,
-                    workloads::FanoutParams {
-                        subscribers: n,
-                        rate: args.rate,
-                        seconds: args.seconds,
-                        payload_bytes: args.payload_bytes,
-                    },
-                )
-                .await?,
-            )?,
-            Workload::Saturation => {
-                let mut fixed = Fixed(target.clone(), servers.clone());
-                let rates = (0..12).map(|i| args.rate * f64::from(1u32 << i)).collect();
-                serde_json::to_string_pretty(
-                    &workloads::saturation(
-                        &mut h,
-                        &mut fixed,
-                        &workloads::SaturationParams {
-                            subscribers: n,
-                            rates,
-                            seconds: args.seconds,
-                            payload_bytes: args.payload_bytes,
-                            p99_limit_ms: 100.0,
-                            refine: 0,
-                        },
-                    )
-                    .await?,
-                )?
-            }
-            Workload::Storm => serde_json::to_string_pretty(
-                &workloads::reconnect_storm(
-                    &mut h,
-                    &target,
-                    &servers,
-                    workloads::StormParams {
-                        subscribers: n,
-                        rate: args.rate,
-                        before_seconds: args.seconds / 2.0,
-                        during_seconds: args.seconds,
-                        behind: args.behind,
-                        payload_bytes: args.payload_bytes,
-                    },
-                )
-                .await?,
-            )?,
-            Workload::Slow => serde_json::to_string_pretty(
-                &workloads::slow_consumer(
-                    &mut h,
-                    &target,
-                    &servers,
-                    workloads::SlowParams {
-                        subscribers: n,
-                        stalled: args.stalled.unwrap_or(n.div_ceil(100)),
-                        rate: args.rate,
-                        seconds: args.seconds,
-                        payload_bytes: args.payload_bytes,
-                    },
-                )
-                .await?,
-            )?,
-            Workload::Smoke => serde_json::to_string_pretty(
-                &workloads::smoke(&mut h, &target, &servers, n, args.resumes).await?,
-            )?,
-        })
-    })?;
+    let servers = servers_of(&args);
+    let json = coordinator_runtime()?.block_on(measure(&args, &mut h, target, servers))?;
     match args.out {
         Some(path) => std::fs::write(&path, json)
             .with_context(|| format!("cannot write {}", path.display()))?,
@@ -316,8 +321,9 @@ fn run_workload(args: RunArgs) -> anyhow::Result<()> {
 struct Fixed(Target, Vec<ServerProcess>);
 
 impl workloads::Restart for Fixed {
-    async fn restart(&mut self) -> anyhow::Result<(Target, Vec<ServerProcess>)> {
-        Ok((self.0.clone(), self.1.clone()))
+    fn restart(&mut self) -> LocalBoxFuture<'_, anyhow::Result<workloads::Started>> {
+        let started = (self.0.clone(), self.1.clone());
+        Box::pin(async move { Ok(started) })
     }
 }
 

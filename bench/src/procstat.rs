@@ -1,8 +1,14 @@
-//! CPU time and resident memory of a process and its descendants, read from
-//! `/proc` (nginx does its work in a child of the process we start).
+//! What the kernel accounts for the processes under test, read from `/proc`
+//! with the `procfs` crate: CPU time and resident memory of a process and
+//! its descendants (nginx does its work in a child of the process we
+//! start), each CPU's busy time, and which of a worker's connections the
+//! peer has closed.
 
-use std::fs;
 use std::io;
+
+use procfs::net::{TcpNetEntry, TcpState};
+use procfs::process::Process;
+use procfs::{CpuTime, CurrentSI, KernelStats};
 
 /// One reading of a process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -13,74 +19,32 @@ pub struct Sample {
     pub rss_bytes: u64,
 }
 
-/// The fields of `/proc/<pid>/stat` after the command name: (ppid, utime +
-/// stime in clock ticks).
-fn parse_stat(stat: &str) -> Option<(u32, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is the state (field 3 of stat(5)); ppid is field 4, utime
-    // field 14 and stime field 15.
-    let ppid = fields.get(1)?.parse().ok()?;
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
+fn process(pid: u32) -> Option<Process> {
+    Process::new(i32::try_from(pid).ok()?).ok()
 }
 
-fn parse_rss_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-/// Field 22 of `/proc/<pid>/stat` (`starttime`, in clock ticks after
-/// boot): with the pid, it names one process, not a later one given the
-/// same pid.
-fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// When process `pid` started (clock ticks after boot); `None` when it is
-/// not running.
+/// When process `pid` started (clock ticks after boot: with the pid, it
+/// names one process, not a later one given the same pid); `None` when it
+/// is not running.
 pub fn start_time(pid: u32) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .as_deref()
-        .and_then(parse_start_time)
-}
-
-/// Clock ticks per second for `/proc` times.
-pub fn clock_ticks() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
+    Some(process(pid)?.stat().ok()?.starttime)
 }
 
 /// `pid` and all its descendants.
 pub fn tree(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(p) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some((ppid, _)) = fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .as_deref()
-                .and_then(parse_stat)
-            {
-                parents.push((p, ppid));
-            }
-        }
-    }
+    let parents: Vec<(u32, u32)> = procfs::process::all_processes()
+        .map(|all| {
+            all.flatten()
+                .filter_map(|p| {
+                    let stat = p.stat().ok()?;
+                    Some((
+                        u32::try_from(stat.pid).ok()?,
+                        u32::try_from(stat.ppid).ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
@@ -98,21 +62,13 @@ pub fn tree(pid: u32) -> Vec<u32> {
 
 /// Sums CPU time and RSS over `pids` (processes that are gone count zero).
 pub fn sample_pids(pids: &[u32]) -> Sample {
-    let ticks = clock_ticks() as f64;
+    let ticks = procfs::ticks_per_second().max(1) as f64;
     let mut sample = Sample::default();
-    for pid in pids {
-        if let Some((_, t)) = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .as_deref()
-            .and_then(parse_stat)
-        {
-            sample.cpu_seconds += t as f64 / ticks;
+    for p in pids.iter().filter_map(|&pid| process(pid)) {
+        if let Ok(stat) = p.stat() {
+            sample.cpu_seconds += (stat.utime + stat.stime) as f64 / ticks;
         }
-        if let Some(kb) = fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .as_deref()
-            .and_then(parse_rss_kb)
-        {
+        if let Some(kb) = p.status().ok().and_then(|s| s.vmrss) {
             sample.rss_bytes += kb * 1024;
         }
     }
@@ -124,7 +80,7 @@ pub fn sample_pids(pids: &[u32]) -> Sample {
 /// # Errors
 /// [`io::ErrorKind::NotFound`] when `pid` is not running.
 pub fn sample_tree(pid: u32) -> io::Result<Sample> {
-    if fs::metadata(format!("/proc/{pid}")).is_err() {
+    if process(pid).is_none() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("process {pid} is not running"),
@@ -160,6 +116,23 @@ pub fn total(samples: &[Sample]) -> Sample {
     })
 }
 
+/// Each of `servers`' CPU time between two readings of them (see
+/// [`sample_servers`]): (name, s); `None` when either reading is missing.
+pub fn cpu_by_process(
+    servers: &[ServerProcess],
+    before: Option<&[Sample]>,
+    after: Option<&[Sample]>,
+) -> Option<Vec<(String, f64)>> {
+    let (before, after) = before.zip(after)?;
+    Some(
+        servers
+            .iter()
+            .zip(before.iter().zip(after))
+            .map(|(p, (b, a))| (p.name.clone(), a.cpu_seconds - b.cpu_seconds))
+            .collect(),
+    )
+}
+
 /// Cumulative time of one CPU from `/proc/stat`, in clock ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTicks {
@@ -174,31 +147,31 @@ pub struct CpuTicks {
     pub total: u64,
 }
 
-fn parse_cpu_line(line: &str) -> Option<CpuTicks> {
-    let mut fields = line.split_whitespace();
-    let name = fields.next()?;
-    if !name.starts_with("cpu") || name == "cpu" {
-        return None;
+impl From<&CpuTime> for CpuTicks {
+    fn from(t: &CpuTime) -> Self {
+        let (irq, softirq) = (t.irq.unwrap_or(0), t.softirq.unwrap_or(0));
+        let steal = t.steal.unwrap_or(0);
+        let busy = t.user + t.nice + t.system + irq + softirq;
+        Self {
+            busy,
+            softirq,
+            steal,
+            total: busy + t.idle + t.iowait.unwrap_or(0) + steal,
+        }
     }
-    let v: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    // user nice system idle iowait irq softirq steal
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
-    Some(CpuTicks {
-        busy,
-        softirq: get(6),
-        steal: get(7),
-        total: busy + get(3) + get(4) + get(7),
-    })
 }
 
-/// Every CPU's cumulative times, in CPU order.
+/// Every CPU's cumulative times in `stats`, in CPU order (the machine-wide
+/// `cpu` line is not one of them).
+pub fn cpu_ticks_of(stats: &KernelStats) -> Vec<CpuTicks> {
+    stats.cpu_time.iter().map(CpuTicks::from).collect()
+}
+
+/// Every CPU's cumulative times now, in CPU order.
 pub fn cpu_ticks() -> Vec<CpuTicks> {
-    std::fs::read_to_string("/proc/stat")
+    KernelStats::current()
+        .map(|s| cpu_ticks_of(&s))
         .unwrap_or_default()
-        .lines()
-        .filter_map(parse_cpu_line)
-        .collect()
 }
 
 /// How one CPU was used between two readings, as shares of the elapsed time.
@@ -228,34 +201,33 @@ pub fn cpu_use(before: &[CpuTicks], after: &[CpuTicks]) -> Vec<CpuUse> {
         .collect()
 }
 
-/// Of the connections from local `ip`, the local ports whose connection the
-/// peer has closed, from a `/proc/net/tcp` `table`: either our side is in
-/// `CLOSE_WAIT`, or (on loopback, where both ends are listed) the peer's side
-/// has left `ESTABLISHED`. A peer that closes with unsent data queued to a
-/// reader that does not read is only seen the second way: its FIN waits
-/// behind the data.
-pub fn closed_by_peer(table: &str, ip: std::net::Ipv4Addr) -> std::collections::HashSet<u16> {
-    // An address is the in-memory (network order) u32 printed as hex on a
-    // little-endian machine, then `:` and the port in hex.
-    let want = format!("{:08X}", u32::from_le_bytes(ip.octets()));
-    let split = |field: &str| -> Option<(String, u16)> {
-        let (addr, port) = field.split_once(':')?;
-        Some((addr.to_owned(), u16::from_str_radix(port, 16).ok()?))
-    };
+/// The machine's IPv4 TCP connections now (`/proc/net/tcp`); none when it
+/// cannot be read.
+pub fn tcp_connections() -> Vec<TcpNetEntry> {
+    procfs::net::tcp().unwrap_or_default()
+}
+
+/// Of the connections from local `ip` in `table`, the local ports whose
+/// connection the peer has closed: either our side is in `CLOSE_WAIT`, or
+/// (on loopback, where both ends are listed) the peer's side has left
+/// `ESTABLISHED`. A peer that closes with unsent data queued to a reader
+/// that does not read is only seen the second way: its FIN waits behind the
+/// data.
+pub fn closed_by_peer(
+    table: &[TcpNetEntry],
+    ip: std::net::Ipv4Addr,
+) -> std::collections::HashSet<u16> {
+    let ip = std::net::IpAddr::V4(ip);
     table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (local, remote, state) = (
-                split(fields.get(1)?)?,
-                split(fields.get(2)?)?,
-                *fields.get(3)?,
-            );
-            if local.0 == want && state == "08" {
-                Some(local.1)
-            } else if remote.0 == want && state != "01" && state != "0A" {
-                Some(remote.1)
+        .iter()
+        .filter_map(|c| {
+            if c.local_address.ip() == ip && c.state == TcpState::CloseWait {
+                Some(c.local_address.port())
+            } else if c.remote_address.ip() == ip
+                && c.state != TcpState::Established
+                && c.state != TcpState::Listen
+            {
+                Some(c.remote_address.port())
             } else {
                 None
             }
@@ -265,32 +237,52 @@ pub fn closed_by_peer(table: &str, ip: std::net::Ipv4Addr) -> std::collections::
 
 #[cfg(test)]
 mod tests {
+    use procfs::process::{Stat, Status};
+    use procfs::{FromRead, FromReadSI};
+
     use super::*;
+
+    /// The `(ppid, utime + stime)` and `starttime` of a `/proc/<pid>/stat`
+    /// line, as [`sample_pids`] and [`start_time`] read them.
+    fn parse_stat(stat: &str) -> Option<((i32, u64), u64)> {
+        let stat = Stat::from_read(stat.as_bytes()).ok()?;
+        Some(((stat.ppid, stat.utime + stat.stime), stat.starttime))
+    }
 
     #[test]
     fn parses_stat_with_spaces_in_the_name() {
-        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 200 18446744073709551615";
-        assert_eq!(parse_stat(stat), Some((1, 300)));
+        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        assert_eq!(parse_stat(stat).map(|s| s.0), Some((1, 300)));
         assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_start_time(stat), Some(100));
-        assert_eq!(parse_start_time("garbage"), None);
+        assert_eq!(parse_stat(stat).map(|s| s.1), Some(100));
         let me = std::process::id();
         assert!(start_time(me).is_some());
         assert_eq!(start_time(me), start_time(me));
         assert_eq!(start_time(u32::MAX), None);
     }
 
+    fn kernel_stats(cpu_lines: &str) -> KernelStats {
+        let text = format!("{cpu_lines}\nctxt 1\nbtime 1\nprocesses 1\n");
+        KernelStats::from_read(text.as_bytes(), procfs::current_system_info()).unwrap()
+    }
+
     #[test]
     fn cpu_lines() {
-        assert_eq!(parse_cpu_line("cpu  1 2 3 4 5 6 7 8 0 0"), None);
         assert_eq!(
-            parse_cpu_line("cpu1 10 1 5 100 2 3 4 6 0 0"),
-            Some(CpuTicks {
+            cpu_ticks_of(&kernel_stats("cpu  1 2 3 4 5 6 7 8 0 0")),
+            [],
+            "the machine-wide line is no CPU"
+        );
+        assert_eq!(
+            cpu_ticks_of(&kernel_stats(
+                "cpu  1 2 3 4 5 6 7 8 0 0\ncpu1 10 1 5 100 2 3 4 6 0 0"
+            )),
+            [CpuTicks {
                 busy: 23,
                 softirq: 4,
                 steal: 6,
                 total: 131
-            })
+            }]
         );
         let before = [CpuTicks {
             busy: 0,
@@ -319,7 +311,11 @@ mod tests {
    3: 0100007F:1F90 0101007F:9C43 04 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 0 10 -1
    4: 0100007F:1F90 0101007F:9C41 01 00000000:00000000 00:00000000 00000000     0        0 5 1 0000000000000000 20 4 0 10 -1
 ";
-        let mut ports: Vec<u16> = closed_by_peer(table, std::net::Ipv4Addr::new(127, 0, 1, 1))
+        let table =
+            procfs::net::TcpNetEntries::from_read(table.as_bytes(), procfs::current_system_info())
+                .unwrap()
+                .0;
+        let mut ports: Vec<u16> = closed_by_peer(&table, std::net::Ipv4Addr::new(127, 0, 1, 1))
             .into_iter()
             .collect();
         ports.sort_unstable();
@@ -328,8 +324,20 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
+        // VmRSS, in kB, from a status file like this process's own.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let status: String = status
+            .lines()
+            .map(|l| {
+                if l.starts_with("VmRSS:") {
+                    "VmRSS:\t  1234 kB\n".to_owned()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
         assert_eq!(
-            parse_rss_kb("Name:\tx\nVmRSS:\t  1234 kB\nVmSwap: 0 kB\n"),
+            Status::from_read(status.as_bytes()).unwrap().vmrss,
             Some(1234)
         );
         let me = std::process::id();

@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
 
 use crate::payload;
 use crate::target::{Endpoint, PublishFormat, Target, TopicRoutes};
@@ -86,6 +87,12 @@ impl Publisher {
     /// Starts `connections` publishing connections (opened lazily) to
     /// `target`.
     pub fn new(target: &Target, connections: usize) -> Self {
+        Self::with_tls(target, connections, None)
+    }
+
+    /// As [`Publisher::new`], over TLS when `tls` is given (a server that
+    /// serves HTTPS only).
+    pub fn with_tls(target: &Target, connections: usize, tls: Option<&TlsConnector>) -> Self {
         let counters = Arc::new(Counters::default());
         let endpoint = Arc::new(target.publish.clone());
         let content_type = target.publish_format.content_type();
@@ -93,8 +100,11 @@ impl Publisher {
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel::<Job>();
                 let task = tokio::spawn(connection(
-                    endpoint.clone(),
-                    content_type,
+                    Lane {
+                        endpoint: endpoint.clone(),
+                        content_type,
+                        tls: tls.cloned(),
+                    },
                     rx,
                     counters.clone(),
                 ));
@@ -228,16 +238,22 @@ impl Publisher {
 
 type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(endpoint: &Endpoint) -> anyhow::Result<Sender> {
-    let stream = tokio::net::TcpStream::connect(endpoint.addr)
+async fn connect(endpoint: &Endpoint, tls: Option<&TlsConnector>) -> anyhow::Result<Sender> {
+    let (stream, _) = crate::tls::connect(endpoint.addr, tls)
         .await
         .with_context(|| format!("connect {}", endpoint.addr))?;
-    stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// Where one publishing connection sends its requests, and how.
+struct Lane {
+    endpoint: Arc<Endpoint>,
+    content_type: &'static str,
+    tls: Option<TlsConnector>,
 }
 
 /// Why a publish request failed.
@@ -287,12 +303,12 @@ async fn send(
     Ok(())
 }
 
-async fn connection(
-    endpoint: Arc<Endpoint>,
-    content_type: &'static str,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    counters: Arc<Counters>,
-) {
+async fn connection(lane: Lane, mut jobs: mpsc::UnboundedReceiver<Job>, counters: Arc<Counters>) {
+    let Lane {
+        endpoint,
+        content_type,
+        tls,
+    } = lane;
     let mut sender: Option<Sender> = None;
     loop {
         let Some((path, body)) = jobs.recv().await else {
@@ -304,7 +320,7 @@ async fn connection(
         for _ in 0..2 {
             let current = match sender.take() {
                 Some(s) if !s.is_closed() => Ok(s),
-                _ => connect(&endpoint).await,
+                _ => connect(&endpoint, tls.as_ref()).await,
             };
             let mut s = match current {
                 Ok(s) => s,

@@ -6,6 +6,10 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let addr = bench::listen_addr("127.0.0.1:3002", "grip-backend")?;
+    let addr = bench::listen_addr(
+        "127.0.0.1:3002",
+        "grip-backend",
+        "The GRIP backend Pushpin proxies the suite's subscribers to",
+    );
     bench::grip::serve_on(addr).await
 }

@@ -1,4 +1,4 @@
-//! The publish workload: how many publishes a second a server acknowledges,
+//! Publishing alone: how many publishes a second a server acknowledges,
 //! and how long each waits for its answer, with N concurrent publishers and
 //! no subscribers. It is what the event log costs: in memory, on disk
 //! (fsynced at every commit, or in batches) or in Redis.
@@ -10,7 +10,6 @@
 //! CPU time (the server, and its Redis when it has one) and the load
 //! generator's are read from `/proc` around the measured time, as in the
 //! other workloads.
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +20,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
+use super::step::Percentiles;
+use super::{Bench, Workload};
 use crate::procstat::{self, ServerProcess};
 use crate::target::Target;
-use crate::workloads::Percentiles;
 
 /// The publish workload's parameters (`[publish]` in the suite's
 /// configuration).
@@ -216,13 +216,8 @@ async fn step(
             first_error = first_error.or(lane.first_error);
         }
     }
-    let by_process: Option<Vec<(String, f64)>> = server_before.zip(server_after).map(|(b, a)| {
-        servers
-            .iter()
-            .zip(b.iter().zip(&a))
-            .map(|(p, (b, a))| (p.name.clone(), a.cpu_seconds - b.cpu_seconds))
-            .collect()
-    });
+    let by_process =
+        procstat::cpu_by_process(servers, server_before.as_deref(), server_after.as_deref());
     let server_cpu_s = by_process
         .as_ref()
         .map(|v| v.iter().map(|(_, c)| c).sum::<f64>());
@@ -274,4 +269,33 @@ pub async fn publish(
         steps.push(s);
     }
     Ok(PublishResult { steps })
+}
+
+/// Publishing alone, on a fresh server, for the targets that ask for it.
+#[derive(Debug)]
+pub struct Publish;
+
+impl Workload for Publish {
+    const NAME: &'static str = "publish";
+    const SECTION: &'static str = "publish";
+    const OPT_IN: bool = true;
+    type Config = PublishParams;
+    type Output = PublishResult;
+
+    fn jobs(_: &PublishParams) -> Vec<String> {
+        vec!["publish".to_owned()]
+    }
+
+    async fn run(bench: Bench<'_>, p: &PublishParams, _: usize) -> anyhow::Result<PublishResult> {
+        let (target, servers) = bench.server.restart().await?;
+        publish(&target, &servers, p).await
+    }
+
+    fn disturbance(output: &PublishResult) -> f64 {
+        output
+            .steps
+            .iter()
+            .map(|s| s.other_cpu_share)
+            .fold(0.0, f64::max)
+    }
 }
