@@ -1,0 +1,141 @@
+//! `server::publish::parse_request`, the check of a `POST /publish` body.
+//!
+//! Property: it never panics, and
+//! - a body that is not JSON is refused with `invalid_json` or
+//!   `invalid_body` (the latter when the field check fails before the
+//!   syntax error is reached, as in `{"x":`);
+//! - JSON that is not an object is refused with `invalid_body`;
+//! - a JSON object is refused with `invalid_body` when it has a key other
+//!   than `message` and `topic`, a key twice, no `message`, a `message` that
+//!   is not a string, or a `topic` that is neither a string nor null; else
+//!   with `empty_message` when `message` is blank (only white space); else
+//!   with `invalid_topic` (and `validate_topic`'s message) when `topic` fails
+//!   `validate_topic`; else it is accepted with exactly that message and
+//!   topic (`None` for an absent or null topic).
+//!
+//! So every accepted body is a JSON object with a non-blank `message` and a
+//! valid or absent `topic`, and every refusal is one of `invalid_json`,
+//! `invalid_body`, `empty_message`, `invalid_topic`.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use server::publish::parse_request;
+use shared::{validate_topic, PublishRequest};
+
+/// A JSON object's entries in order, a repeated key kept twice (which
+/// `serde_json::Value` would collapse).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
+/// The answer the rules above give for a JSON object: the request, or the
+/// refusal's code and, for `invalid_topic`, its message.
+fn expected_for_object(
+    entries: &[(String, Value)],
+) -> Result<PublishRequest, (&'static str, String)> {
+    let invalid_body = Err(("invalid_body", String::new()));
+    let mut message = None;
+    let mut topic = None;
+    for (index, (key, value)) in entries.iter().enumerate() {
+        if entries[..index].iter().any(|(earlier, _)| earlier == key) {
+            return invalid_body;
+        }
+        match (key.as_str(), value) {
+            ("message", Value::String(text)) => message = Some(text.clone()),
+            ("topic", Value::String(name)) => topic = Some(name.clone()),
+            ("topic", Value::Null) => {}
+            _ => return invalid_body,
+        }
+    }
+    let Some(message) = message else {
+        return invalid_body;
+    };
+    if message.chars().all(char::is_whitespace) {
+        return Err(("empty_message", String::new()));
+    }
+    if let Some(topic) = &topic {
+        if let Err(why) = validate_topic(topic) {
+            return Err(("invalid_topic", why));
+        }
+    }
+    Ok(PublishRequest { message, topic })
+}
+
+/// Checks the property on one input, a request body.
+pub fn run(body: &[u8]) {
+    let answer = parse_request(body);
+    let shown = String::from_utf8_lossy(body);
+    match serde_json::from_slice::<Value>(body) {
+        Err(_) => match answer {
+            Ok(request) => panic!("accepted a body that is not JSON: {shown:?} as {request:?}"),
+            Err(error) => assert!(
+                matches!(error.code(), "invalid_json" | "invalid_body"),
+                "{shown:?} (not JSON) refused as {}: {error}",
+                error.code()
+            ),
+        },
+        Ok(Value::Object(_)) => {
+            let entries = serde_json::from_slice::<Entries>(body)
+                .unwrap_or_else(|e| panic!("{shown:?} is an object but not its entries: {e}"));
+            match (answer, expected_for_object(&entries.0)) {
+                (Ok(request), Ok(expected)) => assert_eq!(request, expected, "{shown:?}"),
+                (Err(error), Err((code, why))) => {
+                    assert_eq!(error.code(), code, "{shown:?}: {error}");
+                    if code == "invalid_topic" {
+                        assert_eq!(error.to_string(), why, "{shown:?}");
+                    }
+                }
+                (Ok(request), Err((code, _))) => {
+                    panic!("accepted {shown:?} as {request:?}; it should be refused with {code}")
+                }
+                (Err(error), Ok(expected)) => panic!(
+                    "refused {shown:?} ({}: {error}); it should be accepted as {expected:?}",
+                    error.code()
+                ),
+            }
+        }
+        Ok(other) => match answer {
+            Ok(request) => panic!(
+                "accepted a JSON body that is not an object: {shown:?} ({}) as {request:?}",
+                kind(&other)
+            ),
+            Err(error) => assert_eq!(
+                error.code(),
+                "invalid_body",
+                "{shown:?} ({}) refused: {error}",
+                kind(&other)
+            ),
+        },
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
