@@ -4,6 +4,13 @@
 # per target the executions, executions per second and corpus size from
 # libFuzzer's final stats.
 #
+# fuzz/ is a member of the workspace: the targets' code is its library
+# (fuzz/src/targets/), which `cargo test -p fuzz` runs on every committed
+# input without libFuzzer. The libFuzzer binaries need the crate's
+# `libfuzzer` feature, so every cargo-fuzz command here passes
+# `--features libfuzzer`; they are built in the workspace's target folder
+# (target/x86_64-unknown-linux-gnu/release/TARGET).
+#
 #   scripts/fuzz.sh                       # every target, 300 s each
 #   FUZZ_TIME=20 scripts/fuzz.sh          # the short pass of scripts/test.sh
 #   FUZZ_TIME=3600 scripts/fuzz.sh parse  # one target, an hour
@@ -12,7 +19,8 @@
 # crashing inputs (fuzz/regressions/TARGET) first, so a regression that comes
 # back fails at once, and grows a working corpus in fuzz/work/TARGET
 # (git-ignored), which the next run starts from. A crash leaves its input in
-# fuzz/artifacts/TARGET/; minimize it (`cargo fuzz tmin`) and keep it in
+# fuzz/artifacts/TARGET/; minimize it (`cargo fuzz tmin --features libfuzzer
+# TARGET FILE`, with the two variables below) and keep it in
 # fuzz/regressions/TARGET/ once the bug is understood. Logs: fuzz/work/logs/.
 #
 # Exits non-zero when any target failed. Needs cargo-fuzz (scripts/setup.sh
@@ -22,6 +30,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
+# The workspace's release profile has `lto = "thin"` (for the server);
+# cargo-fuzz's sanitizer-coverage instrumentation and cross-crate LTO do not
+# mix (rust-fuzz/cargo-fuzz#384: undefined __sancov_gen_ symbols at link),
+# so the fuzz build keeps cargo's default, as when fuzz/ was its own
+# workspace.
+export CARGO_PROFILE_RELEASE_LTO=false
 
 FUZZ_TIME=${FUZZ_TIME:-300}
 ALL_TARGETS=(parse encode last_event_id publish_body token http_request)
@@ -55,11 +69,11 @@ dictionary() {
 started=$SECONDS
 if [ "${#targets[@]}" -eq "${#ALL_TARGETS[@]}" ]; then
     log "cargo fuzz build (every target)"
-    cargo fuzz build
+    cargo fuzz build --features libfuzzer
 else
     for target in "${targets[@]}"; do
         log "cargo fuzz build $target"
-        cargo fuzz build "$target"
+        cargo fuzz build --features libfuzzer "$target"
     done
 fi
 log "built in $((SECONDS - started)) s"
@@ -76,7 +90,7 @@ for target in "${targets[@]}"; do
     logfile="fuzz/work/logs/$target.log"
     log "$target: ${FUZZ_TIME} s (log: $logfile)"
     status=0
-    cargo fuzz run "$target" "${corpora[@]}" -- \
+    cargo fuzz run --features libfuzzer "$target" "${corpora[@]}" -- \
         -max_total_time="$FUZZ_TIME" \
         -timeout=30 \
         -dict="$PWD/$(dictionary "$target")" \

@@ -2,9 +2,9 @@
 # Installs what building the page (and, with --for-tests, every test) needs,
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
-# chromium, chromium-driver and curl (the page's browser tests), openssl (the
-# TLS tests' certificates) and redis-server (the tests of servers sharing a
-# Redis stream), and for the fuzz targets cargo-fuzz. Then downloads the
+# chromium, chromium-driver and curl (the page's browser tests) and
+# redis-server (the tests of servers sharing a Redis stream), python3 and
+# cargo-nextest (scripts/test.sh), and for the fuzz targets cargo-fuzz. Then downloads the
 # crates so later builds can run with --offline.
 #
 # Idempotent and quick when everything is present. Works unattended as root
@@ -12,9 +12,10 @@
 # another user, apt-get runs through sudo.
 #
 #   scripts/setup.sh                 # build tools only
-#   scripts/setup.sh --with-browser  # also chromium + chromedriver, openssl
+#   scripts/setup.sh --with-browser  # also chromium + chromedriver, curl
 #   scripts/setup.sh --with-fuzz     # also cargo-fuzz (scripts/fuzz.sh)
-#   scripts/setup.sh --for-tests     # all of the above, and redis-server
+#   scripts/setup.sh --for-tests     # all of the above, redis-server,
+#                                    # python3 and cargo-nextest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,11 +23,12 @@ TRUNK_VERSION=0.21.14
 with_browser=0
 with_redis=0
 with_fuzz=0
+with_runner=0
 for arg in "$@"; do
     case "$arg" in
         --with-browser) with_browser=1 ;;
         --with-fuzz) with_fuzz=1 ;;
-        --for-tests) with_browser=1; with_redis=1; with_fuzz=1 ;;
+        --for-tests) with_browser=1; with_redis=1; with_fuzz=1; with_runner=1 ;;
         *) echo "usage: $0 [--with-browser] [--with-fuzz] | --for-tests" >&2; exit 2 ;;
     esac
 done
@@ -46,13 +48,15 @@ command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
 if [ "$with_browser" = 1 ]; then
     [ -x /usr/bin/chromium ] || apt_packages+=(chromium)
     [ -x /usr/bin/chromedriver ] || apt_packages+=(chromium-driver)
-    # The TLS tests (server and browser) make their certificates with it.
-    command -v openssl >/dev/null || apt_packages+=(openssl)
     # A browser test runs the page's copied resume command.
     command -v curl >/dev/null || apt_packages+=(curl)
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)
+fi
+if [ "$with_runner" = 1 ]; then
+    # scripts/test.sh reads the build's diagnostics with it.
+    command -v python3 >/dev/null || apt_packages+=(python3)
 fi
 if [ "$with_fuzz" = 1 ]; then
     # libfuzzer-sys compiles libFuzzer (C++); the AddressSanitizer runtime
@@ -81,10 +85,25 @@ for component in rustfmt clippy; do
     fi
 done
 
+# --- the tools cargo builds from source (nothing prebuilt can be fetched) ---
+# They are built quickly rather than made fast: no LTO, parallel code
+# generation and light optimization (trunk's own release profile asks for
+# fat LTO and one codegen unit, which took most of its build), and trunk
+# without its TLS and update check, which only matter for downloading tools
+# (`--offline` never does). Each does in a fraction of a second what the
+# project asks of it.
+quick_install() {
+    CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        CARGO_PROFILE_RELEASE_DEBUG=false \
+        cargo install --quiet "$@"
+}
+
 # --- trunk ---
 if [ "$(trunk --version 2>/dev/null || true)" != "trunk $TRUNK_VERSION" ]; then
-    log "cargo install trunk $TRUNK_VERSION (takes several minutes)"
-    cargo install trunk --version "$TRUNK_VERSION" --locked
+    log "cargo install trunk $TRUNK_VERSION (takes a few minutes)"
+    quick_install trunk --version "$TRUNK_VERSION" --locked --no-default-features
 fi
 
 # --- wasm-bindgen CLI, exactly the version the page links against ---
@@ -95,21 +114,23 @@ if [ -z "$bindgen_version" ]; then
     bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 fi
 if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_version" ]; then
-    log "cargo install wasm-bindgen-cli $bindgen_version (takes a few minutes)"
-    cargo install wasm-bindgen-cli --version "$bindgen_version" --force
+    log "cargo install wasm-bindgen-cli $bindgen_version (takes a minute or two)"
+    quick_install wasm-bindgen-cli --version "$bindgen_version" --force
+fi
+
+# --- cargo-nextest, the test runner of scripts/test.sh ---
+if [ "$with_runner" = 1 ] && ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo install cargo-nextest (takes a few minutes)"
+    quick_install cargo-nextest --locked
 fi
 
 # --- cargo-fuzz, for the fuzz targets in fuzz/ ---
 if [ "$with_fuzz" = 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
     log "cargo install cargo-fuzz (takes about a minute)"
-    cargo install cargo-fuzz --locked
+    quick_install cargo-fuzz --locked
 fi
 
 # --- crates, for every target (the page's wasm-only dependencies too) ---
 cargo fetch --quiet
-if [ "$with_fuzz" = 1 ]; then
-    # The fuzz crate is its own workspace, with its own Cargo.lock.
-    cargo fetch --quiet --manifest-path fuzz/Cargo.toml
-fi
 
 log "ready"

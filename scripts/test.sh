@@ -1,32 +1,101 @@
 #!/usr/bin/env bash
-# Everything CI checks, in order: tools, formatting, lints, the page build,
-# then every test of the workspace (server over real TCP, the benchmark's
-# smoke test, the page's logic, and the page in headless Chromium), then a
-# short pass of every fuzz target (FUZZ_TIME seconds each, default 20; the
-# committed regression inputs are replayed first).
+# Every test of the project, in order: the tools, formatting, the page's
+# release build, one build of every test that is also the lint pass
+# (clippy), then every test of the workspace through cargo-nextest (the
+# server over real TCP, Redis as real redis-server processes, the load
+# generator's smoke and fault runs, the page's logic, the page in headless
+# Chromium, every committed fuzz input replayed), and, when FUZZ_TIME is
+# set, a coverage-guided fuzz pass of FUZZ_TIME seconds per target (CI sets
+# 20; scripts/fuzz.sh alone runs longer passes).
+#
+# Each step prints its time when it ends; the last lines are a table of
+# every step's time and how many tests ran.
+#
+#   scripts/test.sh                 # every test
+#   FUZZ_TIME=20 scripts/test.sh    # and 20 s of fuzzing per target (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-step() { printf '\n[test] %s\n' "$*" >&2; }
-
-step "setup"
-bash scripts/setup.sh --for-tests
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-step "cargo fmt --all --check (and the fuzz crate, its own workspace)"
-cargo fmt --all --check
-cargo fmt --manifest-path fuzz/Cargo.toml --check
+FUZZ_TIME=${FUZZ_TIME:-0}
+case "$FUZZ_TIME" in
+    '' | *[!0-9]*) echo "FUZZ_TIME must be a number of seconds, not '$FUZZ_TIME'" >&2; exit 2 ;;
+esac
 
-step "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+step_names=()
+step_seconds=()
+tests_ran=""
+all_started=$SECONDS
 
-step "trunk build --release --offline (the page, into dist/)"
-trunk build --release --offline
+summary() {
+    local status=$?
+    printf '\n[test] %-34s %6s\n' step seconds >&2
+    local i
+    for i in "${!step_names[@]}"; do
+        printf '[test] %-34s %6s\n' "${step_names[$i]}" "${step_seconds[$i]}" >&2
+    done
+    printf '[test] %-34s %6s\n' "all" "$((SECONDS - all_started))" >&2
+    [ -n "$tests_ran" ] && printf '[test] %s\n' "$tests_ran" >&2
+    if [ "$status" -eq 0 ]; then
+        printf '[test] all checks passed\n' >&2
+    else
+        printf '[test] FAILED (exit %s) in the step after the last one listed\n' "$status" >&2
+    fi
+}
+trap summary EXIT
 
-step "cargo test --workspace"
-cargo test --workspace
+# run_step NAME COMMAND...: runs the command, then records and prints how
+# long it took.
+run_step() {
+    local name=$1
+    shift
+    printf '\n[test] %s\n' "$name" >&2
+    local started=$SECONDS
+    "$@"
+    step_names+=("$name")
+    step_seconds+=("$((SECONDS - started))")
+    printf '[test] %s: %s s\n' "$name" "$((SECONDS - started))" >&2
+}
 
-step "fuzz targets, ${FUZZ_TIME:-20} s each (scripts/fuzz.sh)"
-FUZZ_TIME="${FUZZ_TIME:-20}" bash scripts/fuzz.sh
+# The test build is compiled by clippy-driver, which is rustc with Clippy's
+# lints: one build is both the lint pass and the tests' build, instead of a
+# `cargo clippy` check of the whole dependency tree and then a build of it
+# again. Only the workspace's own crates go through it (cargo's
+# RUSTC_WORKSPACE_WRAPPER), so dependencies are built once, as usual.
+# nextest's own build below sees the same variable and finds everything
+# fresh. Every warning of the workspace fails the step, as
+# `cargo clippy --workspace --all-targets -- -D warnings` does; cargo replays
+# the warnings of crates it does not recompile, so a warm run fails alike.
+export RUSTC_WORKSPACE_WRAPPER=clippy-driver
 
-step "all checks passed"
+build_and_lint() {
+    local messages
+    messages=$(mktemp)
+    local status=0
+    cargo test --workspace --no-run --message-format=json-diagnostic-rendered-ansi \
+        >"$messages" || status=$?
+    python3 scripts/diagnostics.py "$messages" || status=$?
+    rm -f "$messages"
+    return "$status"
+}
+
+run_tests() {
+    local log
+    log=$(mktemp)
+    local status=0
+    cargo nextest run --workspace 2>&1 | tee "$log" || status=$?
+    tests_ran=$(grep -E '^ *Summary \[' "$log" | tail -1 | sed 's/^ *//')
+    rm -f "$log"
+    return "$status"
+}
+
+run_step "setup (scripts/setup.sh --for-tests)" bash scripts/setup.sh --for-tests
+run_step "cargo fmt --all --check" cargo fmt --all --check
+run_step "page: trunk build --release" trunk build --release --offline
+run_step "build every test, with clippy's lints" build_and_lint
+run_step "tests: cargo nextest run --workspace" run_tests
+if [ "$FUZZ_TIME" -gt 0 ]; then
+    # The fuzz build is its own (release, sanitizers): no lint pass in it.
+    run_step "fuzzing, $FUZZ_TIME s per target" \
+        env -u RUSTC_WORKSPACE_WRAPPER FUZZ_TIME="$FUZZ_TIME" bash scripts/fuzz.sh
+fi

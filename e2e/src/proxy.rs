@@ -34,6 +34,8 @@ pub struct Proxy {
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     mode: watch::Sender<Mode>,
     held: watch::Sender<bool>,
+    /// Frames held back since the last [`Proxy::hold`].
+    frames_held: watch::Sender<usize>,
 }
 
 impl Proxy {
@@ -50,10 +52,13 @@ impl Proxy {
         let tracked = Arc::clone(&connections);
         let (mode, watcher) = watch::channel(Mode::Forward);
         let (held, hold_watcher) = watch::channel(false);
+        let (frames_held, _) = watch::channel(0usize);
+        let counter = frames_held.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let now = *watcher.borrow();
                 let hold = hold_watcher.clone();
+                let counter = counter.clone();
                 let task = tokio::spawn(async move {
                     match now {
                         Mode::Forward => {
@@ -65,7 +70,7 @@ impl Proxy {
                                         tokio::io::copy(&mut client_read, &mut server_write).await;
                                     let _ = server_write.shutdown().await;
                                 };
-                                let down = downstream(server_read, client_write, hold);
+                                let down = downstream(server_read, client_write, hold, counter);
                                 let _ = tokio::join!(up, down);
                             }
                         }
@@ -92,6 +97,7 @@ impl Proxy {
             connections,
             mode,
             held,
+            frames_held,
         })
     }
 
@@ -132,7 +138,22 @@ impl Proxy {
     /// Holds back what the server sends on every connection, open or new,
     /// until [`Proxy::release`].
     pub fn hold(&self) {
+        self.frames_held.send_replace(0);
         self.held.send_replace(true);
+    }
+
+    /// Waits until the proxy holds back at least `frames` event-stream
+    /// frames (blocks ended by a blank line), over all its connections.
+    ///
+    /// # Errors
+    /// When that many do not come within `within`.
+    pub async fn wait_held(&self, frames: usize, within: std::time::Duration) -> Result<()> {
+        let mut held = self.frames_held.subscribe();
+        tokio::time::timeout(within, held.wait_for(|n| *n >= frames))
+            .await
+            .with_context(|| format!("the proxy did not hold {frames} frames"))?
+            .context("the proxy stopped")?;
+        Ok(())
     }
 
     /// Sends everything held back, each connection's bytes in one write,
@@ -143,15 +164,20 @@ impl Proxy {
 }
 
 /// Copies the server's bytes to the client, keeping them while `held` is
-/// true and writing what was kept in one go when it turns false.
+/// true and writing what was kept in one go when it turns false; counts the
+/// frames it keeps in `frames_held`.
 async fn downstream(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut held: watch::Receiver<bool>,
+    frames_held: watch::Sender<usize>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0; 16 * 1024];
     let mut kept = Vec::new();
     let mut gate = true;
+    // Whether the last byte read was a line feed: a blank line may straddle
+    // two reads.
+    let mut after_newline = false;
     loop {
         tokio::select! {
             read = from.read(&mut buf) => {
@@ -159,6 +185,10 @@ async fn downstream(
                 if n == 0 {
                     to.write_all(&kept).await?;
                     return to.shutdown().await;
+                }
+                if *held.borrow() {
+                    let frames = count_frame_ends(&buf[..n], &mut after_newline);
+                    frames_held.send_modify(|held| *held += frames);
                 }
                 kept.extend_from_slice(&buf[..n]);
             }
@@ -173,6 +203,24 @@ async fn downstream(
             kept.clear();
         }
     }
+}
+
+/// Blank lines (`\n\n`, CRs aside) in `bytes`, given whether the bytes
+/// before ended with a line feed; updates that for the next call.
+fn count_frame_ends(bytes: &[u8], after_newline: &mut bool) -> usize {
+    let mut ends = 0;
+    for &byte in bytes {
+        match byte {
+            b'\n' if *after_newline => {
+                ends += 1;
+                *after_newline = false;
+            }
+            b'\n' => *after_newline = true,
+            b'\r' => {}
+            _ => *after_newline = false,
+        }
+    }
+    ends
 }
 
 impl Drop for Proxy {

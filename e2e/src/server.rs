@@ -24,7 +24,7 @@ pub struct ServerOptions {
     /// More command-line arguments.
     pub extra: Vec<String>,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with a certificate for 127.0.0.1
-    /// made for this server by `openssl`; browsers need
+    /// made for this server (rcgen); browsers need
     /// `--ignore-certificate-errors` ([`crate::browser::Browser::start_with`]).
     pub tls: bool,
 }
@@ -47,32 +47,18 @@ impl ServerOptions {
     }
 }
 
-/// Makes a self-signed certificate and key for 127.0.0.1 in `dir` with
-/// `openssl`; returns their paths.
+/// Makes a self-signed certificate and key for 127.0.0.1 (and `localhost`)
+/// in `dir`; returns their paths.
 ///
 /// # Errors
-/// When `openssl` is missing or fails.
+/// When the files cannot be written.
 pub fn make_certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running openssl (apt install openssl)")?;
-    if !status.success() {
-        bail!("openssl req failed ({status})");
-    }
+    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .context("making a certificate")?;
+    std::fs::write(&cert, made.cert.pem()).context("writing the certificate")?;
+    std::fs::write(&key, made.signing_key.serialize_pem()).context("writing the key")?;
     Ok((cert, key))
 }
 
@@ -196,45 +182,38 @@ impl Drop for Server {
     }
 }
 
-/// The path of the `server` binary: `E2E_SERVER_BIN` if set, else what
-/// `cargo build -p server` reports having built (built once per process).
+/// The path of the server binary: `E2E_SERVER_BIN` if set, else this
+/// package's `e2e-server` (the server exactly, see `src/bin/e2e_server.rs`),
+/// which cargo builds before this package's tests run, beside them.
 ///
 /// # Errors
-/// When cargo fails or reports no `server` executable.
+/// When neither is there.
 pub fn server_binary() -> Result<&'static Path> {
     static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BINARY
-        .get_or_init(|| build_server().map_err(|err| format!("{err:#}")))
+        .get_or_init(|| find_server().map_err(|err| format!("{err:#}")))
         .as_deref()
         .map_err(|err| anyhow!("{err}"))
 }
 
-fn build_server() -> Result<PathBuf> {
+fn find_server() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("E2E_SERVER_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "-p",
-            "server",
-            "--bin",
-            "server",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build -p server")?;
-    if !output.status.success() {
-        bail!("cargo build -p server failed ({})", output.status);
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["target"]["name"] == "server")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .context("cargo build -p server reported no server executable")
+    let name = format!("e2e-server{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().context("finding this test's own binary")?;
+    // A test runs from target/<profile>/deps; a binary of this package (the
+    // screenshot) from target/<profile>.
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "no {name} beside {}: build it with `cargo build -p e2e --bins`, or set \
+                 E2E_SERVER_BIN",
+                exe.display()
+            )
+        })
 }

@@ -2,6 +2,7 @@
 //! stream built to fan out to many subscribers.
 //!
 //! Modules, each named for what it holds:
+//! - [`cli`]: the binary's command line: the server, or `server replay`.
 //! - [`config`]: the command line and environment options.
 //! - [`auth`]: tokens to topic rights (JWT, private topics, secrets).
 //! - [`rate`]: publish rate limits per token or client.
@@ -33,6 +34,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event_log;

@@ -6,7 +6,7 @@
 //! cover. The figures each test prints (`fault matrix:` lines) are the ones
 //! RELIABILITY.md quotes.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

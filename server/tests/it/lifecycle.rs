@@ -1,7 +1,7 @@
 //! Limits and lifecycle over real TCP: slow subscribers, the subscriber
 //! limit, CORS, the page at `/`, shutdown of the library and of the binary.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

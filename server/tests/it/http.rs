@@ -3,7 +3,7 @@
 //! not ASCII, the bearer scheme's case, bodies that are not an object,
 //! transfer codings, CORS origins, the help text at `/`.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::raw::Raw;

@@ -2,7 +2,7 @@
 //! back in order with its topics and pace, a refusal stops it with the
 //! server's status and message, and the clock answers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

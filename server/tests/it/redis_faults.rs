@@ -5,7 +5,7 @@
 //! processes; the faults are signals to Redis and a link in front of it that
 //! the test pauses and cuts.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! quiet or filtered subscriber's reconnect resumes exactly; odd ids never
 //! break a stream; keep-alives follow every interval of real silence.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

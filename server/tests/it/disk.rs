@@ -9,7 +9,7 @@
 //! go on exactly; they cannot show that a power cut keeps what `fsync`
 //! was asked to keep (that rests on the store's fsync and on the disk).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! topic keeps its own history under the global bounds, prefix patterns,
 //! the live-topic limit, and `GET /topics`.
 
-mod common;
+use crate::common;
 
 use common::{get, metric, publish, publish_raw, start, Sse};
 use shared::ResetReason;

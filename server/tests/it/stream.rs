@@ -1,6 +1,6 @@
 //! `/stream` over real TCP: framing, fan-out, topics, resume, keep-alive.
 
-mod common;
+use crate::common;
 
 use common::{get, metric, publish, start, Sse};
 use shared::{Item, ResetNotice, ResetReason, RESET_EVENT, TICKER_TOPIC};

@@ -13,6 +13,7 @@ use e2e::http;
 use e2e::page::{keys, Page};
 use e2e::proxy::Proxy;
 use e2e::server::{server_binary, Server, ServerOptions};
+use serde_json::json;
 use shared::{EventId, Recorded, RecordedEvent};
 
 /// Runs `command` to its end off the test's threads.
@@ -120,13 +121,17 @@ async fn events_a_proxy_holds_back_and_releases_at_once_raise_the_buffering_hint
         "{:?}",
         before.hint_buffering
     );
-    // A steady stream is no bulk arrival, even after a while.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    ensure!(page.snapshot().await?.hint_buffering.is_none());
+    // A steady stream is no bulk arrival, even after a while: twenty more
+    // events (a second at 50 ms).
+    let seen = before.events().count();
+    let later = page
+        .wait_until("twenty more events", |s| s.events().count() >= seen + 20)
+        .await?;
+    ensure!(later.hint_buffering.is_none(), "{:?}", later.hint_buffering);
 
-    // Two seconds held back, then released in one write.
+    // Forty events (two seconds) held back, then released in one write.
     proxy.hold();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.wait_held(40, Duration::from_secs(20)).await?;
     proxy.release();
     let hint = page
         .wait_for("the buffering hint", |s| s.hint_buffering.clone())
@@ -658,19 +663,35 @@ async fn the_page_keeps_up_with_1000_events_a_second_with_the_panels_open() -> R
         .await?;
     page.wait_until("the details", |s| s.details_sse.is_some())
         .await?;
-    // Rows are kept as they are while they move down: the same element.
+    // Rows are kept as they are while they move down: the same element. The
+    // list is full first; then one row is followed until the list next
+    // changes: it must still be in the page, further down, and the list
+    // still full.
+    page.wait_until("a full list", |s| s.rows.len() == 500)
+        .await?;
     let kept = page
         .run_async(
             r#"
 const done = arguments[arguments.length - 1];
-const row = document.querySelector('#messages > li:nth-child(2)');
-setTimeout(() => done(row.isConnected && row.parentElement.children.length === 500), 100);
+const list = document.querySelector('#messages');
+const row = list.children[1];
+const index = () => Array.prototype.indexOf.call(list.children, row);
+const from = index();
+const observer = new MutationObserver(() => {
+  const to = index();
+  if (row.isConnected && to === from) return;
+  observer.disconnect();
+  done({ connected: row.isConnected, from, to, rows: list.children.length });
+});
+observer.observe(list, { childList: true });
 "#,
         )
         .await?;
     ensure!(
-        kept == serde_json::Value::Bool(true),
-        "rows are rebuilt, not moved"
+        kept["connected"] == json!(true)
+            && kept["to"].as_u64() > kept["from"].as_u64()
+            && kept["rows"] == json!(500),
+        "rows are rebuilt, not moved: {kept}"
     );
     // Frames for 5 s, and the events that came meanwhile.
     let measured = page

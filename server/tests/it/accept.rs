@@ -3,7 +3,7 @@
 //! descriptors are free. Alone in its test binary: it uses up every
 //! descriptor of the process.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

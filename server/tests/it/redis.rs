@@ -1,7 +1,7 @@
 //! Several servers sharing one Redis stream: real `redis-server` and server
 //! processes on loopback, started by each test.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

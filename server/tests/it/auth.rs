@@ -2,7 +2,7 @@
 //! and publish, where a token may come from, what every refusal says, the
 //! stream's end at expiry, rate limits, and that no token reaches the log.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -217,29 +217,9 @@ async fn a_private_topic_needs_a_token_that_covers_it() {
 #[tokio::test]
 async fn only_the_configured_algorithm_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let private = dir.path().join("key.pem");
+    let key_pair = rcgen::KeyPair::generate().expect("a P-256 key");
     let public = dir.path().join("pub.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&private)
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    let status = std::process::Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    std::fs::write(&public, key_pair.public_key_pem()).unwrap();
     let server = start(&[
         "--jwt-public-key",
         public.to_str().unwrap(),
@@ -251,7 +231,7 @@ async fn only_the_configured_algorithm_is_accepted() {
     .await;
     let claims =
         |aud: &str| json!({ "exp": now() + 600, "aud": aud, "sse": { "subscribe": ["vip"] } });
-    let key = EncodingKey::from_ec_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes()).unwrap();
     let good = encode(&Header::new(Algorithm::ES256), &claims("sse.example"), &key).unwrap();
     assert_eq!(
         stream_status(server.addr, "/stream?topic=vip", Some(&good), None)

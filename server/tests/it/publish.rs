@@ -1,7 +1,7 @@
 //! `POST /publish` over real TCP: the good answer, every bad input's exact
 //! status and error body, and that refused input changes nothing.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{fetch, get, metric, publish_raw, start, Answer, Sse};

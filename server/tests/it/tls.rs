@@ -1,11 +1,11 @@
 //! HTTPS and HTTP/2 over real TCP, with a certificate each test makes with
-//! `openssl`: h2 negotiated by ALPN, many streams on one connection, a
+//! rcgen: h2 negotiated by ALPN, many streams on one connection, a
 //! stalled stream reset alone while its siblings go on, the certificate
 //! swapped on SIGHUP under open streams (a bad one refused), GOAWAY at
 //! shutdown, the handshake deadline, HTTP/1.1 over TLS, cleartext HTTP/2
 //! with `--h2c`, and the stream limit.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,27 +27,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-/// A certificate and its key for 127.0.0.1, made by `openssl` in `dir`
-/// under `name`.
+/// A certificate and its key for 127.0.0.1 (and `localhost`), made with
+/// rcgen in `dir` under `name`: a self-signed leaf (rustls refuses a CA
+/// certificate as the server's).
 fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}.key"));
-    let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        // A leaf, not a CA: rustls refuses a CA certificate as the server's.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("these tests need openssl on PATH");
-    assert!(status.success(), "openssl req failed");
+    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("a certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
     (cert, key)
 }
 

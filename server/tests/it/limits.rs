@@ -2,7 +2,7 @@
 //! and body deadlines), bytes (request head size) and count (connections),
 //! what it gets past them, and that streams are never timed out.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
