@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-browser
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-trunk build --release --offline
+bash scripts/page.sh
 # The screenshot starts the server binary built beside it.
 cargo build -q -p e2e --bins
 cargo run -q -p e2e --bin screenshot -- "${1:-docs/inspector.png}"

@@ -42,7 +42,7 @@ summary() {
         printf '[test] FAILED (exit %s) in the step after the last one listed\n' "$status" >&2
     fi
 }
-trap summary EXIT
+trap 'summary; [ -z "${page_pid:-}" ] || kill "$page_pid" 2>/dev/null || true' EXIT
 
 # run_step NAME COMMAND...: runs the command, then records and prints how
 # long it took.
@@ -89,10 +89,35 @@ run_tests() {
     return "$status"
 }
 
+# The page's release build runs beside the test build, in the page's own
+# target folder (cargo builds in one target folder one at a time; see
+# scripts/page.sh): on two cores each has idle stretches (the page's LTO,
+# the tests' links) that the other fills. The browser tests wait for it.
+page_dir=$(mktemp -d)
+start_page_build() {
+    (
+        status=0
+        env -u RUSTC_WORKSPACE_WRAPPER bash scripts/page.sh >"$page_dir/log" 2>&1 || status=$?
+        echo "$status" >"$page_dir/status"
+    ) &
+    page_pid=$!
+    page_started=$SECONDS
+}
+wait_page_build() {
+    wait "$page_pid" || true
+    if [ "$(cat "$page_dir/status" 2>/dev/null)" != 0 ]; then
+        cat "$page_dir/log" >&2
+        return 1
+    fi
+    tail -3 "$page_dir/log" >&2
+}
+
 run_step "setup (scripts/setup.sh --for-tests)" bash scripts/setup.sh --for-tests
 run_step "cargo fmt --all --check" cargo fmt --all --check
-run_step "page: trunk build --release" trunk build --release --offline
+start_page_build
 run_step "build every test, with clippy's lints" build_and_lint
+run_step "page: wait for trunk build --release" wait_page_build
+printf '[test] (the page build took %s s, beside the test build)\n' "$((SECONDS - page_started))" >&2
 run_step "tests: cargo nextest run --workspace" run_tests
 if [ "$FUZZ_TIME" -gt 0 ]; then
     # The fuzz build is its own (release, sanitizers): no lint pass in it.
