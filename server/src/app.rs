@@ -1,13 +1,17 @@
-//! The state every request handler shares.
+//! The state every request handler shares, and what the whole run owns:
+//! its counters and its shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::auth::Auth;
 use crate::event_log::SharedLog;
 use crate::hub::Hub;
 use crate::limits::ConnectionCap;
+use crate::metrics::Metrics;
 use crate::publish::PublishSettings;
 use crate::rate::PublishLimiter;
 use crate::stream::StreamSettings;
@@ -33,4 +37,8 @@ pub struct App {
     pub connections: Arc<ConnectionCap>,
     /// The address the server listens on, for the help text at `/`.
     pub addr: SocketAddr,
+    /// The counters of connections and requests.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down: every task of the run stops.
+    pub shutdown: CancellationToken,
 }

@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::replay::ReplayArgs;
-use crate::Config;
+use crate::{Config, ConfigError};
 
 /// Runs the binary with the process's arguments and environment.
 ///
@@ -36,13 +36,14 @@ pub async fn main() -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    let config = Config::parse();
-    config.validate()?;
-    let listener =
-        crate::listen(config.addr).with_context(|| format!("cannot listen on {}", config.addr))?;
+    let settings = Config::parse().into_settings()?;
+    let listener = crate::listen(settings.addr)
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts and tests read the port from it.
-    println!("listening on {}://{addr}", config.scheme());
-    crate::run(listener, config, crate::shutdown_signal()).await?;
+    println!("listening on {}://{addr}", settings.scheme());
+    crate::run(listener, settings, crate::shutdown_signal())
+        .await
+        .map_err(ConfigError::from)?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The command line: every option is a flag with an environment fallback.
+//! The command line: every option is a flag with an environment fallback,
+//! turned once into the [`Settings`] the server runs on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,8 +7,18 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::event_log::Fsync;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::auth::{Auth, JwtKey};
+use crate::event_log::{
+    DataDirError, DiskOptions, Fsync, LogChoice, OpenError, RedisOptions, Store,
+};
 use crate::limits;
+use crate::publish::PublishSettings;
+use crate::settings::{ConnectionSettings, HistorySettings, RateSettings, Settings};
+use crate::stream::StreamSettings;
+use crate::tls::Tls;
 
 /// How the server runs. Build it from the command line with
 /// [`Config::parse`], or in tests with [`Config::parse_from`].
@@ -328,13 +339,8 @@ pub enum ConfigError {
         memory: u64,
     },
     /// The data dir cannot be used.
-    #[error("--data-dir: {}: {reason}", path.display())]
-    DataDir {
-        /// The folder or file at fault.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error("--data-dir: {0}")]
+    DataDir(#[from] DataDirError),
     /// Not a Redis URL.
     #[error("--redis {url:?} is not a Redis URL: {reason}")]
     BadRedisUrl {
@@ -345,12 +351,68 @@ pub enum ConfigError {
     },
 }
 
+impl From<OpenError> for ConfigError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::DataDir(error) => Self::DataDir(error),
+            OpenError::RedisUrl { url, reason } => Self::BadRedisUrl { url, reason },
+        }
+    }
+}
+
 impl Config {
-    /// Checks the options that depend on each other.
+    /// The settings the server runs on: the options checked against each
+    /// other, then every file they name read once (the JWT key, the TLS
+    /// pair, the data dir's store) and the Redis URL parsed.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the option that is wrong.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// [`ConfigError`] naming the option when the options contradict each
+    /// other, or a file or URL they name cannot be used.
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        self.check_consistency()?;
+        let auth = self.auth()?;
+        let tls = self.tls()?;
+        let log = self.log_choice()?;
+        Ok(Settings {
+            addr: self.addr,
+            history: HistorySettings {
+                events: self.history,
+                bytes: self.history_bytes,
+                per_topic: self.history_per_topic,
+                max_live_topics: self.max_live_topics,
+                max_lag: self.max_lag,
+            },
+            log,
+            connections: ConnectionSettings {
+                header_timeout: self.header_timeout,
+                idle_timeout: self.idle_timeout,
+                max_header_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+                max_connections: self.max_connections,
+                max_subscribers: self.max_subscribers,
+                h2_max_streams: self.h2_max_streams,
+            },
+            stream: StreamSettings {
+                keep_alive: self.keep_alive,
+                retry: self.retry,
+                max_topics: usize::try_from(self.max_topics_per_stream).unwrap_or(usize::MAX),
+            },
+            publish: PublishSettings {
+                max_body: self.max_body,
+                body_timeout: self.body_timeout,
+            },
+            auth,
+            rate: self.rate(),
+            cors_origins: self.cors_origins,
+            tls,
+            h2c: self.h2c,
+            dist: self.dist,
+            ticker_interval: self.ticker_interval,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+
+    /// The checks that read nothing: options that contradict each other.
+    fn check_consistency(&self) -> Result<(), ConfigError> {
         if self.max_lag > self.history {
             return Err(ConfigError::LagOverHistory {
                 max_lag: self.max_lag,
@@ -360,83 +422,80 @@ impl Config {
         if self.cors_origins.len() > 1 && self.cors_origins.iter().any(|o| o == "*") {
             return Err(ConfigError::WildcardAmongOrigins);
         }
-        if let Some(max) = self.max_connections {
-            let allowed = limits::connections_allowed(limits::hard_open_files_limit());
-            if max > allowed {
-                return Err(ConfigError::ConnectionsOverFiles {
-                    max,
-                    allowed,
-                    hard: limits::hard_open_files_limit(),
-                    reserved: limits::RESERVED_FDS,
-                });
-            }
+        self.check_connections()?;
+        self.check_jwt_options()?;
+        if self.redis.is_some() && self.stream_max_len() < self.history {
+            return Err(ConfigError::StreamUnderHistory {
+                max_len: self.stream_max_len(),
+                history: self.history,
+            });
         }
-        if !self.private.is_empty() && self.jwt_secret.is_none() && self.jwt_public_key.is_none() {
-            return Err(ConfigError::PrivateWithoutJwt);
-        }
-        if (self.jwt_audience.is_some() || self.jwt_issuer.is_some())
-            && self.jwt_secret.is_none()
-            && self.jwt_public_key.is_none()
-        {
-            return Err(ConfigError::ClaimsWithoutJwt);
-        }
-        self.jwt_key()?;
-        if let Some((cert, key)) = self.tls_files() {
-            crate::tls::load(cert, key)?;
-        }
-        if let Some(url) = &self.redis {
-            if let Err(error) = redis::Client::open(url.as_str()) {
-                return Err(ConfigError::BadRedisUrl {
-                    url: url.clone(),
-                    reason: error.to_string(),
-                });
-            }
-            if self.stream_max_len() < self.history {
-                return Err(ConfigError::StreamUnderHistory {
-                    max_len: self.stream_max_len(),
-                    history: self.history,
-                });
-            }
-        }
-        if let Some(dir) = &self.data_dir {
-            for (option, disk, memory_option, memory) in [
-                (
-                    "--disk-history",
-                    self.disk_history,
-                    "--history",
-                    self.history,
-                ),
-                (
-                    "--disk-history-bytes",
-                    self.disk_history_bytes,
-                    "--history-bytes",
-                    self.history_bytes,
-                ),
-            ] {
-                if disk < memory {
-                    return Err(ConfigError::DiskUnderHistory {
-                        option,
-                        disk,
-                        memory_option,
-                        memory,
-                    });
-                }
-            }
-            // Before the server listens: an unusable folder is refused at
-            // once, naming it.
-            crate::event_log::check_data_dir(dir)?;
+        if self.data_dir.is_some() {
+            self.check_disk_history()?;
         }
         Ok(())
     }
 
-    /// The JWT key the options name, if any.
-    ///
-    /// # Errors
-    /// [`ConfigError::JwtKey`] when the key cannot be used.
-    pub fn jwt_key(&self) -> Result<Option<crate::auth::JwtKey>, ConfigError> {
+    fn check_connections(&self) -> Result<(), ConfigError> {
+        let Some(max) = self.max_connections else {
+            return Ok(());
+        };
+        let hard = limits::hard_open_files_limit();
+        let allowed = limits::connections_allowed(hard);
+        if max > allowed {
+            return Err(ConfigError::ConnectionsOverFiles {
+                max,
+                allowed,
+                hard,
+                reserved: limits::RESERVED_FDS,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_jwt_options(&self) -> Result<(), ConfigError> {
+        let jwt = self.jwt_secret.is_some() || self.jwt_public_key.is_some();
+        if !self.private.is_empty() && !jwt {
+            return Err(ConfigError::PrivateWithoutJwt);
+        }
+        if (self.jwt_audience.is_some() || self.jwt_issuer.is_some()) && !jwt {
+            return Err(ConfigError::ClaimsWithoutJwt);
+        }
+        Ok(())
+    }
+
+    fn check_disk_history(&self) -> Result<(), ConfigError> {
+        for (option, disk, memory_option, memory) in [
+            (
+                "--disk-history",
+                self.disk_history,
+                "--history",
+                self.history,
+            ),
+            (
+                "--disk-history-bytes",
+                self.disk_history_bytes,
+                "--history-bytes",
+                self.history_bytes,
+            ),
+        ] {
+            if disk < memory {
+                return Err(ConfigError::DiskUnderHistory {
+                    option,
+                    disk,
+                    memory_option,
+                    memory,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The JWT key (its file read here, once), with its claims' checks.
+    fn jwt_key(&self) -> Result<Option<JwtKey>, ConfigError> {
         let key = match (&self.jwt_secret, &self.jwt_public_key) {
-            (Some(secret), _) => crate::auth::JwtKey::secret(secret)?,
-            (None, Some(path)) => crate::auth::JwtKey::public_key(path)?,
+            (Some(secret), _) => JwtKey::secret(secret)?,
+            (None, Some(path)) => JwtKey::public_key(path)?,
             (None, None) => return Ok(None),
         };
         let key = key.leeway(self.jwt_leeway);
@@ -450,22 +509,71 @@ impl Config {
         }))
     }
 
-    /// The certificate and key files, when TLS is on.
-    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
-        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    fn auth(&self) -> Result<Auth, ConfigError> {
+        Ok(Auth::new(
+            self.jwt_key()?,
+            self.private.clone(),
+            self.jwt_cookie.clone(),
+            self.publish_token.clone(),
+            self.metrics_token.clone(),
+        ))
     }
 
-    /// `https` with TLS, else `http`.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls_files().is_some() {
-            "https"
-        } else {
-            "http"
+    /// HTTPS with the certificate and key read here, once.
+    fn tls(&self) -> Result<Option<Arc<Tls>>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(Arc::new(Tls::new(cert, key)?))),
+            _ => Ok(None),
         }
     }
 
-    /// The length the Redis stream is trimmed to.
-    pub fn stream_max_len(&self) -> u64 {
+    fn rate(&self) -> Option<RateSettings> {
+        let rate = self.publish_rate.and_then(NonZeroU32::new)?;
+        Some(RateSettings {
+            rate,
+            burst: self.publish_burst.and_then(NonZeroU32::new).unwrap_or(rate),
+            trust_proxy: self.trust_proxy.clone(),
+            ipv6_prefix: self.rate_ipv6_prefix,
+        })
+    }
+
+    /// The log: the data dir's store opened (before the server listens, so
+    /// that an unusable folder is refused at once, naming it), or the Redis
+    /// URL parsed.
+    fn log_choice(&self) -> Result<LogChoice, ConfigError> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(LogChoice::Disk {
+                store: Store::open(dir)?,
+                options: DiskOptions {
+                    dir: dir.clone(),
+                    fsync: self.fsync,
+                    max_events: self.disk_history,
+                    max_bytes: self.disk_history_bytes,
+                    floor: self.history_per_topic,
+                    max_empty_topics: usize::try_from(self.max_live_topics).unwrap_or(usize::MAX),
+                },
+            });
+        }
+        let Some(url) = &self.redis else {
+            return Ok(LogChoice::Memory);
+        };
+        if let Err(error) = redis::Client::open(url.as_str()) {
+            return Err(ConfigError::BadRedisUrl {
+                url: url.clone(),
+                reason: error.to_string(),
+            });
+        }
+        Ok(LogChoice::Redis(RedisOptions {
+            url: url.clone(),
+            key: self.redis_key.clone(),
+            max_len: self.stream_max_len(),
+            history: self.history,
+            max_event_bytes: self.max_body,
+        }))
+    }
+
+    /// The Redis stream's length: `--redis-max-len`, or `--history`.
+    fn stream_max_len(&self) -> u64 {
         self.redis_max_len.unwrap_or(self.history)
     }
 }
@@ -548,7 +656,7 @@ mod tests {
         assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(config.ticker_interval, Some(Duration::from_millis(150)));
         assert_eq!(config.keep_alive, Duration::from_secs(15));
-        assert!(config.validate().is_ok());
+        assert!(config.into_settings().is_ok());
 
         let config = Config::try_parse_from([
             "server",
@@ -569,7 +677,7 @@ mod tests {
         let config = Config::try_parse_from(["server", "--history", "10", "--max-lag", "11"])
             .expect("parses");
         assert_eq!(
-            config.validate().unwrap_err().to_string(),
+            config.into_settings().unwrap_err().to_string(),
             "--max-lag (11) must not exceed --history (10)"
         );
         let config = Config::try_parse_from([
@@ -585,12 +693,12 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(
-            config.validate().unwrap_err().to_string(),
+            config.into_settings().unwrap_err().to_string(),
             "--redis-max-len (9) must not be smaller than --history (10)"
         );
         let config = Config::try_parse_from(["server", "--redis", "http://x/"]).expect("parses");
         assert!(config
-            .validate()
+            .into_settings()
             .unwrap_err()
             .to_string()
             .starts_with("--redis \"http://x/\" is not a Redis URL"));
@@ -624,7 +732,7 @@ mod tests {
         let config =
             Config::try_parse_from(["server", "--max-connections", &over]).expect("parses");
         assert!(config
-            .validate()
+            .into_settings()
             .unwrap_err()
             .to_string()
             .starts_with(&format!(
@@ -645,11 +753,11 @@ mod tests {
             ["http://a.example:1", "https://b.example"]
         );
         let config = Config::try_parse_from(["server", "--cors-origin", "*"]).expect("parses");
-        assert!(config.validate().is_ok());
+        assert!(config.into_settings().is_ok());
         let config =
             Config::try_parse_from(["server", "--cors-origin", "*, http://a"]).expect("parses");
         assert_eq!(
-            config.validate().unwrap_err().to_string(),
+            config.into_settings().unwrap_err().to_string(),
             "--cors-origin `*` allows every origin; give it alone, not with other origins"
         );
         for (origin, says) in [

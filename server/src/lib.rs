@@ -3,7 +3,8 @@
 //!
 //! Modules, each named for what it holds:
 //! - [`cli`]: the binary's command line: the server, or `server replay`.
-//! - [`config`]: the command line and environment options.
+//! - [`config`]: the command line and environment options, checked once
+//!   into [`settings`]: the values the server runs on, every file read.
 //! - [`auth`]: tokens to topic rights (JWT, private topics, secrets).
 //! - [`rate`]: publish rate limits per token or client.
 //! - [`event_log`]: where events are stored: in memory, on disk
@@ -47,6 +48,7 @@ pub mod rate;
 pub mod replay;
 pub mod routes;
 pub mod serve;
+pub mod settings;
 pub mod status;
 pub mod stream;
 pub mod throttle;
@@ -59,3 +61,4 @@ pub use app::App;
 pub use config::{Config, ConfigError};
 pub use hub::Hub;
 pub use serve::{listen, run, shutdown_signal};
+pub use settings::Settings;

@@ -1,31 +1,17 @@
-//! The counters of one server run. [`crate::status`] renders them for
-//! `GET /metrics`.
+//! The server's counters of connections and requests, which the
+//! [`crate::App`] owns (the hub's own are [`crate::hub::HubStats`]).
+//! [`crate::status`] renders both for `GET /metrics`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::throttle::Throttle;
 
-/// Monotonic counters of one server run.
+/// Monotonic counters of one server run's connections and requests.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Events stored and broadcast.
-    pub(crate) published: AtomicU64,
-    /// Events handed to subscriber connections (one per event per subscriber).
-    pub(crate) delivered: AtomicU64,
-    /// Subscribers disconnected for falling behind.
-    pub(crate) dropped: AtomicU64,
-    /// Subscriber connections accepted.
-    pub(crate) subscriptions: AtomicU64,
-    /// Subscribers refused because the limit was reached.
-    pub(crate) refused: AtomicU64,
-    /// Reset notices sent (a resume that could not be exact).
-    pub(crate) resets: AtomicU64,
     /// Publish requests refused for bad input.
     pub(crate) publish_errors: AtomicU64,
-    /// Subscribers woken by publishes (each publish wakes only those whose
-    /// filter matches).
-    pub(crate) wakeups: AtomicU64,
     /// Connections accepted under the connection cap.
     pub(crate) connections: AtomicU64,
     /// Keep-alive connections closed after `--idle-timeout` without a

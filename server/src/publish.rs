@@ -14,7 +14,6 @@ use warp::Reply;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::event_log::{AppendError, EventLog};
-use crate::hub::Hub;
 use crate::metrics::{Metrics, Refusal};
 use crate::rate::{Key, PublishLimiter};
 use crate::throttle::Throttle;
@@ -197,10 +196,10 @@ where
 }
 
 /// Answers `POST /publish`: stores the event in `log`, counting refusals
-/// in `hub`'s metrics and logging the first of them every
+/// in `metrics` and logging the first of them every
 /// [`crate::throttle::EVERY`].
 pub async fn handle<S, B, E>(
-    hub: &Hub,
+    metrics: &Metrics,
     log: &dyn EventLog,
     settings: &PublishSettings,
     publisher: Publisher<'_>,
@@ -216,11 +215,11 @@ where
         Ok(answer) => warp::reply::json(&answer).into_response(),
         Err(error) => {
             static LOGGED: Throttle = Throttle::new();
-            Metrics::add(&hub.metrics.publish_errors, 1);
+            Metrics::add(&metrics.publish_errors, 1);
             if let ApiError::RequestTimeout { .. } = error {
-                hub.metrics.refuse(Refusal::BodyTimeout, None);
+                metrics.refuse(Refusal::BodyTimeout, None);
             } else if let Some(reason) = Refusal::of_auth(&error) {
-                hub.metrics.refuse(reason, publisher.peer);
+                metrics.refuse(reason, publisher.peer);
             } else if let Some(left_out) = LOGGED.admit() {
                 tracing::info!(
                     code = error.code(),

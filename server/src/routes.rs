@@ -197,8 +197,7 @@ fn transfer_coding(app: App) -> impl Filter<Extract = (), Error = Rejection> + C
                     let Some(UnsupportedCoding(coding)) = coding else {
                         return Ok(());
                     };
-                    app.hub
-                        .metrics
+                    app.metrics
                         .refuse(Refusal::TransferCoding, conn.map(|c| c.remote));
                     Err(warp::reject::custom(ApiError::UnsupportedTransferCoding(
                         coding,
@@ -267,7 +266,7 @@ fn stream_route(
                     Ok(access) => access,
                     Err(error) => {
                         if let Some(reason) = Refusal::of_auth(&error) {
-                            app.hub.metrics.refuse(reason, peer);
+                            app.metrics.refuse(reason, peer);
                         }
                         return error.into_response();
                     }
@@ -369,7 +368,7 @@ where
             .and_then(|v| v.to_str().ok()?.parse().ok()),
     };
     publish::handle(
-        &app.hub,
+        &app.metrics,
         app.log.as_ref(),
         &app.publish,
         publisher,

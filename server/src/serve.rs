@@ -13,7 +13,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,24 +20,20 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 use tower_layer::Layer;
 use tower_service::Service;
 use warp::http::{header, HeaderName, HeaderValue, Method, Request};
 
 use crate::app::App;
-use crate::auth::Auth;
-use crate::config::{Config, ConfigError};
-use crate::event_log;
+use crate::event_log::{self, OpenError};
 use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits, Protocols};
 use crate::metrics::{Metrics, Refusal};
-use crate::publish::PublishSettings;
-use crate::rate::PublishLimiter;
 use crate::routes::Router;
-use crate::stream::StreamSettings;
+use crate::settings::Settings;
 use crate::throttle::Throttle;
 use crate::ticker;
 use crate::tls::Tls;
@@ -54,7 +49,7 @@ const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 fn cors(origins: &[String]) -> CorsLayer {
-    // `Config::validate` has checked that `*` comes alone.
+    // `Config::into_settings` has checked that `*` comes alone.
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
@@ -75,192 +70,247 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// stream, lets connections finish for `--shutdown-grace` and returns.
 ///
 /// # Errors
-/// [`ConfigError`] when the options contradict each other.
+/// [`OpenError`] when the event log cannot be opened (the data dir's store
+/// cannot be read, the Redis URL cannot be used).
 pub async fn run(
     listener: TcpListener,
-    config: Config,
+    settings: Settings,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ConfigError> {
-    config.validate()?;
-    let open_files = limits::raise_open_files_limit();
-    let limits = Limits {
-        header_timeout: config.header_timeout,
-        idle_timeout: config.idle_timeout,
-        max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
-        max_connections: limits::max_connections(config.max_connections, open_files),
-        h2_max_streams: config.h2_max_streams,
-    };
-    let max_subscribers = config.max_subscribers.unwrap_or(limits.max_connections);
-    tracing::info!(
-        open_files,
-        max_connections = limits.max_connections,
-        max_subscribers,
-        "open-files limit allows {} connections",
-        limits::connections_allowed(open_files)
-    );
+) -> Result<(), OpenError> {
+    let server = Server::start(listener, settings).await?;
+    server.accept_until(shutdown).await;
+    server.drain().await;
+    Ok(())
+}
 
-    let tasks = TaskTracker::new();
-    let (hub, log) = event_log::open(&config, max_subscribers, &tasks).await?;
-    let connections = Arc::new(ConnectionCap::new(limits.max_connections));
-    let app = App {
-        hub: hub.clone(),
-        log: log.clone(),
-        stream: StreamSettings {
-            keep_alive: config.keep_alive,
-            retry: config.retry,
-            max_topics: usize::try_from(config.max_topics_per_stream).unwrap_or(usize::MAX),
-        },
-        publish: Arc::new(PublishSettings {
-            max_body: config.max_body,
-            body_timeout: config.body_timeout,
-        }),
-        auth: Arc::new(Auth::new(
-            config.jwt_key()?,
-            config.private.clone(),
-            config.jwt_cookie.clone(),
-            config.publish_token.clone(),
-            config.metrics_token.clone(),
-        )),
-        limiter: config.publish_rate.and_then(NonZeroU32::new).map(|rate| {
-            let burst = config
-                .publish_burst
-                .and_then(NonZeroU32::new)
-                .unwrap_or(rate);
-            Arc::new(PublishLimiter::new(
-                rate,
-                burst,
-                config.trust_proxy.clone(),
-                config.rate_ipv6_prefix,
-            ))
-        }),
-        dist: Arc::new(config.dist.clone()),
-        connections: connections.clone(),
-        addr: listener.local_addr().unwrap_or(config.addr),
-    };
-    if app.dist.join("index.html").is_file() {
-        tracing::info!(dist = %app.dist.display(), "serving the page at /");
-    } else {
-        tracing::info!(dist = %app.dist.display(), "no built page; / explains how to build it");
-    }
+/// The service every connection's requests go to: the routes behind CORS.
+type Routes = Cors<Router>;
 
-    let tls = match config.tls_files() {
-        Some((cert, key)) => {
-            let tls = Arc::new(Tls::new(cert, key)?);
-            tasks.spawn(tls.clone().reload_on_sighup(hub.shutdown_token().clone()));
-            tracing::info!(cert = %cert.display(), "HTTPS (h2, http/1.1); SIGHUP reloads the certificate");
-            Some(tls)
-        }
-        None => None,
-    };
-    let protocols = Arc::new(Protocols {
-        tls,
-        h2c: config.h2c,
-        draining: hub.shutdown_token().clone(),
-        tasks: tasks.clone(),
-    });
+/// A running server: its listener, its shared state, and what shutdown
+/// waits for.
+struct Server {
+    listener: TcpListener,
+    app: App,
+    limits: Limits,
+    protocols: Arc<Protocols>,
+    service: Routes,
+    /// Every task of the run: connections, background work.
+    tasks: TaskTracker,
+    /// Tells HTTP/1.1 connections to finish their request and close.
+    graceful: GracefulShutdown,
+    /// Closes whatever is left after the grace period.
+    force_close: CancellationToken,
+    shutdown_grace: Duration,
+}
 
-    tasks.spawn(hub.clone().run_reaper(REAP_EVERY));
-    if let Some(limiter) = &app.limiter {
-        tasks.spawn(limiter.clone().sweep_until(hub.shutdown_token().clone()));
-    }
-    if let Some(every) = config.ticker_interval {
-        tasks.spawn(ticker::run(hub.clone(), log.clone(), every));
-    }
+/// What one failed accept leads to.
+enum AcceptPause {
+    /// Paused, go on accepting.
+    Resumed,
+    /// Shutdown came during the pause.
+    ShutDown,
+}
 
-    let service = cors(&config.cors_origins).layer(Router::new(&app));
-    let graceful = GracefulShutdown::new();
-    let force_close = CancellationToken::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut accept_pause = ACCEPT_PAUSE_MIN;
-
-    loop {
-        let (tcp, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => {
-                    accept_pause = ACCEPT_PAUSE_MIN;
-                    pair
-                }
-                Err(error) => {
-                    // Out of file descriptors, most often: the connection
-                    // stays queued and the listener ready, so retrying at
-                    // once would spin. Pause longer with each failure.
-                    static LOGGED: Throttle = Throttle::new();
-                    Metrics::add(&hub.metrics.accept_errors, 1);
-                    if let Some(left_out) = LOGGED.admit() {
-                        tracing::error!(
-                            %error,
-                            pause_ms = accept_pause.as_millis(),
-                            not_logged_since_last = left_out,
-                            "accept failed; pausing"
-                        );
-                    }
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(accept_pause) => {}
-                    }
-                    accept_pause = (accept_pause * 2).min(ACCEPT_PAUSE_MAX);
-                    continue;
-                }
-            },
+impl Server {
+    /// Opens the event log, builds the app and starts the background tasks
+    /// (the reaper, the rate limiter's sweep, the ticker, the certificate's
+    /// reload).
+    async fn start(listener: TcpListener, settings: Settings) -> Result<Self, OpenError> {
+        let open_files = limits::raise_open_files_limit();
+        let limits = settings.connections.limits(open_files);
+        let max_subscribers = settings.connections.max_subscribers(&limits);
+        tracing::info!(
+            open_files,
+            max_connections = limits.max_connections,
+            max_subscribers,
+            "open-files limit allows {} connections",
+            limits::connections_allowed(open_files)
+        );
+        let tasks = TaskTracker::new();
+        let hub_options = settings.history.hub_options(max_subscribers);
+        let (hub, log) = event_log::open(settings.log, hub_options, &tasks).await?;
+        let app = App {
+            hub,
+            log,
+            stream: settings.stream,
+            publish: Arc::new(settings.publish),
+            auth: Arc::new(settings.auth),
+            limiter: settings.rate.map(|rate| Arc::new(rate.limiter())),
+            dist: Arc::new(settings.dist),
+            connections: Arc::new(ConnectionCap::new(limits.max_connections)),
+            addr: listener.local_addr().unwrap_or(settings.addr),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
         };
+        log_page(&app);
+        spawn_background(
+            &app,
+            settings.ticker_interval,
+            settings.tls.as_ref(),
+            &tasks,
+        );
+        let protocols = Arc::new(Protocols {
+            tls: settings.tls,
+            h2c: settings.h2c,
+            draining: app.shutdown.clone(),
+            tasks: tasks.clone(),
+        });
+        Ok(Self {
+            service: cors(&settings.cors_origins).layer(Router::new(&app)),
+            listener,
+            app,
+            limits,
+            protocols,
+            tasks,
+            graceful: GracefulShutdown::new(),
+            force_close: CancellationToken::new(),
+            shutdown_grace: settings.shutdown_grace,
+        })
+    }
+
+    /// Accepts connections until `shutdown` resolves, pausing after a
+    /// failed accept (longer with each failure in a row).
+    async fn accept_until(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut pause = ACCEPT_PAUSE_MIN;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, remote)) => {
+                        pause = ACCEPT_PAUSE_MIN;
+                        self.admit(tcp, remote);
+                    }
+                    Err(error) => {
+                        if let AcceptPause::ShutDown =
+                            self.pause_after(&error, pause, &mut shutdown).await
+                        {
+                            return;
+                        }
+                        pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                    }
+                },
+            }
+        }
+    }
+
+    /// After a failed accept (out of file descriptors, most often: the
+    /// connection stays queued and the listener ready, so retrying at once
+    /// would spin), counts it, logs it now and then, and waits `pause`.
+    async fn pause_after(
+        &self,
+        error: &std::io::Error,
+        pause: Duration,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> AcceptPause {
+        static LOGGED: Throttle = Throttle::new();
+        Metrics::add(&self.app.metrics.accept_errors, 1);
+        if let Some(left_out) = LOGGED.admit() {
+            tracing::error!(
+                %error,
+                pause_ms = pause.as_millis(),
+                not_logged_since_last = left_out,
+                "accept failed; pausing"
+            );
+        }
+        tokio::select! {
+            () = shutdown => AcceptPause::ShutDown,
+            () = tokio::time::sleep(pause) => AcceptPause::Resumed,
+        }
+    }
+
+    /// Serves a new connection under the cap, or refuses it: with a 503
+    /// while there is room to answer, else (and always over TLS, where an
+    /// answer would cost a handshake) by closing it.
+    fn admit(&self, tcp: TcpStream, remote: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        match connections.admit() {
+        let metrics = &self.app.metrics;
+        match self.app.connections.admit() {
             Admission::Serve(slot) => {
-                Metrics::add(&hub.metrics.connections, 1);
-                let connection = Connection::new(force_close.child_token(), remote);
-                let handler = handler(service.clone(), connection.clone());
-                let watcher = graceful.watcher();
-                let hub = hub.clone();
-                let protocols = protocols.clone();
-                tasks.spawn(async move {
+                Metrics::add(&metrics.connections, 1);
+                let connection = Connection::new(self.force_close.child_token(), remote);
+                let handler = handler(self.service.clone(), connection.clone());
+                let watcher = self.graceful.watcher();
+                let metrics = metrics.clone();
+                let protocols = self.protocols.clone();
+                let limits = self.limits;
+                self.tasks.spawn(async move {
                     let ended =
                         limits::serve(tcp, connection, limits, &protocols, handler, watcher).await;
                     // The socket is closed by now: its slot is free.
                     drop(slot);
-                    record(&hub.metrics, remote, ended);
+                    record(&metrics, remote, ended);
                 });
             }
-            Admission::Refuse(_) if protocols.tls.is_some() => {
-                // A 503 over TLS would cost a handshake: closed unanswered.
-                hub.metrics
-                    .refuse(Refusal::TooManyConnections, Some(remote));
-                drop(tcp);
-            }
-            Admission::Refuse(answering) => {
-                hub.metrics
-                    .refuse(Refusal::TooManyConnections, Some(remote));
-                let stop = force_close.clone();
-                let max = connections.max();
-                tasks.spawn(async move {
+            Admission::Refuse(answering) if self.protocols.tls.is_none() => {
+                metrics.refuse(Refusal::TooManyConnections, Some(remote));
+                let stop = self.force_close.clone();
+                let max = self.app.connections.max();
+                let limits = self.limits;
+                self.tasks.spawn(async move {
                     tokio::select! {
                         () = limits::refuse(tcp, limits, max, answering) => {}
                         () = stop.cancelled() => {}
                     }
                 });
             }
-            Admission::Drop => {
-                hub.metrics
-                    .refuse(Refusal::TooManyConnections, Some(remote));
+            Admission::Refuse(_) | Admission::Drop => {
+                metrics.refuse(Refusal::TooManyConnections, Some(remote));
                 drop(tcp);
             }
         }
     }
 
-    tracing::info!("shutting down: ending streams");
-    drop(listener);
-    hub.shut_down();
-    tasks.close();
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!("closing connections still open after the grace period");
+    /// Stops accepting, ends every stream, gives connections
+    /// `--shutdown-grace` to finish, closes the rest, and waits for every
+    /// task.
+    async fn drain(self) {
+        tracing::info!("shutting down: ending streams");
+        drop(self.listener);
+        self.app.shutdown.cancel();
+        self.app.hub.close();
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_grace, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::info!("closing connections still open after the grace period");
+        }
+        self.force_close.cancel();
+        self.tasks.wait().await;
+        tracing::info!("shut down");
     }
-    force_close.cancel();
-    tasks.wait().await;
-    tracing::info!("shut down");
-    Ok(())
+}
+
+/// Says whether `/` serves a built page.
+fn log_page(app: &App) {
+    if app.dist.join("index.html").is_file() {
+        tracing::info!(dist = %app.dist.display(), "serving the page at /");
+    } else {
+        tracing::info!(dist = %app.dist.display(), "no built page; / explains how to build it");
+    }
+}
+
+/// Starts the run's background tasks on `tasks`: the reaper of lagging
+/// subscribers, the rate limiter's sweep, the demo ticker, and the
+/// certificate's reload on SIGHUP.
+fn spawn_background(
+    app: &App,
+    ticker_interval: Option<Duration>,
+    tls: Option<&Arc<Tls>>,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(app.hub.clone().run_reaper(REAP_EVERY));
+    if let Some(limiter) = &app.limiter {
+        tasks.spawn(limiter.clone().sweep_until(app.shutdown.clone()));
+    }
+    if let Some(every) = ticker_interval {
+        tasks.spawn(ticker::run(app.log.clone(), every, app.shutdown.clone()));
+    }
+    if let Some(tls) = tls {
+        tasks.spawn(tls.clone().reload_on_sighup(app.shutdown.clone()));
+        tracing::info!(cert = %tls.cert().display(), "HTTPS (h2, http/1.1); SIGHUP reloads the certificate");
+    }
 }
 
 /// The service for one connection's requests: routes (behind CORS) with

@@ -9,155 +9,206 @@ use warp::http::StatusCode;
 use warp::Reply;
 
 use crate::app::App;
-use crate::metrics::Refusal;
+use crate::event_log::LogHealth;
+use crate::hub::Hub;
+use crate::metrics::{Metrics, Refusal};
+
+/// One metric: its name, Prometheus type, help text and value.
+struct Row {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: u64,
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
 
 /// Renders every metric in the Prometheus text format (version 0.0.4).
 pub fn render(app: &App) -> String {
-    let hub = &app.hub;
-    let m = &hub.metrics;
     let log = app.log.health();
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 22] = [
-        (
-            "sse_subscribers",
-            "gauge",
-            "Subscribers connected now.",
-            hub.subscribers() as u64,
-        ),
-        (
-            "sse_events_published_total",
-            "counter",
-            "Events added to the history (published here, or read from the shared log).",
-            load(&m.published),
-        ),
-        (
-            "sse_events_delivered_total",
-            "counter",
-            "Events written to subscriber connections.",
-            load(&m.delivered),
-        ),
-        (
-            "sse_subscribers_dropped_total",
-            "counter",
-            "Subscribers disconnected for falling behind.",
-            load(&m.dropped),
-        ),
-        (
-            "sse_subscriptions_total",
-            "counter",
-            "Subscriber connections accepted.",
-            load(&m.subscriptions),
-        ),
-        (
-            "sse_subscribers_refused_total",
-            "counter",
-            "Subscribers refused at the subscriber limit.",
-            load(&m.refused),
-        ),
-        (
-            "sse_resets_total",
-            "counter",
-            "Reset notices sent for resumes that could not be exact.",
-            load(&m.resets),
-        ),
-        (
-            "sse_publish_errors_total",
-            "counter",
-            "Publish requests refused for bad input.",
-            load(&m.publish_errors),
-        ),
-        (
-            "sse_history_events",
-            "gauge",
-            "Events held in the resume history.",
-            hub.history_len() as u64,
-        ),
-        (
-            "sse_history_bytes",
-            "gauge",
-            "Bytes held in the resume history (frames and bookkeeping).",
-            hub.history_bytes() as u64,
-        ),
-        (
-            "sse_topics",
-            "gauge",
-            "Live topics: topics that hold events or are followed.",
-            hub.live_topics() as u64,
-        ),
-        (
-            "sse_topic_evictions_total",
-            "counter",
-            "Topics no one followed, evicted whole to make room for new ones (--max-live-topics).",
-            hub.topic_evictions(),
-        ),
-        (
-            "sse_wakeups_total",
-            "counter",
-            "Subscribers woken by publishes (only those whose filter matches).",
-            load(&m.wakeups),
-        ),
-        (
-            "sse_last_seq",
-            "gauge",
-            "Sequence number of the newest event.",
-            hub.last_seq(),
-        ),
-        (
-            "sse_log_up",
-            "gauge",
-            "1 when the event log (memory, or Redis) can take events, else 0.",
-            u64::from(log.up),
-        ),
-        (
-            "sse_log_outages_total",
-            "counter",
-            "Times the event log became unreachable.",
-            log.outages,
-        ),
-        (
-            "sse_log_errors_total",
-            "counter",
-            "Commands to the event log that failed (reads and publishes).",
-            log.errors,
-        ),
-        (
-            "sse_connections",
-            "gauge",
-            "Connections open now under --max-connections (streams included).",
-            app.connections.open() as u64,
-        ),
-        (
-            "sse_connections_total",
-            "counter",
-            "Connections accepted under --max-connections.",
-            load(&m.connections),
-        ),
-        (
-            "sse_idle_closed_total",
-            "counter",
-            "Keep-alive connections closed after --idle-timeout without a request.",
-            load(&m.idle_closed),
-        ),
-        (
-            "sse_accept_errors_total",
-            "counter",
-            "Failed accepts (most often: out of file descriptors); each is followed by a pause.",
-            load(&m.accept_errors),
-        ),
-        (
-            "sse_rate_limit_keys",
-            "gauge",
-            "Clients (token subjects, IPv4 addresses, IPv6 prefixes) the publish rate limiter holds a bucket for.",
-            app.limiter.as_ref().map_or(0, |l| l.keys() as u64),
-        ),
-    ];
     let mut out = String::with_capacity(4096);
-    for (name, kind, help, value) in rows {
+    let rows = event_rows(app)
+        .into_iter()
+        .chain(history_rows(&app.hub))
+        .chain(log_rows(&log))
+        .chain(connection_rows(app));
+    for Row {
+        name,
+        kind,
+        help,
+        value,
+    } in rows
+    {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    write_refusals(&mut out, &app.metrics);
+    out
+}
+
+/// The events and subscribers: what came in, what went out.
+fn event_rows(app: &App) -> [Row; 8] {
+    let hub = &app.hub;
+    [
+        Row {
+            name: "sse_subscribers",
+            kind: "gauge",
+            help: "Subscribers connected now.",
+            value: hub.subscribers() as u64,
+        },
+        Row {
+            name: "sse_events_published_total",
+            kind: "counter",
+            help: "Events added to the history (published here, or read from the shared log).",
+            value: load(&hub.stats.published),
+        },
+        Row {
+            name: "sse_events_delivered_total",
+            kind: "counter",
+            help: "Events written to subscriber connections.",
+            value: load(&hub.stats.delivered),
+        },
+        Row {
+            name: "sse_subscribers_dropped_total",
+            kind: "counter",
+            help: "Subscribers disconnected for falling behind.",
+            value: load(&hub.stats.dropped),
+        },
+        Row {
+            name: "sse_subscriptions_total",
+            kind: "counter",
+            help: "Subscriber connections accepted.",
+            value: load(&hub.stats.subscriptions),
+        },
+        Row {
+            name: "sse_subscribers_refused_total",
+            kind: "counter",
+            help: "Subscribers refused at the subscriber limit.",
+            value: load(&hub.stats.refused),
+        },
+        Row {
+            name: "sse_resets_total",
+            kind: "counter",
+            help: "Reset notices sent for resumes that could not be exact.",
+            value: load(&hub.stats.resets),
+        },
+        Row {
+            name: "sse_publish_errors_total",
+            kind: "counter",
+            help: "Publish requests refused for bad input.",
+            value: load(&app.metrics.publish_errors),
+        },
+    ]
+}
+
+/// What the hub holds.
+fn history_rows(hub: &Hub) -> [Row; 6] {
+    [
+        Row {
+            name: "sse_history_events",
+            kind: "gauge",
+            help: "Events held in the resume history.",
+            value: hub.history_len() as u64,
+        },
+        Row {
+            name: "sse_history_bytes",
+            kind: "gauge",
+            help: "Bytes held in the resume history (frames and bookkeeping).",
+            value: hub.history_bytes() as u64,
+        },
+        Row {
+            name: "sse_topics",
+            kind: "gauge",
+            help: "Live topics: topics that hold events or are followed.",
+            value: hub.live_topics() as u64,
+        },
+        Row {
+            name: "sse_topic_evictions_total",
+            kind: "counter",
+            help: "Topics no one followed, evicted whole to make room for new ones (--max-live-topics).",
+            value: hub.topic_evictions(),
+        },
+        Row {
+            name: "sse_wakeups_total",
+            kind: "counter",
+            help: "Subscribers woken by publishes (only those whose filter matches).",
+            value: load(&hub.stats.wakeups),
+        },
+        Row {
+            name: "sse_last_seq",
+            kind: "gauge",
+            help: "Sequence number of the newest event.",
+            value: hub.last_seq(),
+        },
+    ]
+}
+
+/// The event log's health.
+fn log_rows(log: &LogHealth) -> [Row; 3] {
+    [
+        Row {
+            name: "sse_log_up",
+            kind: "gauge",
+            help: "1 when the event log (memory, or Redis) can take events, else 0.",
+            value: u64::from(log.up),
+        },
+        Row {
+            name: "sse_log_outages_total",
+            kind: "counter",
+            help: "Times the event log became unreachable.",
+            value: log.outages,
+        },
+        Row {
+            name: "sse_log_errors_total",
+            kind: "counter",
+            help: "Commands to the event log that failed (reads and publishes).",
+            value: log.errors,
+        },
+    ]
+}
+
+/// The connections, and the rate limiter's clients.
+fn connection_rows(app: &App) -> [Row; 5] {
+    [
+        Row {
+            name: "sse_connections",
+            kind: "gauge",
+            help: "Connections open now under --max-connections (streams included).",
+            value: app.connections.open() as u64,
+        },
+        Row {
+            name: "sse_connections_total",
+            kind: "counter",
+            help: "Connections accepted under --max-connections.",
+            value: load(&app.metrics.connections),
+        },
+        Row {
+            name: "sse_idle_closed_total",
+            kind: "counter",
+            help: "Keep-alive connections closed after --idle-timeout without a request.",
+            value: load(&app.metrics.idle_closed),
+        },
+        Row {
+            name: "sse_accept_errors_total",
+            kind: "counter",
+            help: "Failed accepts (most often: out of file descriptors); each is followed by a pause.",
+            value: load(&app.metrics.accept_errors),
+        },
+        Row {
+            name: "sse_rate_limit_keys",
+            kind: "gauge",
+            help: "Clients (token subjects, IPv4 addresses, IPv6 prefixes) the publish rate limiter holds a bucket for.",
+            value: app.limiter.as_ref().map_or(0, |l| l.keys() as u64),
+        },
+    ]
+}
+
+/// `sse_refused_total`, one line per reason.
+fn write_refusals(out: &mut String, metrics: &Metrics) {
     let _ = writeln!(
         out,
         "# HELP sse_refused_total Connections and requests refused by a limit or as malformed HTTP.\n\
@@ -168,10 +219,9 @@ pub fn render(app: &App) -> String {
             out,
             "sse_refused_total{{reason=\"{}\"}} {}",
             reason.label(),
-            m.refusals(reason)
+            metrics.refusals(reason)
         );
     }
-    out
 }
 
 /// Answers `GET /healthz`: 200 `ok`, or 503 `degraded` while the event log

@@ -23,10 +23,9 @@ use warp::Reply;
 
 use crate::auth::StreamAccess;
 use crate::error::ApiError;
-use crate::event_log::SharedLog;
+use crate::event_log::{SharedLog, Span, Unavailable};
 use crate::hub::store::Loss;
-use crate::hub::{frame_json, Filter, Hub, Position, Read, Refused, Subscription};
-use crate::metrics::Metrics;
+use crate::hub::{frame_json, Batch, Filter, Hub, HubStats, Position, Read, Refused, Subscription};
 
 /// What a stream request asks for.
 #[derive(Debug, Clone, Default)]
@@ -202,7 +201,7 @@ fn lost(reason: ResetReason, requested: Option<&str>, loss: Loss, resume_seq: u6
 /// The `event: reset` frame; its id makes a later reconnect resume right
 /// after the notice.
 fn reset_frame(hub: &Hub, epoch: u64, notice: &ResetNotice) -> Bytes {
-    Metrics::add(&hub.metrics.resets, 1);
+    HubStats::add(&hub.stats.resets, 1);
     let id = EventId::new(epoch, notice.resume_seq.saturating_sub(1));
     frame_json(Some(RESET_EVENT), &id, notice)
 }
@@ -233,9 +232,8 @@ struct Subscriber {
     told: u64,
     /// Losses at or below this seq were announced already.
     announced_through: u64,
-    /// The client's Last-Event-ID, until the first read after settling
-    /// (whose losses are `history_exceeded`; later ones `fell_behind`).
-    resuming: Option<Option<String>>,
+    /// Whether the first read after settling is still to come.
+    resuming: Resuming,
     /// The event log, for a start settled late and for backfill.
     log: SharedLog,
     /// Bytes to send before anything else (the opening, a reset notice and
@@ -259,6 +257,35 @@ struct Subscriber {
     expiry: Option<(SystemTime, Pin<Box<Sleep>>)>,
     /// Set once the last frame (`auth_expired`) is out: the stream ends.
     ending: bool,
+}
+
+/// Whether a subscriber's first read after settling its start is still to
+/// come: its losses are then `history_exceeded` for the client's id, and
+/// later ones `fell_behind`.
+#[derive(Debug)]
+enum Resuming {
+    /// The first read is to come.
+    FirstRead {
+        /// The client's Last-Event-ID, named in the notice.
+        requested: Option<String>,
+    },
+    /// Past it (or the start announced everything before it already).
+    Done,
+}
+
+impl Resuming {
+    /// Takes the state, leaving [`Resuming::Done`].
+    fn take(&mut self) -> Resuming {
+        std::mem::replace(self, Resuming::Done)
+    }
+
+    /// The client's Last-Event-ID, while the first read is to come.
+    fn requested(self) -> Option<String> {
+        match self {
+            Resuming::FirstRead { requested } => requested,
+            Resuming::Done => None,
+        }
+    }
 }
 
 /// Where a subscriber reads from.
@@ -319,7 +346,7 @@ impl Subscriber {
             return None;
         }
         loop {
-            if self.sub.hub().shutdown_token().is_cancelled() {
+            if self.sub.hub().closed().is_cancelled() {
                 return None;
             }
             match self.phase {
@@ -472,9 +499,9 @@ impl Subscriber {
             self.announced_through = position.next.saturating_sub(1);
             let notice = restarted(requested.as_deref(), cursor);
             out.extend_from_slice(&reset_frame(self.sub.hub(), epoch, &notice));
-            self.resuming = None;
+            self.resuming = Resuming::Done;
         } else {
-            self.resuming = Some(requested);
+            self.resuming = Resuming::FirstRead { requested };
         }
         // The client now holds everything before the cursor.
         let position = self.position_at(cursor.saturating_sub(1));
@@ -491,14 +518,11 @@ impl Subscriber {
     /// once the cursor passes `upto`.
     async fn backfill_chunk(&mut self) -> Result<Option<Bytes>, Ended> {
         let Phase::Backfill {
-            upto,
-            lost_from,
-            failing_since,
-        } = &mut self.phase
+            upto, lost_from, ..
+        } = self.phase
         else {
             return Ok(None);
         };
-        let (upto, lost_from) = (*upto, *lost_from);
         if self.cursor > upto || self.sub.hub().epoch() != self.epoch {
             self.announced_through = self.announced_through.max(upto);
             self.phase = Phase::Live;
@@ -513,39 +537,61 @@ impl Subscriber {
             BACKFILL_BATCH,
         );
         let span = match read.await {
-            Ok(span) => {
-                *failing_since = None;
-                self.sub.set_waiting(false);
-                span
-            }
-            Err(error) => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                self.sub.set_waiting(true);
-                if since.elapsed() >= BACKFILL_PATIENCE {
-                    tracing::info!(
-                        %error,
-                        cursor = self.cursor,
-                        "ending a stream whose replay the event log cannot serve; \
-                         the client reconnects and resumes"
-                    );
-                    return Err(Ended);
-                }
-                tokio::select! {
-                    () = self.sub.hub().shutdown_token().cancelled() => return Err(Ended),
-                    () = tokio::time::sleep(BACKFILL_RETRY) => {}
-                }
-                return Ok(None);
-            }
+            Ok(span) => span,
+            Err(error) => return self.backfill_failed(&error).await,
         };
-        // What the log no longer holds of this subscriber's: the hub knows
-        // that nothing before `lost_from` was.
+        self.backfill_recovered();
+        let out = self.backfill_frames(&span, lost_from);
+        // A read always moves on, so that a backfill ends.
+        self.cursor = span.next.max(self.cursor + 1);
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(out.freeze()))
+    }
+
+    /// A backfill read succeeded: a run of failures, if any, is over.
+    fn backfill_recovered(&mut self) {
+        if let Phase::Backfill { failing_since, .. } = &mut self.phase {
+            *failing_since = None;
+        }
+        self.sub.set_waiting(false);
+    }
+
+    /// A backfill read failed: retried after [`BACKFILL_RETRY`] until the
+    /// failures have lasted [`BACKFILL_PATIENCE`]; then the stream ends.
+    async fn backfill_failed(&mut self, error: &Unavailable) -> Result<Option<Bytes>, Ended> {
+        let Phase::Backfill { failing_since, .. } = &mut self.phase else {
+            return Ok(None);
+        };
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        self.sub.set_waiting(true);
+        if since.elapsed() >= BACKFILL_PATIENCE {
+            tracing::info!(
+                %error,
+                cursor = self.cursor,
+                "ending a stream whose replay the event log cannot serve; \
+                 the client reconnects and resumes"
+            );
+            return Err(Ended);
+        }
+        tokio::select! {
+            () = self.sub.hub().closed().cancelled() => Err(Ended),
+            () = tokio::time::sleep(BACKFILL_RETRY) => Ok(None),
+        }
+    }
+
+    /// The frames of one backfill read: a `history_exceeded` notice for
+    /// what the log no longer holds of this subscriber's (the hub knows
+    /// that nothing before `lost_from` was), then the events it follows.
+    fn backfill_frames(&mut self, span: &Span, lost_from: u64) -> BytesMut {
         let mut out = BytesMut::new();
         if let Some((first, last)) = span.gone {
             let first = first.max(self.cursor).max(self.announced_through + 1);
             if last >= first && last >= lost_from {
                 self.announced_through = last;
                 let loss = Loss::unknown(first.max(lost_from), last);
-                let requested = self.resuming.take().flatten();
+                let requested = self.resuming.take().requested();
                 let notice = lost(
                     ResetReason::HistoryExceeded,
                     requested.as_deref(),
@@ -568,13 +614,8 @@ impl Subscriber {
             self.told = id.seq;
             count += 1;
         }
-        // A read always moves on, so that a backfill ends.
-        self.cursor = span.next.max(self.cursor + 1);
-        Metrics::add(&self.sub.hub().metrics.delivered, count);
-        if out.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(out.freeze()))
+        HubStats::add(&self.sub.hub().stats.delivered, count);
+        out
     }
 
     /// Reads what the hub holds for this subscriber after the cursor: the
@@ -593,92 +634,106 @@ impl Subscriber {
                 epoch,
                 horizon,
                 generation,
-            } => {
-                let previous = self.epoch;
-                self.generation = generation;
-                self.dirty = true;
-                if previous == 0 {
-                    // The log's first events: this subscriber was waiting
-                    // for them.
-                    self.epoch = epoch;
-                    self.told = 0;
-                    self.cursor = self.cursor.max(horizon);
-                    return self.read_hub();
-                }
-                if epoch == previous {
-                    // A replica skipped a stretch it could not read.
-                    if self.cursor >= horizon {
-                        return self.read_hub();
-                    }
-                    let loss = Loss::unknown(self.cursor, horizon - 1);
-                    let notice = lost(ResetReason::FellBehind, None, loss, horizon);
-                    self.cursor = horizon;
-                    self.told = horizon - 1;
-                    return Some(reset_frame(self.sub.hub(), epoch, &notice));
-                }
-                let last = EventId::new(previous, self.cursor.saturating_sub(1));
-                let notice = ResetNotice {
-                    reason: ResetReason::ServerRestarted,
-                    requested: None,
-                    missed_from: None,
-                    missed_to: None,
-                    missed_count: None,
-                    resume_seq: horizon,
-                    message: format!(
-                        "The event log lost events after {last} (it was restored from an \
-                         older copy, or replaced): it began anew. Continuing from seq \
-                         {horizon} of the new log."
-                    ),
-                };
-                self.epoch = epoch;
-                self.cursor = horizon;
-                self.announced_through = 0;
-                self.told = horizon.saturating_sub(1);
-                Some(reset_frame(self.sub.hub(), epoch, &notice))
+            } => self.hub_restarted(epoch, horizon, generation),
+            Read::Batch(batch) => self.hub_batch(batch),
+        }
+    }
+
+    /// The hub forgot what it held since the cursor's generation: the
+    /// log's first events, a stretch a replica skipped, or a new log.
+    fn hub_restarted(&mut self, epoch: u64, horizon: u64, generation: u64) -> Option<Bytes> {
+        let previous = self.epoch;
+        self.generation = generation;
+        self.dirty = true;
+        if previous == 0 {
+            // The log's first events: this subscriber was waiting for them.
+            self.epoch = epoch;
+            self.told = 0;
+            self.cursor = self.cursor.max(horizon);
+            return self.read_hub();
+        }
+        if epoch == previous {
+            // A replica skipped a stretch it could not read.
+            if self.cursor >= horizon {
+                return self.read_hub();
             }
-            Read::Batch(batch) => {
-                if let Some(loss) = batch.loss {
-                    if self.log.reaches_further() && !matches!(self.phase, Phase::Backfill { .. }) {
-                        // The log may still hold what the hub dropped.
-                        self.phase = Phase::Backfill {
-                            upto: loss.last,
-                            lost_from: loss.first,
-                            failing_since: None,
-                        };
-                        return None;
-                    }
-                }
-                let notice = batch.loss.map(|loss| {
-                    let resume_seq = batch.first.unwrap_or(batch.next);
-                    let (reason, requested) = match self.resuming.take() {
-                        Some(requested) => (ResetReason::HistoryExceeded, requested),
-                        None => (ResetReason::FellBehind, None),
-                    };
-                    let notice = lost(reason, requested.as_deref(), loss, resume_seq);
-                    self.told = resume_seq - 1;
-                    self.announced_through = self.announced_through.max(loss.last);
-                    reset_frame(self.sub.hub(), self.epoch, &notice)
-                });
-                self.resuming = None;
-                self.cursor = batch.next;
-                self.dirty = batch.more;
-                if batch.bytes.is_some() {
-                    self.told = batch.last;
-                    Metrics::add(&self.sub.hub().metrics.delivered, batch.count);
-                }
-                match (notice, batch.bytes) {
-                    // The hot path: the shared frames, as they are.
-                    (None, bytes) => bytes,
-                    (Some(notice), None) => Some(notice),
-                    (Some(notice), Some(bytes)) => {
-                        let mut out = BytesMut::with_capacity(notice.len() + bytes.len());
-                        out.extend_from_slice(&notice);
-                        out.extend_from_slice(&bytes);
-                        Some(out.freeze())
-                    }
-                }
+            let loss = Loss::unknown(self.cursor, horizon - 1);
+            let notice = lost(ResetReason::FellBehind, None, loss, horizon);
+            self.cursor = horizon;
+            self.told = horizon - 1;
+            return Some(reset_frame(self.sub.hub(), epoch, &notice));
+        }
+        let notice = new_log(
+            EventId::new(previous, self.cursor.saturating_sub(1)),
+            horizon,
+        );
+        self.epoch = epoch;
+        self.cursor = horizon;
+        self.announced_through = 0;
+        self.told = horizon.saturating_sub(1);
+        Some(reset_frame(self.sub.hub(), epoch, &notice))
+    }
+
+    /// The frames of one hub read, after the notice of what it lost; or a
+    /// switch to a backfill when the log may still hold the loss.
+    fn hub_batch(&mut self, batch: Batch) -> Option<Bytes> {
+        if let Some(loss) = batch.loss {
+            if self.log.reaches_further() && !matches!(self.phase, Phase::Backfill { .. }) {
+                // The log may still hold what the hub dropped.
+                self.phase = Phase::Backfill {
+                    upto: loss.last,
+                    lost_from: loss.first,
+                    failing_since: None,
+                };
+                return None;
             }
         }
+        let notice = batch.loss.map(|loss| {
+            let resume_seq = batch.first.unwrap_or(batch.next);
+            let (reason, requested) = match self.resuming.take() {
+                Resuming::FirstRead { requested } => (ResetReason::HistoryExceeded, requested),
+                Resuming::Done => (ResetReason::FellBehind, None),
+            };
+            let notice = lost(reason, requested.as_deref(), loss, resume_seq);
+            self.told = resume_seq - 1;
+            self.announced_through = self.announced_through.max(loss.last);
+            reset_frame(self.sub.hub(), self.epoch, &notice)
+        });
+        self.resuming = Resuming::Done;
+        self.cursor = batch.next;
+        self.dirty = batch.more;
+        if batch.bytes.is_some() {
+            self.told = batch.last;
+            HubStats::add(&self.sub.hub().stats.delivered, batch.count);
+        }
+        match (notice, batch.bytes) {
+            // The hot path: the shared frames, as they are.
+            (None, bytes) => bytes,
+            (Some(notice), None) => Some(notice),
+            (Some(notice), Some(bytes)) => {
+                let mut out = BytesMut::with_capacity(notice.len() + bytes.len());
+                out.extend_from_slice(&notice);
+                out.extend_from_slice(&bytes);
+                Some(out.freeze())
+            }
+        }
+    }
+}
+
+/// The notice of a log that began anew after `last`: the client goes on
+/// from seq `horizon` of the new one.
+fn new_log(last: EventId, horizon: u64) -> ResetNotice {
+    ResetNotice {
+        reason: ResetReason::ServerRestarted,
+        requested: None,
+        missed_from: None,
+        missed_to: None,
+        missed_count: None,
+        resume_seq: horizon,
+        message: format!(
+            "The event log lost events after {last} (it was restored from an older copy, or \
+             replaced): it began anew. Continuing from seq {horizon} of the new log."
+        ),
     }
 }
 
@@ -720,13 +775,13 @@ pub(crate) fn open(
     let sub = hub
         .subscribe(&request.filter(), hidden, kill)
         .map_err(|refused| {
-            Metrics::add(&hub.metrics.refused, 1);
+            HubStats::add(&hub.stats.refused, 1);
             match refused {
                 Refused::Full(limit) => ApiError::TooManySubscribers(limit),
                 Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
             }
         })?;
-    Metrics::add(&hub.metrics.subscriptions, 1);
+    HubStats::add(&hub.stats.subscriptions, 1);
     let mut subscriber = Subscriber {
         sub,
         phase: Phase::Unsettled {
@@ -738,7 +793,7 @@ pub(crate) fn open(
         cursor: u64::MAX,
         told: 0,
         announced_through: 0,
-        resuming: None,
+        resuming: Resuming::Done,
         log: log.clone(),
         first: None,
         keep_alive: settings.keep_alive,

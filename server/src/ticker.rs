@@ -1,22 +1,19 @@
 //! The demo ticker: "Data pushed from server: (N)" on the `ticker` topic, as
 //! the original Flask demo pushed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use shared::TICKER_TOPIC;
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 
 use crate::event_log::SharedLog;
-use crate::hub::Hub;
 
-/// Publishes a numbered message every `every` to `log` until `hub` shuts
-/// down. While the log is unavailable the ticks are skipped (the log's
+/// Publishes a numbered message every `every` to `log` until `shutdown`. While the log is unavailable the ticks are skipped (the log's
 /// outage is logged by the log).
-pub async fn run(hub: Arc<Hub>, log: SharedLog, every: Duration) {
+pub async fn run(log: SharedLog, every: Duration, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let shutdown = hub.shutdown_token().clone();
     for n in 1u64.. {
         tokio::select! {
             () = shutdown.cancelled() => return,

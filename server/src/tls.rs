@@ -158,6 +158,11 @@ impl Tls {
         })
     }
 
+    /// The certificate file.
+    pub fn cert(&self) -> &Path {
+        &self.cert
+    }
+
     /// The acceptor for new connections.
     pub(crate) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor

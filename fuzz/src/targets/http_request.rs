@@ -90,19 +90,21 @@ fn harness() -> &'static Harness {
             "--dist",
             dist.to_str().expect("a UTF-8 temporary path"),
         ];
-        let config =
-            <server::Config as clap::Parser>::try_parse_from(argv).expect("valid server arguments");
+        let settings = <server::Config as clap::Parser>::try_parse_from(argv)
+            .expect("valid server arguments")
+            .into_settings()
+            .expect("usable server settings");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime");
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(config.addr))
+            .block_on(tokio::net::TcpListener::bind(settings.addr))
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the listener's address");
         let server = runtime.spawn(async move {
-            server::run(listener, config, std::future::pending())
+            server::run(listener, settings, std::future::pending())
                 .await
                 .expect("the server runs");
         });

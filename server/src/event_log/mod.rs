@@ -25,10 +25,9 @@ use std::time::Duration;
 use shared::{EventId, ServerEvent};
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError};
 use crate::hub::{Filter, Hub, HubOptions};
 
-pub use self::disk::{check_data_dir, DiskLog, DiskOptions, Fsync};
+pub use self::disk::{DiskLog, DiskOptions, Fsync, Store};
 pub use self::memory::MemoryLog;
 pub use self::redis::{RedisLog, RedisOptions};
 
@@ -166,74 +165,104 @@ pub type SharedLog = Arc<dyn EventLog>;
 /// How long start-up waits for a Redis stream to load before serving.
 const LOAD_WAIT: Duration = Duration::from_secs(3);
 
-/// The hub and the event log the options ask for. With Redis, the stream's
+/// A data dir that cannot hold the log: the folder or the file, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct DataDirError {
+    /// The folder or the file at fault.
+    pub path: std::path::PathBuf,
+    /// What is wrong with it, and what to do.
+    pub reason: String,
+}
+
+/// Why the chosen log could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenError {
+    /// The data dir cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The Redis URL cannot be used.
+    #[error("{url:?} is not a Redis URL: {reason}")]
+    RedisUrl {
+        /// The URL given.
+        url: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+/// Which log the server runs on.
+#[derive(Debug)]
+pub enum LogChoice {
+    /// The hub's own ring (the default).
+    Memory,
+    /// A data dir (`--data-dir`), its store already opened and checked.
+    Disk {
+        /// The opened store.
+        store: Store,
+        /// What the disk log keeps, and when it syncs.
+        options: DiskOptions,
+    },
+    /// A Redis stream (`--redis`).
+    Redis(RedisOptions),
+}
+
+/// The hub, and the event log `choice` names. With Redis, the stream's
 /// reader (and the connection keeper of publishes) are started on `tasks`,
 /// and the reader is given [`LOAD_WAIT`] to load the recent history before
 /// connections are accepted, so that resuming clients find it.
 ///
-/// With a data dir, the disk log is opened and loaded before this returns,
-/// and a task on `tasks` waits at shutdown until it has closed the store.
+/// With a data dir, the disk log is loaded before this returns, and a task
+/// on `tasks` waits at shutdown until it has closed the store.
 ///
 /// # Errors
-/// [`ConfigError::BadRedisUrl`] when the Redis URL cannot be used;
-/// [`ConfigError::DataDir`] when the data dir cannot be.
+/// [`OpenError::RedisUrl`] when the Redis URL cannot be used;
+/// [`OpenError::DataDir`] when the data dir cannot be read.
 pub async fn open(
-    config: &Config,
-    max_subscribers: usize,
+    choice: LogChoice,
+    options: HubOptions,
     tasks: &TaskTracker,
-) -> Result<(Arc<Hub>, SharedLog), ConfigError> {
-    let options = HubOptions {
-        history: config.history,
-        history_bytes: config.history_bytes,
-        history_per_topic: config.history_per_topic,
-        max_live_topics: config.max_live_topics,
-        max_lag: config.max_lag,
-        max_subscribers,
-    };
-    if let Some(dir) = &config.data_dir {
-        let (hub, log, closed) = DiskLog::open(
-            DiskOptions {
-                dir: dir.clone(),
-                fsync: config.fsync,
-                max_events: config.disk_history,
-                max_bytes: config.disk_history_bytes,
-                floor: config.history_per_topic,
-                max_empty_topics: usize::try_from(config.max_live_topics).unwrap_or(usize::MAX),
-            },
-            options,
-        )?;
-        tasks.spawn(closed.wait());
-        return Ok((hub, log));
+) -> Result<(Arc<Hub>, SharedLog), OpenError> {
+    match choice {
+        LogChoice::Memory => Ok(open_memory(options)),
+        LogChoice::Disk {
+            store,
+            options: disk,
+        } => {
+            let (hub, log, closed) = DiskLog::open(store, disk, options)?;
+            tasks.spawn(closed.wait());
+            Ok((hub, log))
+        }
+        LogChoice::Redis(redis) => open_redis(redis, options, tasks).await,
     }
-    let Some(url) = &config.redis else {
-        let hub = Hub::new(options);
-        tracing::info!(
-            history = config.history,
-            history_bytes = config.history_bytes,
-            epoch = hub.epoch(),
-            "events are kept in memory"
-        );
-        return Ok((hub.clone(), Arc::new(MemoryLog::new(hub))));
-    };
-    let hub = Hub::replica(options);
-    let log = RedisLog::new(RedisOptions {
-        url: url.clone(),
-        key: config.redis_key.clone(),
-        max_len: config.stream_max_len(),
-        history: config.history,
-        max_event_bytes: config.max_body,
-    })
-    .map(Arc::new)
-    .map_err(|error| ConfigError::BadRedisUrl {
-        url: url.clone(),
-        reason: error.to_string(),
-    })?;
+}
+
+fn open_memory(options: HubOptions) -> (Arc<Hub>, SharedLog) {
+    let hub = Hub::new(options);
     tracing::info!(
-        key = %config.redis_key,
-        max_len = config.stream_max_len(),
-        "events are kept in the Redis stream"
+        history = options.history,
+        history_bytes = options.history_bytes,
+        epoch = hub.epoch(),
+        "events are kept in memory"
     );
-    tasks.spawn(log.clone().keep_connected(hub.shutdown_token().clone()));
+    (hub.clone(), Arc::new(MemoryLog::new(hub)))
+}
+
+async fn open_redis(
+    redis: RedisOptions,
+    options: HubOptions,
+    tasks: &TaskTracker,
+) -> Result<(Arc<Hub>, SharedLog), OpenError> {
+    let hub = Hub::replica(options);
+    let (url, key, max_len) = (redis.url.clone(), redis.key.clone(), redis.max_len);
+    let log = RedisLog::new(redis)
+        .map(Arc::new)
+        .map_err(|error| OpenError::RedisUrl {
+            url,
+            reason: error.to_string(),
+        })?;
+    tracing::info!(%key, max_len, "events are kept in the Redis stream");
+    tasks.spawn(log.clone().keep_connected(hub.closed().clone()));
     tasks.spawn(log.clone().follow(hub.clone()));
     let ready = async {
         hub.until_loaded().await;

@@ -414,7 +414,7 @@ impl RedisLog {
     /// Reads the stream into `hub` until the hub shuts down: one reader per
     /// server, reconnecting with backoff while Redis is unreachable.
     pub async fn follow(self: Arc<Self>, hub: Arc<Hub>) {
-        let shutdown = hub.shutdown_token().clone();
+        let shutdown = hub.closed().clone();
         let mut backoff = BACKOFF_MIN;
         loop {
             let error = tokio::select! {
@@ -439,17 +439,35 @@ impl RedisLog {
             Ok(conn) => conn,
             Err(error) => return error,
         };
+        let last = match self.start_point(&mut conn, hub).await {
+            Ok(last) => last,
+            Err(error) => return error,
+        };
+        self.health.reached();
+        if self.commands.lock().is_none() {
+            // Redis is back: have the command connection made now.
+            self.broken.notify_one();
+        }
+        *backoff = BACKOFF_MIN;
+        self.follow_entries(&mut conn, hub, last).await
+    }
+
+    /// The stream id to read after: the last one `hub` holds; on a first
+    /// load, `history` entries before the newest (ids are contiguous
+    /// within the stream's epoch). Warns when the stream went back behind
+    /// what this server read.
+    async fn start_point(
+        &self,
+        conn: &mut MultiplexedConnection,
+        hub: &Hub,
+    ) -> Result<String, RedisError> {
         let key = self.options.key.as_str();
-        let newest: StreamRangeReply = match within(
+        let newest: StreamRangeReply = within(
             COMMAND_TIMEOUT,
             "XREVRANGE",
             conn.xrevrange_count(key, "+", "-", 1),
         )
-        .await
-        {
-            Ok(reply) => reply,
-            Err(error) => return error,
-        };
+        .await?;
         let newest = newest
             .ids
             .first()
@@ -468,43 +486,32 @@ impl RedisLog {
         if let Some(held) = held {
             self.saw(held);
         }
-        let mut last = match held {
+        Ok(match held {
             Some(id) => id.to_string(),
             None if hub.is_loaded() => "0-0".to_owned(),
-            // First load: start `history` entries before the newest (ids
-            // are contiguous within the stream's epoch).
             None => newest.map_or_else(
                 || "0-0".to_owned(),
                 |id| {
                     EventId::new(id.epoch, id.seq.saturating_sub(self.options.history)).to_string()
                 },
             ),
-        };
-        self.health.reached();
-        if self.commands.lock().is_none() {
-            // Redis is back: have the command connection made now.
-            self.broken.notify_one();
-        }
-        *backoff = BACKOFF_MIN;
+        })
+    }
+
+    /// Reads entries after `last` into `hub`, blocking for new ones once it
+    /// is loaded, until a command fails.
+    async fn follow_entries(
+        &self,
+        conn: &mut MultiplexedConnection,
+        hub: &Hub,
+        mut last: String,
+    ) -> RedisError {
         loop {
             let loaded = hub.is_loaded();
-            let options = if loaded {
-                StreamReadOptions::default()
-                    .count(BATCH)
-                    .block(BLOCK.as_millis() as usize)
-            } else {
-                StreamReadOptions::default().count(BATCH)
+            let entries = match self.read_batch(conn, &last, loaded).await {
+                Ok(entries) => entries,
+                Err(error) => return error,
             };
-            let (keys, ids) = ([key], [last.as_str()]);
-            let read = conn.xread_options(&keys, &ids, &options);
-            let reply: Option<StreamReadReply> =
-                match within(BLOCK + COMMAND_TIMEOUT, "XREAD", read).await {
-                    Ok(reply) => reply,
-                    Err(error) => return error,
-                };
-            let entries: Vec<StreamId> = reply
-                .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-                .unwrap_or_default();
             if let Some(newest) = entries.last() {
                 last.clone_from(&newest.id);
             }
@@ -517,7 +524,7 @@ impl RedisLog {
             if count < BATCH {
                 if !loaded {
                     tracing::info!(
-                        key,
+                        key = self.options.key.as_str(),
                         last_id = hub.last_id().map(|id| id.to_string()),
                         history = hub.history_len(),
                         "loaded the shared stream"
@@ -527,6 +534,30 @@ impl RedisLog {
                 hub.mark_synced();
             }
         }
+    }
+
+    /// One `XREAD` of up to [`BATCH`] entries after `last`, blocking for
+    /// [`BLOCK`] when the hub is `loaded` (while loading, the history is
+    /// read as fast as it comes).
+    async fn read_batch(
+        &self,
+        conn: &mut MultiplexedConnection,
+        last: &str,
+        loaded: bool,
+    ) -> Result<Vec<StreamId>, RedisError> {
+        let options = if loaded {
+            StreamReadOptions::default()
+                .count(BATCH)
+                .block(BLOCK.as_millis() as usize)
+        } else {
+            StreamReadOptions::default().count(BATCH)
+        };
+        let (keys, ids) = ([self.options.key.as_str()], [last]);
+        let read = conn.xread_options(&keys, &ids, &options);
+        let reply: Option<StreamReadReply> = within(BLOCK + COMMAND_TIMEOUT, "XREAD", read).await?;
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
     }
 }
 

@@ -28,6 +28,7 @@
 
 pub mod index;
 mod read;
+mod stats;
 pub mod store;
 
 use std::collections::HashMap;
@@ -48,10 +49,10 @@ use uuid::Uuid;
 
 pub use self::index::{Filter, Hidden};
 use self::index::{Pattern, Patterns};
-pub(crate) use self::read::Read;
+pub(crate) use self::read::{Batch, Read};
+pub use self::stats::HubStats;
 pub use self::store::TopicLimit;
 use self::store::{Bounds, Global, Store, Topic};
-use crate::metrics::Metrics;
 
 /// The current time as RFC 3339 with milliseconds, as events carry it.
 pub(crate) fn now_rfc3339() -> String {
@@ -175,9 +176,8 @@ pub struct Hub {
     loaded: AtomicBool,
     /// Notified when `loaded` is set.
     loaded_signal: tokio::sync::Notify,
-    /// Whether the seqs come from a shared log this hub copies (Redis), so
-    /// that a client may know of events this hub has not read yet.
-    replica: bool,
+    /// Where the hub's events come from.
+    mode: Mode,
     /// Bumped each time a replica's reader has read everything the shared
     /// log held at that moment.
     synced: AtomicU64,
@@ -193,10 +193,10 @@ pub struct Hub {
     max_subscribers: usize,
     /// How many seqs a prefix pattern remembers (the history's size).
     pattern_cap: usize,
-    /// Counters for /metrics.
-    pub(crate) metrics: Metrics,
+    /// The hub's counters, for /metrics.
+    pub(crate) stats: HubStats,
     /// Cancelled when the server shuts down: every stream ends.
-    shutdown: CancellationToken,
+    closed: CancellationToken,
 }
 
 /// Why a subscription was refused.
@@ -262,18 +262,30 @@ fn wake(
     woken
 }
 
+/// Where a hub's events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The hub is the log: it numbers events itself (in memory).
+    Log,
+    /// It copies a shared log (Redis), so that a client may know of events
+    /// this hub has not read yet.
+    Replica,
+    /// It copies a log this server alone writes (on disk).
+    Follower,
+}
+
 impl Hub {
     /// A hub that is the log: numbering events in a new epoch of its own
     /// (see [`new_epoch`]) within the bounds of `options`.
     pub fn new(options: HubOptions) -> Arc<Self> {
-        Self::build(new_epoch(), false, true, options)
+        Self::build(new_epoch(), Mode::Log, options)
     }
 
     /// A hub that copies a shared log: empty and not loaded until the log's
     /// reader hands it events with [`Hub::replicate`] and reports it caught
     /// up with [`Hub::mark_loaded`].
     pub fn replica(options: HubOptions) -> Arc<Self> {
-        Self::build(0, true, false, options)
+        Self::build(0, Mode::Replica, options)
     }
 
     /// A hub that copies a log this server alone writes (on disk), whose
@@ -282,10 +294,10 @@ impl Hub {
     /// a replica's, an id ahead of it was never issued, so resumes treat it
     /// as the in-memory hub's.
     pub fn follower(epoch: u64, options: HubOptions) -> Arc<Self> {
-        Self::build(epoch, false, false, options)
+        Self::build(epoch, Mode::Follower, options)
     }
 
-    fn build(epoch: u64, replica: bool, loaded: bool, options: HubOptions) -> Arc<Self> {
+    fn build(epoch: u64, mode: Mode, options: HubOptions) -> Arc<Self> {
         let bounds = Bounds {
             max_events: options.history,
             max_bytes: options.history_bytes,
@@ -304,9 +316,10 @@ impl Hub {
             visible: AtomicU64::new(0),
             horizon: AtomicU64::new(1),
             generation: AtomicU64::new(0),
-            loaded: AtomicBool::new(loaded),
+            // Only the hub that is the log knows its seqs from the start.
+            loaded: AtomicBool::new(mode == Mode::Log),
             loaded_signal: tokio::sync::Notify::new(),
-            replica,
+            mode,
             synced: AtomicU64::new(0),
             everyone: Mutex::new(Slab::new()),
             slots: Mutex::new(Slab::new()),
@@ -314,8 +327,8 @@ impl Hub {
             max_lag: options.max_lag,
             max_subscribers: options.max_subscribers,
             pattern_cap: usize::try_from(options.history).unwrap_or(usize::MAX),
-            metrics: Metrics::default(),
-            shutdown: CancellationToken::new(),
+            stats: HubStats::default(),
+            closed: CancellationToken::new(),
         })
     }
 
@@ -332,7 +345,7 @@ impl Hub {
 
     /// Whether the seqs come from a shared log this hub copies.
     pub fn is_replica(&self) -> bool {
-        self.replica
+        self.mode == Mode::Replica
     }
 
     /// The id of the newest event, if any.
@@ -389,9 +402,10 @@ impl Hub {
         self.subscribers.load(Ordering::Relaxed)
     }
 
-    /// The token cancelled at shutdown.
-    pub fn shutdown_token(&self) -> &CancellationToken {
-        &self.shutdown
+    /// Cancelled once the hub is closed ([`Hub::close`]): its streams end,
+    /// and what feeds it (the log's reader, the reaper) stops.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
     }
 
     /// Wakes every subscriber without counting an event.
@@ -401,9 +415,9 @@ impl Hub {
         }
     }
 
-    /// Ends every stream: called once at shutdown.
-    pub fn shut_down(&self) {
-        self.shutdown.cancel();
+    /// Closes the hub, ending every stream: called once at shutdown.
+    pub fn close(&self) {
+        self.closed.cancel();
         self.notify_all();
     }
 
@@ -448,8 +462,8 @@ impl Hub {
             (id, event, [(stored, 1)], patterns)
         };
         let woken = wake(&touched, &patterns, &self.everyone, 1);
-        Metrics::add(&self.metrics.published, 1);
-        Metrics::add(&self.metrics.wakeups, woken);
+        HubStats::add(&self.stats.published, 1);
+        HubStats::add(&self.stats.wakeups, woken);
         tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
         Ok((id, event))
     }
@@ -528,8 +542,8 @@ impl Hub {
             let touched: Vec<_> = touched.into_values().collect();
             let patterns: Vec<_> = patterns.into_values().collect();
             let woken = wake(&touched, &patterns, &self.everyone, added);
-            Metrics::add(&self.metrics.published, added);
-            Metrics::add(&self.metrics.wakeups, woken);
+            HubStats::add(&self.stats.published, added);
+            HubStats::add(&self.stats.wakeups, woken);
         }
         usize::try_from(added).unwrap_or(usize::MAX)
     }
@@ -571,11 +585,11 @@ impl Hub {
     pub async fn until_loaded(&self) {
         loop {
             let notified = self.loaded_signal.notified();
-            if self.is_loaded() || self.shutdown.is_cancelled() {
+            if self.is_loaded() || self.closed.is_cancelled() {
                 return;
             }
             tokio::select! {
-                () = self.shutdown.cancelled() => return,
+                () = self.closed.cancelled() => return,
                 () = notified => {}
             }
         }
@@ -705,7 +719,7 @@ impl Hub {
             }
         }
         drop(slots);
-        Metrics::add(&self.metrics.dropped, cut as u64);
+        HubStats::add(&self.stats.dropped, cut as u64);
         cut
     }
 
@@ -715,7 +729,7 @@ impl Hub {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.shutdown.cancelled() => return,
+                _ = self.closed.cancelled() => return,
                 _ = interval.tick() => { self.reap(); }
             }
         }
@@ -943,7 +957,7 @@ pub(crate) mod tests {
             (a.wakes(), b.wakes(), rooms.wakes(), all.wakes()),
             (1, 0, 1, 3)
         );
-        assert_eq!(hub.metrics.wakeups.load(Ordering::Relaxed), 2 + 1 + 1 + 1);
+        assert_eq!(hub.stats.wakeups.load(Ordering::Relaxed), 2 + 1 + 1 + 1);
         assert_eq!(read_all(&rooms, 1).0, [2]);
         assert_eq!(read_all(&b, 1).0, Vec::<u64>::new());
         assert_eq!(read_all(&all, 1).0, [1, 2, 3]);
@@ -1110,7 +1124,7 @@ pub(crate) mod tests {
         assert!(!waiting.kill().is_cancelled());
         drop(slow);
         assert_eq!(hub.subscribers(), 2);
-        assert_eq!(hub.metrics.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.dropped.load(Ordering::Relaxed), 1);
     }
 
     fn event(seq: u64, topic: &str) -> ServerEvent {
@@ -1165,7 +1179,7 @@ pub(crate) mod tests {
         let (seqs, losses, next) = read_all(&sub, 1);
         assert_eq!((seqs, losses, next), (vec![1, 2], vec![], 3));
         assert_eq!(generation, hub.generation());
-        assert_eq!(hub.metrics.published.load(Ordering::Relaxed), 7);
+        assert_eq!(hub.stats.published.load(Ordering::Relaxed), 7);
     }
 
     mod model {

@@ -13,8 +13,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 
+use super::index::Hidden;
 use super::index::Pattern;
-use super::store::{Loss, Queue};
+use super::store::{Global, Loss, Queue};
 use super::{Hub, Subscription};
 use crate::hub::Filter;
 
@@ -94,20 +95,70 @@ impl Taken {
     }
 }
 
+/// Where one read looks.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The first seq to read.
+    cursor: u64,
+    /// The newest seq a reader may see.
+    visible: u64,
+    /// The first seq whose loss is not announced yet.
+    from_loss: u64,
+    /// Seqs up to this one are unknown to the hub (a replica's start).
+    unknown_through: u64,
+}
+
+/// What one read found: the events, where it stopped, what was lost.
+#[derive(Debug)]
+struct Found {
+    /// The matching events, in seq order.
+    events: Vec<(u64, Bytes)>,
+    /// The last seq the read accounts for.
+    upto: u64,
+    /// Whether it stopped at the batch size with events left.
+    more: bool,
+    /// The subscriber's events in `from_loss..=upto` that are gone.
+    loss: Option<Loss>,
+}
+
+/// The global order's events of one read, and how many seqs at or after
+/// the first unannounced one are still kept (delivered or hidden).
+struct GlobalTake {
+    found: Found,
+    kept: u64,
+}
+
+/// The sources of one read merged, and the seqs they found gone.
+struct Merged {
+    found: Found,
+    lost: Vec<u64>,
+}
+
+/// The frames of `events` joined for one write.
+fn join_frames(mut events: Vec<(u64, Bytes)>) -> Option<Bytes> {
+    match events.len() {
+        0 => None,
+        1 => events.pop().map(|(_, frame)| frame),
+        _ => {
+            let size = events.iter().map(|(_, f)| f.len()).sum();
+            let mut joined = BytesMut::with_capacity(size);
+            for (_, frame) in &events {
+                joined.extend_from_slice(frame);
+            }
+            Some(joined.freeze())
+        }
+    }
+}
+
 impl Subscription {
     /// Reads the subscriber's events from `cursor` on. `generation` is the
     /// hub's generation the cursor counts in; losses at or below
     /// `announced_through` were announced already and are not counted again.
     pub(crate) fn read(&self, generation: u64, cursor: u64, announced_through: u64) -> Read {
         let hub = self.hub();
-        let restarted = || Read::Restarted {
-            epoch: hub.epoch(),
-            horizon: hub.horizon.load(Ordering::Acquire),
-            generation: hub.generation(),
-        };
         let now = hub.generation();
         if now != generation || now % 2 == 1 {
-            return restarted();
+            return self.restarted();
         }
         let wakes = self.wakes();
         let visible = hub.visible.load(Ordering::Acquire);
@@ -118,150 +169,68 @@ impl Subscription {
                 ..Batch::default()
             });
         }
-        let unknown_through = hub.horizon.load(Ordering::Acquire).saturating_sub(1);
-        let from_loss = cursor.max(announced_through.saturating_add(1));
-        let (mut events, upto, more, loss) = match &self.filter {
-            Filter::All => self.read_global(cursor, visible, from_loss, unknown_through),
-            Filter::Some { .. } => self.read_sources(cursor, visible, from_loss, unknown_through),
+        let window = Window {
+            cursor,
+            visible,
+            from_loss: cursor.max(announced_through.saturating_add(1)),
+            unknown_through: hub.horizon.load(Ordering::Acquire).saturating_sub(1),
+        };
+        let found = match &self.filter {
+            Filter::All => self.read_global(window),
+            Filter::Some { .. } => self.read_sources(window),
         };
         if hub.generation() != generation {
-            return restarted();
+            return self.restarted();
         }
-        if !more {
+        if !found.more {
             self.consumed(wakes);
         }
-        let count = events.len() as u64;
-        let first = events.first().map(|(seq, _)| *seq);
-        let last = events.last().map_or(0, |(seq, _)| *seq);
-        let bytes = match events.len() {
-            0 => None,
-            1 => events.pop().map(|(_, frame)| frame),
-            _ => {
-                let size = events.iter().map(|(_, f)| f.len()).sum();
-                let mut joined = BytesMut::with_capacity(size);
-                for (_, frame) in &events {
-                    joined.extend_from_slice(frame);
-                }
-                Some(joined.freeze())
-            }
-        };
         Read::Batch(Batch {
-            bytes,
-            count,
-            first,
-            last,
-            next: upto + 1,
-            more,
-            loss,
+            count: found.events.len() as u64,
+            first: found.events.first().map(|(seq, _)| *seq),
+            last: found.events.last().map_or(0, |(seq, _)| *seq),
+            next: found.upto + 1,
+            more: found.more,
+            loss: found.loss,
+            bytes: join_frames(found.events),
         })
+    }
+
+    /// The hub forgot what it held since this subscriber's place was taken.
+    fn restarted(&self) -> Read {
+        let hub = self.hub();
+        Read::Restarted {
+            epoch: hub.epoch(),
+            horizon: hub.horizon.load(Ordering::Acquire),
+            generation: hub.generation(),
+        }
     }
 
     /// Every topic (but those a token hides): the global order. Seqs are
     /// contiguous, so every seq that is not kept is an event that is gone:
     /// its topic is remembered (while its tombstone is), so only the
     /// subscriber's own losses are counted.
-    fn read_global(
-        &self,
-        cursor: u64,
-        visible: u64,
-        from_loss: u64,
-        unknown_through: u64,
-    ) -> (Vec<(u64, Bytes)>, u64, bool, Option<Loss>) {
+    fn read_global(&self, window: Window) -> Found {
         let hidden = self.hidden.as_deref();
-        let hides = |topic: &str| hidden.is_some_and(|h| h.hides(topic));
         let global = self.hub().global.read();
-        let lo = from_loss.max(unknown_through.saturating_add(1));
-        let mut events = Vec::new();
-        let mut size = 0;
-        let mut more = false;
-        let mut upto = visible;
-        // Kept events at or after `lo`, delivered or hidden: with the
-        // dropped ones they account for every seq up to `upto`.
-        let mut kept = 0;
-        for (seq, (topic, frame)) in global.events.range(cursor..=visible) {
-            if size >= MAX_BATCH_BYTES {
-                more = true;
-                upto = seq - 1;
-                break;
-            }
-            if *seq >= lo {
-                kept += 1;
-            }
-            if hides(topic) {
-                continue;
-            }
-            size += frame.len();
-            events.push((*seq, frame.clone()));
+        let lo = window
+            .from_loss
+            .max(window.unknown_through.saturating_add(1));
+        let GlobalTake { mut found, kept } = take_global(&global, hidden, window, lo);
+        if window.from_loss <= found.upto {
+            found.loss = global_losses(&global, hidden, window, lo, found.upto, kept);
         }
-        let mut loss = None;
-        if from_loss <= upto {
-            // The common case, nothing missing, costs no second look.
-            let complete = lo > upto || kept == upto - lo + 1;
-            if !complete {
-                // What was dropped, of this subscriber's topics.
-                let mut counted = None;
-                let mut dropped = 0;
-                for (seq, topic) in global.dropped.range(lo..=upto) {
-                    dropped += 1;
-                    if !hides(topic) {
-                        counted = Loss::join(counted, Some(Loss::counted(*seq, *seq)));
-                    }
-                }
-                loss = counted;
-                // Seqs neither kept nor remembered: gone, of unknown topics.
-                let missing = (upto - lo + 1) - kept - dropped;
-                if missing > 0 {
-                    let gone = if hidden.is_some() {
-                        Loss::unknown(lo, upto)
-                    } else {
-                        let mut first = None;
-                        let mut last = 0;
-                        let mut expected = lo;
-                        let seqs = global
-                            .events
-                            .range(lo..=upto)
-                            .map(|(seq, _)| *seq)
-                            .chain(global.dropped.range(lo..=upto).map(|(seq, _)| *seq));
-                        let mut seen: Vec<u64> = seqs.collect();
-                        seen.sort_unstable();
-                        for seq in seen.into_iter().chain(std::iter::once(upto + 1)) {
-                            if seq > expected {
-                                first.get_or_insert(expected);
-                                last = seq - 1;
-                            }
-                            expected = seq + 1;
-                        }
-                        Loss {
-                            first: first.unwrap_or(lo),
-                            last,
-                            count: Some(missing),
-                        }
-                    };
-                    loss = Loss::join(loss, Some(gone));
-                }
-            }
-            if from_loss <= unknown_through {
-                loss = Loss::join(
-                    loss,
-                    Some(Loss::unknown(from_loss, unknown_through.min(upto))),
-                );
-            }
-        }
-        drop(global);
-        (events, upto, more, loss)
+        found
     }
 
     /// Named topics and prefix patterns: each source read on its own, then
     /// merged in seq order. No source is read past the point where another
     /// stopped at its budget, so the batch holds every matching event up to
     /// its end.
-    fn read_sources(
-        &self,
-        cursor: u64,
-        visible: u64,
-        from_loss: u64,
-        unknown_through: u64,
-    ) -> (Vec<(u64, Bytes)>, u64, bool, Option<Loss>) {
+    fn read_sources(&self, window: Window) -> Found {
+        let Window {
+            cursor, visible, ..
+        } = window;
         let mut sources: Vec<Taken> = Vec::new();
         for (topic, _) in &self.topics {
             let queue = topic.queue.lock();
@@ -272,53 +241,43 @@ impl Subscription {
         for (pattern, _) in &self.patterns {
             sources.push(self.take_pattern(pattern, cursor, visible));
         }
-        let mut upto = visible;
-        let mut more = false;
-        for source in &sources {
-            if let Some(stopped) = source.stopped_at {
-                upto = upto.min(stopped);
-                more = true;
-            }
+        let Merged { mut found, lost } = merge_sources(sources, visible);
+        if window.from_loss <= found.upto {
+            found.loss = self.sources_lost(window, found.upto, lost);
         }
-        let mut events: Vec<(u64, Bytes)> = Vec::new();
-        let mut lost: Vec<u64> = Vec::new();
-        for source in sources {
-            events.extend(source.events.into_iter().filter(|(seq, _)| *seq <= upto));
-            lost.extend(source.lost);
-        }
-        events.sort_unstable_by_key(|(seq, _)| *seq);
-        let mut size = 0;
-        if let Some(cut) = events.iter().position(|(_, frame)| {
-            let over = size >= MAX_BATCH_BYTES;
-            size += frame.len();
-            over
-        }) {
-            upto = events[cut].0 - 1;
-            events.truncate(cut);
-            more = true;
-        }
+        found
+    }
+
+    /// What the named topics and the patterns lost in
+    /// `window.from_loss..=upto`; `lost` are the seqs the patterns' own
+    /// reads found gone.
+    fn sources_lost(&self, window: Window, upto: u64, lost: Vec<u64>) -> Option<Loss> {
+        let Window {
+            cursor,
+            from_loss,
+            unknown_through,
+            ..
+        } = window;
         let mut loss = None;
-        if from_loss <= upto {
-            for (topic, _) in &self.topics {
-                let lost = topic.queue.lock().lost(from_loss, upto, unknown_through);
-                loss = Loss::join(loss, lost);
-            }
-            for seq in lost
-                .into_iter()
-                .filter(|seq| (from_loss..=upto).contains(seq))
-            {
-                loss = Loss::join(loss, Some(Loss::counted(seq, seq)));
-            }
-            for (pattern, _) in &self.patterns {
-                if pattern.seqs.lock().since > cursor {
-                    loss = Loss::join(
-                        loss,
-                        self.prefix_topics_lost(pattern, from_loss, upto, unknown_through),
-                    );
-                }
+        for (topic, _) in &self.topics {
+            let lost = topic.queue.lock().lost(from_loss, upto, unknown_through);
+            loss = Loss::join(loss, lost);
+        }
+        for seq in lost
+            .into_iter()
+            .filter(|seq| (from_loss..=upto).contains(seq))
+        {
+            loss = Loss::join(loss, Some(Loss::counted(seq, seq)));
+        }
+        for (pattern, _) in &self.patterns {
+            if pattern.seqs.lock().since > cursor {
+                loss = Loss::join(
+                    loss,
+                    self.prefix_topics_lost(pattern, from_loss, upto, unknown_through),
+                );
             }
         }
-        (events, upto, more, loss)
+        loss
     }
 
     /// A prefix pattern's events: from its own seqs when they reach back
@@ -408,4 +367,148 @@ impl Subscription {
         }
         loss
     }
+}
+
+/// The global order's events in `window`, up to the batch size, but those
+/// `hidden` hides; and how many seqs at or after `lo` are kept.
+fn take_global(global: &Global, hidden: Option<&Hidden>, window: Window, lo: u64) -> GlobalTake {
+    let hides = |topic: &str| hidden.is_some_and(|h| h.hides(topic));
+    let mut found = Found {
+        events: Vec::new(),
+        upto: window.visible,
+        more: false,
+        loss: None,
+    };
+    let mut size = 0;
+    // Kept events at or after `lo`, delivered or hidden: with the dropped
+    // ones they account for every seq up to `upto`.
+    let mut kept = 0;
+    for (seq, (topic, frame)) in global.events.range(window.cursor..=window.visible) {
+        if size >= MAX_BATCH_BYTES {
+            found.more = true;
+            found.upto = seq - 1;
+            break;
+        }
+        if *seq >= lo {
+            kept += 1;
+        }
+        if hides(topic) {
+            continue;
+        }
+        size += frame.len();
+        found.events.push((*seq, frame.clone()));
+    }
+    GlobalTake { found, kept }
+}
+
+/// What the subscriber of the global order lost in `lo..=upto` (its own
+/// topics' dropped events, and seqs gone with unknown topics), and in
+/// `window.from_loss..=window.unknown_through`, the seqs the hub never
+/// knew. `kept` seqs of `lo..=upto` are still held.
+fn global_losses(
+    global: &Global,
+    hidden: Option<&Hidden>,
+    window: Window,
+    lo: u64,
+    upto: u64,
+    kept: u64,
+) -> Option<Loss> {
+    let mut loss = None;
+    // The common case, nothing missing, costs no second look.
+    let complete = lo > upto || kept == upto - lo + 1;
+    if !complete {
+        // What was dropped, of this subscriber's topics.
+        let mut dropped = 0;
+        for (seq, topic) in global.dropped.range(lo..=upto) {
+            dropped += 1;
+            if !hidden.is_some_and(|h| h.hides(topic)) {
+                loss = Loss::join(loss, Some(Loss::counted(*seq, *seq)));
+            }
+        }
+        // Seqs neither kept nor remembered: gone, of unknown topics.
+        let missing = (upto - lo + 1) - kept - dropped;
+        if missing > 0 {
+            let gone = if hidden.is_some() {
+                Loss::unknown(lo, upto)
+            } else {
+                gone_between(global, lo, upto, missing)
+            };
+            loss = Loss::join(loss, Some(gone));
+        }
+    }
+    if window.from_loss <= window.unknown_through {
+        loss = Loss::join(
+            loss,
+            Some(Loss::unknown(
+                window.from_loss,
+                window.unknown_through.min(upto),
+            )),
+        );
+    }
+    loss
+}
+
+/// The span of the `missing` seqs of `lo..=upto` that are neither kept
+/// nor remembered as dropped.
+fn gone_between(global: &Global, lo: u64, upto: u64, missing: u64) -> Loss {
+    let mut seen: Vec<u64> = global
+        .events
+        .range(lo..=upto)
+        .map(|(seq, _)| *seq)
+        .chain(global.dropped.range(lo..=upto).map(|(seq, _)| *seq))
+        .collect();
+    seen.sort_unstable();
+    let mut first = None;
+    let mut last = 0;
+    let mut expected = lo;
+    for seq in seen.into_iter().chain(std::iter::once(upto + 1)) {
+        if seq > expected {
+            first.get_or_insert(expected);
+            last = seq - 1;
+        }
+        expected = seq + 1;
+    }
+    Loss {
+        first: first.unwrap_or(lo),
+        last,
+        count: Some(missing),
+    }
+}
+
+/// Merges the sources' events in seq order, none past the point where one
+/// stopped at its budget, cut at the batch size; and the seqs they found
+/// gone.
+fn merge_sources(sources: Vec<Taken>, visible: u64) -> Merged {
+    let mut upto = visible;
+    let mut more = false;
+    for source in &sources {
+        if let Some(stopped) = source.stopped_at {
+            upto = upto.min(stopped);
+            more = true;
+        }
+    }
+    let mut events: Vec<(u64, Bytes)> = Vec::new();
+    let mut lost: Vec<u64> = Vec::new();
+    for source in sources {
+        events.extend(source.events.into_iter().filter(|(seq, _)| *seq <= upto));
+        lost.extend(source.lost);
+    }
+    events.sort_unstable_by_key(|(seq, _)| *seq);
+    let mut size = 0;
+    if let Some(cut) = events.iter().position(|(_, frame)| {
+        let over = size >= MAX_BATCH_BYTES;
+        size += frame.len();
+        over
+    }) {
+        upto = events[cut].0 - 1;
+        events.truncate(cut);
+        more = true;
+    }
+    let found = Found {
+        events,
+        upto,
+        more,
+        loss: None,
+    };
+    Merged { found, lost }
 }

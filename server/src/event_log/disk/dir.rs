@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use redb::Database;
 
-use crate::config::ConfigError;
+use crate::event_log::DataDirError;
 
 /// The file that says the folder holds this server's log, and in which
 /// format.
@@ -22,8 +22,8 @@ pub(super) const STORE_FILE: &str = "events.redb";
 /// Memory redb may use to cache pages of the store.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-fn refused(dir: &Path, reason: impl Into<String>) -> ConfigError {
-    ConfigError::DataDir {
+fn refused(dir: &Path, reason: impl Into<String>) -> DataDirError {
+    DataDirError {
         path: dir.to_path_buf(),
         reason: reason.into(),
     }
@@ -38,12 +38,12 @@ fn refused(dir: &Path, reason: impl Into<String>) -> ConfigError {
 /// was lost or truncated, and is refused rather than begun again.
 ///
 /// # Errors
-/// [`ConfigError::DataDir`] naming the folder: it cannot be created or
+/// [`DataDirError`] naming the folder: it cannot be created or
 /// read, it is not a folder, it holds files but no `VERSION` (another
 /// program's folder: nothing is written into it), or its `VERSION` is
 /// another program's or another format's; or naming the store file when
 /// `VERSION` says the folder held a log and the file is missing or empty.
-pub(super) fn prepare(dir: &Path) -> Result<PathBuf, ConfigError> {
+pub(super) fn prepare(dir: &Path) -> Result<PathBuf, DataDirError> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => return Err(refused(dir, "is not a folder")),
         Ok(_) => {}
@@ -95,7 +95,7 @@ const DAMAGED_ADVICE: &str = "restore the folder from a backup, or move the file
 
 /// Refuses a store file that `VERSION` says exists but that is gone or
 /// empty.
-fn check_store_is_there(store: &Path) -> Result<(), ConfigError> {
+fn check_store_is_there(store: &Path) -> Result<(), DataDirError> {
     match fs::metadata(store) {
         Ok(meta) if meta.len() > 0 => Ok(()),
         Ok(_) => Err(refused(
@@ -118,7 +118,7 @@ fn check_store_is_there(store: &Path) -> Result<(), ConfigError> {
 
 /// Creates the store of a new data dir, so that it exists before `VERSION`
 /// does.
-fn create_store(store: &Path) -> Result<(), ConfigError> {
+fn create_store(store: &Path) -> Result<(), DataDirError> {
     Database::builder()
         .set_cache_size(CACHE_BYTES)
         .create(store)
@@ -129,7 +129,7 @@ fn create_store(store: &Path) -> Result<(), ConfigError> {
         .map_err(|e| refused(store, format!("cannot be synced: {e}")))
 }
 
-fn check_version(dir: &Path, text: &str) -> Result<(), ConfigError> {
+fn check_version(dir: &Path, text: &str) -> Result<(), DataDirError> {
     let mut lines = text.lines();
     if lines.next() != Some(MAGIC) {
         return Err(refused(
@@ -160,7 +160,7 @@ fn check_version(dir: &Path, text: &str) -> Result<(), ConfigError> {
 
 /// Writes `VERSION` and syncs it and the folder, so that a data dir is
 /// never half made.
-fn write_version(dir: &Path, version: &Path) -> Result<(), ConfigError> {
+fn write_version(dir: &Path, version: &Path) -> Result<(), DataDirError> {
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(version)?;
         writeln!(file, "{MAGIC}\nformat {FORMAT}")?;
@@ -221,21 +221,39 @@ pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// Checks at start-up, before the server listens, that `dir` can hold the
-/// log: the folder is ours (or new) and the store opens whole. The store is
-/// closed again; [`super::DiskLog::open`] opens it for the run.
-///
-/// # Errors
-/// [`ConfigError::DataDir`] naming the folder or the store file.
-pub fn check(dir: &Path) -> Result<(), ConfigError> {
-    let store = prepare(dir)?;
-    open_store(&store)
-        .map(drop)
-        .map_err(|error| store_refused(&store, &error))
+/// A data dir's store, opened and checked whole ([`Store::open`]), that
+/// [`super::DiskLog::open`] runs on.
+pub struct Store {
+    /// The store file.
+    pub(super) path: PathBuf,
+    /// It, open.
+    pub(super) database: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store of `dir` at start-up, before the server listens: the
+    /// folder is made ours when it is new ([`prepare`]), and the store file
+    /// opens and checks whole ([`open_store`]).
+    ///
+    /// # Errors
+    /// [`DataDirError`] naming the folder or the store file.
+    pub fn open(dir: &Path) -> Result<Self, DataDirError> {
+        let path = prepare(dir)?;
+        let database = open_store(&path).map_err(|error| store_refused(&path, &error))?;
+        Ok(Self { path, database })
+    }
 }
 
 /// The start-up error for a store file that cannot be used.
-pub(super) fn store_refused(store: &Path, error: &StoreError) -> ConfigError {
+pub(super) fn store_refused(store: &Path, error: &StoreError) -> DataDirError {
     let reason = match error {
         StoreError::Open(redb::DatabaseError::DatabaseAlreadyOpen) => {
             "is in use by another process (another server on the same --data-dir?)".to_owned()

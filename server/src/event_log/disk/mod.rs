@@ -53,12 +53,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use shared::{EventId, ServerEvent};
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::dir::check as check_data_dir;
+pub use self::dir::Store;
 use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Span};
 use super::{SpanFuture, Unavailable};
-use crate::config::ConfigError;
+use crate::event_log::DataDirError;
 use crate::hub::{new_epoch, Filter, Hub, HubOptions};
 
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
@@ -231,7 +231,7 @@ fn unavailable(message: &str) -> AppendError {
 }
 
 impl DiskLog {
-    /// Opens the log in `options.dir` (checked by [`check_data_dir`] first),
+    /// Runs the log on `store` (the data dir's, opened by [`Store::open`]):
     /// recovers what the last run left, builds the hub (see
     /// [`Hub::follower`]) and loads into it the newest events, up to
     /// `hub_options.history`, then starts the writer thread. `closed`
@@ -239,15 +239,18 @@ impl DiskLog {
     /// closed the store cleanly.
     ///
     /// # Errors
-    /// [`ConfigError::DataDir`] naming the folder or the file when the data
-    /// dir cannot be used.
+    /// [`DataDirError`] naming the file when the store cannot be read or
+    /// written, or the folder when the writer thread cannot start.
     pub fn open(
+        store: Store,
         options: DiskOptions,
         hub_options: HubOptions,
-    ) -> Result<(Arc<Hub>, Arc<Self>, Closed), ConfigError> {
-        let path = dir::prepare(&options.dir)?;
-        let store = dir::open_store(&path).map_err(|e| dir::store_refused(&path, &e))?;
-        let failed = |error: &redb::Error| ConfigError::DataDir {
+    ) -> Result<(Arc<Hub>, Arc<Self>, Closed), DataDirError> {
+        let Store {
+            path,
+            database: store,
+        } = store;
+        let failed = |error: &redb::Error| DataDirError {
             path: path.clone(),
             reason: format!("cannot be read or written: {error}"),
         };
@@ -299,7 +302,7 @@ impl DiskLog {
         std::thread::Builder::new()
             .name("disk-log".into())
             .spawn(move || writer.run(&runtime, queue, done))
-            .map_err(|e| ConfigError::DataDir {
+            .map_err(|e| DataDirError {
                 path: options.dir.clone(),
                 reason: format!("cannot start the writer thread: {e}"),
             })?;

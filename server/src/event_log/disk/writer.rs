@@ -98,7 +98,7 @@ impl Writer {
         mut queue: mpsc::Receiver<Request>,
         done: oneshot::Sender<()>,
     ) {
-        let shutdown = self.hub.shutdown_token().clone();
+        let shutdown = self.hub.closed().clone();
         loop {
             let timer = self.next_timer();
             let wake = runtime.block_on(async {

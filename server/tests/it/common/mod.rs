@@ -47,14 +47,17 @@ pub async fn start(args: &[&str]) -> TestServer {
         "off",
     ];
     argv.extend_from_slice(args);
-    let config = <Config as clap::Parser>::try_parse_from(&argv).expect("valid test arguments");
-    let listener = tokio::net::TcpListener::bind(config.addr)
+    let settings = <Config as clap::Parser>::try_parse_from(&argv)
+        .expect("valid test arguments")
+        .into_settings()
+        .expect("usable test settings");
+    let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        server::run(listener, config, async {
+        server::run(listener, settings, async {
             let _ = stopped.await;
         })
         .await
