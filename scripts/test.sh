@@ -97,11 +97,12 @@ page_dir=$(mktemp -d)
 start_page_build() {
     (
         status=0
+        started=$(date +%s)
         env -u RUSTC_WORKSPACE_WRAPPER bash scripts/page.sh >"$page_dir/log" 2>&1 || status=$?
+        echo "$(($(date +%s) - started))" >"$page_dir/seconds"
         echo "$status" >"$page_dir/status"
     ) &
     page_pid=$!
-    page_started=$SECONDS
 }
 wait_page_build() {
     wait "$page_pid" || true
@@ -117,7 +118,7 @@ run_step "cargo fmt --all --check" cargo fmt --all --check
 start_page_build
 run_step "build every test, with clippy's lints" build_and_lint
 run_step "page: wait for trunk build --release" wait_page_build
-printf '[test] (the page build took %s s, beside the test build)\n' "$((SECONDS - page_started))" >&2
+printf '[test] (the page build took %s s, beside the test build)\n' "$(cat "$page_dir/seconds")" >&2
 run_step "tests: cargo nextest run --workspace" run_tests
 if [ "$FUZZ_TIME" -gt 0 ]; then
     # The fuzz build is its own (release, sanitizers): no lint pass in it.

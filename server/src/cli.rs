@@ -4,11 +4,35 @@
 //! can build a binary that is exactly the server (`e2e`'s does).
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::replay::ReplayArgs;
 use crate::{Config, ConfigError};
+
+/// The binary's command line: the server's options, or a subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "server",
+    version,
+    args_override_self = true,
+    args_conflicts_with_subcommands = true,
+    about = "A Server-Sent Events server: GET /stream, POST /publish, resumable with Last-Event-ID."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+/// What the binary does instead of serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publishes a recording downloaded from the page (NDJSON) to a server,
+    /// at its original pace or N times faster.
+    Replay(ReplayArgs),
+}
 
 /// Runs the binary with the process's arguments and environment.
 ///
@@ -27,16 +51,13 @@ pub async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == "replay")
-    {
-        let args = ReplayArgs::parse_from(std::env::args_os().skip(1));
+    let cli = Cli::parse();
+    if let Some(Command::Replay(args)) = cli.command {
         let summary = crate::replay::replay(&args).await?;
         println!("{summary}");
         return Ok(());
     }
-    let settings = Config::parse().into_settings()?;
+    let settings = cli.config.into_settings()?;
     let listener = crate::listen(settings.addr)
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let addr = listener.local_addr()?;

@@ -14,8 +14,9 @@
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
 //! - [`publish`]: `POST /publish` validation and storing.
 //! - [`error`]: every error answer as a status and JSON body.
-//! - [`limits`]: what a client may hold, in count, bytes and time; the
-//!   connections those limits apply to.
+//! - [`limits`]: what a client may hold, in count, bytes and time.
+//! - [`connection`]: serving one connection under those limits: TLS,
+//!   HTTP/1.1, HTTP/2 (h2c too), its kill switch, the head deadline.
 //! - [`metrics`]: the counters.
 //! - [`status`]: `/metrics` and `/healthz`.
 //! - [`page`]: the built web page at `/`.
@@ -37,6 +38,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod event_log;
 pub mod hub;

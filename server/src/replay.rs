@@ -1,12 +1,12 @@
-//! `server replay FILE --to URL [--speed N] [--token T]`: publishes a
-//! recording made by the page back into a server.
+//! `server replay FILE --to URL [--speed N] [--token T] [--ca-cert FILE]`:
+//! publishes a recording made by the page back into a server.
 //!
 //! The recording is NDJSON, one [`shared::RecordedEvent`] a line. Every
 //! event is published with `POST /publish` to its own topic, with its own
 //! message, at `offset_ms / speed` after the start, one at a time over one
 //! keep-alive connection, so the target receives them in the recorded
-//! order. Reset notices mark where the recorded stream missed events; they
-//! are counted and skipped. The whole file is checked before the first
+//! order, over HTTPS for an `https://` target. Reset notices mark where
+//! the recorded stream missed events; they are counted and skipped. The whole file is checked before the first
 //! publish (one line in memory at a time, each at most `--max-line-bytes`,
 //! each offset at most [`MAX_OFFSET_MS`]), then read again to publish, and
 //! the first refusal stops the replay with the server's status and error
@@ -18,15 +18,21 @@ use std::io::{BufRead as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use shared::{ErrorBody, PublishRequest, Recorded, RecordedEvent};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+use url::Url;
 
 /// How long one publish (connect, send, answer) may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,9 +60,15 @@ pub struct ReplayArgs {
     /// object a line.
     pub file: PathBuf,
 
-    /// The server to publish to, like `http://127.0.0.1:3000`.
+    /// The server to publish to, like `http://127.0.0.1:3000` or
+    /// `https://sse.example`.
     #[arg(long, value_parser = target)]
     pub to: Target,
+
+    /// A PEM certificate to trust beside the system's roots, for an HTTPS
+    /// server whose certificate they do not sign (a self-signed one).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 
     /// How many times faster than recorded (2 halves every pause; 1 is the
     /// original pace), from 0.01 to 1000000.
@@ -74,37 +86,33 @@ pub struct ReplayArgs {
     pub token: Option<String>,
 }
 
-/// Where the publishes go: `POST http://<authority><base>/publish`.
+/// Where the publishes go: `POST <scheme>://<authority><base>/publish`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `host:port`, also sent as `Host`.
+    /// The URL publishes are posted to.
+    pub publish: Url,
+    /// `host:port`, for messages.
     pub authority: String,
-    /// The path before `/publish`, without a trailing `/` (usually empty).
-    pub base: String,
 }
 
 fn target(text: &str) -> Result<Target, String> {
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|err| format!("not a URL ({err}); try http://127.0.0.1:3000"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => {
-            return Err(format!(
-                "{other}:// is not supported; replay publishes over plain http://"
-            ))
-        }
-        None => return Err("the URL needs a scheme, like http://127.0.0.1:3000".to_owned()),
+    let url =
+        Url::parse(text).map_err(|err| format!("not a URL ({err}); try http://127.0.0.1:3000"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{}:// is not supported; replay publishes over http:// or https://",
+            url.scheme()
+        ));
     }
-    let host = uri.host().ok_or("the URL has no host")?;
-    let port = uri.port_u16().unwrap_or(80);
-    if uri.query().is_some() {
+    let host = url.host_str().ok_or("the URL has no host")?;
+    if url.query().is_some() {
         return Err("the URL must not have a query".to_owned());
     }
-    Ok(Target {
-        authority: format!("{host}:{port}"),
-        base: uri.path().trim_end_matches('/').to_owned(),
-    })
+    let port = url.port_or_known_default().unwrap_or(80);
+    let authority = format!("{host}:{port}");
+    let mut publish = url.clone();
+    publish.set_path(&format!("{}/publish", url.path().trim_end_matches('/')));
+    Ok(Target { publish, authority })
 }
 
 fn speed(text: &str) -> Result<f64, String> {
@@ -164,6 +172,14 @@ pub enum ReplayError {
         line: usize,
         /// The offset it has.
         offset_ms: u64,
+    },
+    /// The `--ca-cert` file cannot be used.
+    #[error("--ca-cert {}: {reason}", path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The server could not be reached or the connection failed.
     #[error("line {line}: cannot publish to {authority}: {reason}")]
@@ -328,8 +344,7 @@ pub fn check(path: &Path, max_line_bytes: u64) -> Result<usize, ReplayError> {
 pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
     check(&args.file, args.max_line_bytes)?;
     let mut lines = Lines::open(&args.file, args.max_line_bytes)?;
-    let path = format!("{}/publish", args.to.base);
-    let mut link = Link::new(args.to.authority.clone());
+    let mut link = Link::new(args.to.clone(), args.ca_cert.as_deref())?;
     let mut topics = HashSet::new();
     let mut published = 0;
     let mut resets = 0;
@@ -357,8 +372,7 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
             topic: Some(event.topic.clone()),
         };
         let body = serde_json::to_vec(&body).expect("a PublishRequest serializes");
-        link.publish(line, &path, args.token.as_deref(), body)
-            .await?;
+        link.publish(line, args.token.as_deref(), body).await?;
         topics.insert(event.topic);
         published += 1;
     }
@@ -372,36 +386,49 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
     })
 }
 
-/// One keep-alive HTTP/1.1 connection to the target, opened again when the
-/// server has closed it (e.g. after its idle timeout in a long pause).
+/// The HTTP/1.1 client of a replay, over TLS for an `https://` target
+/// (hyper-util's pooled client: its keep-alive connection is opened again
+/// when the server has closed it, e.g. after its idle timeout in a long
+/// pause).
 struct Link {
-    authority: String,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    target: Target,
+}
+
+/// What a publish got back.
+struct Answer {
+    status: hyper::StatusCode,
+    body: Bytes,
 }
 
 impl Link {
-    fn new(authority: String) -> Self {
-        Self {
-            authority,
-            sender: None,
-        }
+    /// A client trusting the system's roots, and `ca_cert` when given.
+    fn new(target: Target, ca_cert: Option<&Path>) -> Result<Self, ReplayError> {
+        let tls = client_tls(ca_cert)?;
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { client, target })
     }
 
     async fn publish(
         &mut self,
         line: usize,
-        path: &str,
         token: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(), ReplayError> {
-        let authority = self.authority.clone();
-        let failed = move |reason: String| ReplayError::Connection {
+        let failed = |reason: String| ReplayError::Connection {
             line,
-            authority: authority.clone(),
+            authority: self.target.authority.clone(),
             reason,
         };
-        let mut request = Request::post(path)
-            .header(hyper::header::HOST, self.authority.as_str())
+        let mut request = Request::post(self.target.publish.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(token) = token {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -409,68 +436,91 @@ impl Link {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|err| failed(format!("cannot build the request: {err}")))?;
-        let answer = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let sender = self.ready().await?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|err| err.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|err| err.to_string())?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        })
-        .await
-        .map_err(|_| format!("no answer within {PUBLISH_TIMEOUT:?}"))
-        .and_then(|answer| answer);
-        let (status, body) = match answer {
-            Ok(answer) => answer,
-            Err(reason) => {
-                self.sender = None;
-                return Err(failed(reason));
-            }
-        };
-        if status.is_success() {
+        let answer = tokio::time::timeout(PUBLISH_TIMEOUT, self.send(request))
+            .await
+            .map_err(|_| format!("no answer within {PUBLISH_TIMEOUT:?}"))
+            .and_then(|answer| answer)
+            .map_err(failed)?;
+        if answer.status.is_success() {
             return Ok(());
         }
-        let (error, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        let (error, message) = match serde_json::from_slice::<ErrorBody>(&answer.body) {
             Ok(body) => (body.error, body.message),
-            Err(_) => ("-".to_owned(), String::from_utf8_lossy(&body).into_owned()),
+            Err(_) => (
+                "-".to_owned(),
+                String::from_utf8_lossy(&answer.body).into_owned(),
+            ),
         };
         Err(ReplayError::Refused {
             line,
-            status: status.as_u16(),
+            status: answer.status.as_u16(),
             error,
             message,
         })
     }
 
-    /// The open connection, ready for a request, or a new one.
-    async fn ready(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if let Some(sender) = &mut self.sender {
-            if sender.ready().await.is_err() {
-                self.sender = None;
-            }
-        }
-        if self.sender.is_none() {
-            let stream = TcpStream::connect(&self.authority)
-                .await
-                .map_err(|err| err.to_string())?;
-            let _ = stream.set_nodelay(true);
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|err| err.to_string())?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.sender = Some(sender);
-        }
-        Ok(self.sender.as_mut().expect("just set"))
+    /// Sends `request` and reads the whole answer.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Answer, String> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| error_chain(&err))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| err.to_string())?
+            .to_bytes();
+        Ok(Answer { status, body })
     }
+}
+
+/// An error and its causes, as one line (hyper-util's client error says
+/// only "client error (Connect)" itself).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// TLS for `https://` targets: the system's roots, and `ca_cert`.
+fn client_tls(ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, ReplayError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Roots that do not parse are skipped, as a browser would.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_cert {
+        let bad = |reason: String| ReplayError::CaCert {
+            path: path.to_owned(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|err| bad(err.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| bad(err.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("holds no PEM certificate".to_owned()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|err| bad(err.to_string()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ReplayError::CaCert {
+            path: PathBuf::new(),
+            reason: err.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 #[cfg(test)]
@@ -478,22 +528,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_are_plain_http_urls() {
-        assert_eq!(
-            target("http://127.0.0.1:3000"),
-            Ok(Target {
-                authority: "127.0.0.1:3000".to_owned(),
-                base: String::new(),
-            })
-        );
-        assert_eq!(
-            target("http://localhost/sse/"),
-            Ok(Target {
-                authority: "localhost:80".to_owned(),
-                base: "/sse".to_owned(),
-            })
-        );
-        assert!(target("https://127.0.0.1:3000")
+    fn targets_are_http_or_https_urls() {
+        let local = target("http://127.0.0.1:3000").unwrap();
+        assert_eq!(local.publish.as_str(), "http://127.0.0.1:3000/publish");
+        assert_eq!(local.authority, "127.0.0.1:3000");
+        let behind = target("http://localhost/sse/").unwrap();
+        assert_eq!(behind.publish.as_str(), "http://localhost/sse/publish");
+        assert_eq!(behind.authority, "localhost:80");
+        let secure = target("https://sse.example").unwrap();
+        assert_eq!(secure.publish.as_str(), "https://sse.example/publish");
+        assert_eq!(secure.authority, "sse.example:443");
+        assert!(target("ftp://127.0.0.1:3000")
             .unwrap_err()
             .contains("not supported"));
         assert!(target("127.0.0.1:3000").is_err());

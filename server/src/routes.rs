@@ -16,8 +16,8 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
 use crate::auth::{self, StreamAccess};
+use crate::connection::Connection;
 use crate::error::{self, ApiError};
-use crate::limits::Connection;
 use crate::metrics::Refusal;
 use crate::page;
 use crate::publish::{self, PublishHeaders, Publisher};
@@ -121,14 +121,8 @@ impl tower_service::Service<warp::http::Request<hyper::body::Incoming>> for Rout
         let app = self.app.clone();
         Box::pin(async move {
             let (head, body) = request.into_parts();
-            let header = |name: &str| head.headers.get(name).cloned();
-            let fields = PublishFields {
-                authorization: header("authorization"),
-                content_type: header("content-type"),
-                content_length: header("content-length"),
-                forwarded: header("x-forwarded-for"),
-                conn: head.extensions.get::<Connection>().cloned(),
-            };
+            let conn = head.extensions.get::<Connection>().cloned();
+            let fields = PublishFields::read(&head.headers, conn);
             Ok(publish_with(&app, fields, http_body_util::BodyDataStream::new(body)).await)
         })
     }
@@ -291,16 +285,7 @@ fn stream_route(
 /// The head of a stream's answer, for HEAD: the headers `GET` sends.
 fn stream_head() -> warp::reply::Response {
     let mut response = warp::reply().into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        warp::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        warp::http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    crate::stream::stream_headers(response.headers_mut());
     response
 }
 
@@ -310,28 +295,13 @@ fn publish_route(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("publish")
         .and(allow(WRITE))
-        .and(raw_header("authorization"))
-        .and(raw_header("content-type"))
-        .and(raw_header("content-length"))
-        .and(raw_header("x-forwarded-for"))
+        .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<Connection>())
         .and(warp::body::stream())
         .and(with_app(app))
         .then(
-            |authorization,
-             content_type,
-             content_length,
-             forwarded,
-             conn: Option<Connection>,
-             body,
-             app: App| async move {
-                let fields = PublishFields {
-                    authorization,
-                    content_type,
-                    content_length,
-                    forwarded,
-                    conn,
-                };
+            |headers: warp::http::HeaderMap, conn: Option<Connection>, body, app: App| async move {
+                let fields = PublishFields::read(&headers, conn);
                 publish_with(&app, fields, body).await
             },
         )
@@ -344,6 +314,20 @@ struct PublishFields {
     content_length: Option<HeaderValue>,
     forwarded: Option<HeaderValue>,
     conn: Option<Connection>,
+}
+
+impl PublishFields {
+    /// The fields of a request's `headers`, on connection `conn`.
+    fn read(headers: &warp::http::HeaderMap, conn: Option<Connection>) -> Self {
+        let header = |name: &str| headers.get(name).cloned();
+        Self {
+            authorization: header("authorization"),
+            content_type: header("content-type"),
+            content_length: header("content-length"),
+            forwarded: header("x-forwarded-for"),
+            conn,
+        }
+    }
 }
 
 /// Answers a `POST /publish`, whichever way it was routed.

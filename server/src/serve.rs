@@ -1,7 +1,7 @@
 //! Accepting connections, serving them, and shutting down gracefully.
 //!
 //! The accept loop is ours rather than `warp::serve` for three reasons. Each
-//! connection is served under the limits of [`crate::limits`]: deadlines,
+//! connection is served ([`crate::connection`]) under the limits of [`crate::limits`]: deadlines,
 //! head size, the connection cap. A subscriber that stops reading leaves its
 //! response body unpolled, so the body cannot notice it was cut: each
 //! connection gets a kill switch ([`Connection`]) that the hub's reaper
@@ -29,8 +29,9 @@ use tower_service::Service;
 use warp::http::{header, HeaderName, HeaderValue, Method, Request};
 
 use crate::app::App;
+use crate::connection::{self, Connection, Ended, Protocols};
 use crate::event_log::{self, OpenError};
-use crate::limits::{self, Admission, Connection, ConnectionCap, Ended, Limits, Protocols};
+use crate::limits::{self, Admission, ConnectionCap, Limits};
 use crate::metrics::{Metrics, Refusal};
 use crate::routes::Router;
 use crate::settings::Settings;
@@ -236,7 +237,8 @@ impl Server {
                 let limits = self.limits;
                 self.tasks.spawn(async move {
                     let ended =
-                        limits::serve(tcp, connection, limits, &protocols, handler, watcher).await;
+                        connection::serve(tcp, connection, limits, &protocols, handler, watcher)
+                            .await;
                     // The socket is closed by now: its slot is free.
                     drop(slot);
                     record(&metrics, remote, ended);
@@ -249,7 +251,7 @@ impl Server {
                 let limits = self.limits;
                 self.tasks.spawn(async move {
                     tokio::select! {
-                        () = limits::refuse(tcp, limits, max, answering) => {}
+                        () = connection::refuse(tcp, limits, max, answering) => {}
                         () = stop.cancelled() => {}
                     }
                 });

@@ -820,14 +820,19 @@ pub(crate) fn open(
     subscriber.first = Some(first.freeze());
 
     let mut response: Response<_> = warp::reply::stream(body(subscriber)).into_response();
-    let headers = response.headers_mut();
+    stream_headers(response.headers_mut());
+    Ok(response)
+}
+
+/// The headers of a stream's answer (`GET`, and `HEAD` alike): an event
+/// stream, not cached, not buffered by a proxy.
+pub(crate) fn stream_headers(headers: &mut warp::http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 //! fails at once. Every command has a timeout. When
 //! the stream is kept longer than the history (`--redis-max-len`), a client
 //! resuming from before the history is replayed with `XRANGE` on that
-//! connection ([`EventLog::range`]) until it reaches the history.
+//! connection ([`EventLog::span`]) until it reaches the history.
 //!
 //! When Redis cannot be reached, the reader logs it once, counts it and
 //! retries with backoff; subscribers keep their connections (and their
@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AppendError as LogAppendError, AppendFuture, Appended, EventLog, LogHealth, RangeFuture,
+    AppendError as LogAppendError, AppendFuture, Appended, EventLog, LogHealth, Span, SpanFuture,
     Unavailable,
 };
-use crate::hub::{now_rfc3339, Hub};
+use crate::hub::{now_rfc3339, Filter, Hub};
 
 /// Appends one event and returns `{id, note}`.
 ///
@@ -643,7 +643,14 @@ impl EventLog for RedisLog {
         self.options.max_len > self.options.history
     }
 
-    fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
+    fn span<'a>(
+        &'a self,
+        filter: &'a Filter,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> SpanFuture<'a> {
         Box::pin(async move {
             let read = within(
                 COMMAND_TIMEOUT,
@@ -651,7 +658,7 @@ impl EventLog for RedisLog {
                 self.try_range(epoch, from, to, limit),
             );
             match read.await {
-                Ok(events) => Ok(events),
+                Ok(events) => Ok(Span::of_stream(events, filter, from, to)),
                 Err(error) => {
                     self.command_failed("replaying from the stream", &error);
                     Err(Unavailable(

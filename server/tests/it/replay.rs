@@ -301,3 +301,62 @@ async fn an_offset_beyond_30_days_and_odd_speeds_are_refused_up_front() {
     }
     server.stop().await;
 }
+
+/// A self-signed certificate for 127.0.0.1, made with rcgen in `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("replay.pem");
+    let key = dir.join("replay.key");
+    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()]).expect("a certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
+    (cert, key)
+}
+
+#[tokio::test]
+async fn a_recording_is_published_over_https_trusting_the_given_certificate_only() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = self_signed(dir.path());
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let server = start(&["--tls-cert", &cert_arg, "--tls-key", &key_arg]).await;
+    let file = recording(&[(0, event(1, "a", "one")), (10, event(2, "b", "two"))]);
+    let https = |extra: &[&str]| {
+        let mut argv = vec![
+            "server replay".to_owned(),
+            file.path().display().to_string(),
+            "--to".to_owned(),
+            format!("https://{}", server.addr),
+            "--speed".to_owned(),
+            "100".to_owned(),
+        ];
+        argv.extend(extra.iter().map(|s| (*s).to_owned()));
+        <ReplayArgs as clap::Parser>::try_parse_from(argv).expect("valid replay arguments")
+    };
+
+    // The system's roots do not sign it: refused at the handshake, nothing
+    // published.
+    let error = replay(&https(&[]))
+        .await
+        .expect_err("an unknown issuer is not trusted");
+    let ReplayError::Connection { line, reason, .. } = &error else {
+        panic!("not a connection error: {error}");
+    };
+    assert_eq!(*line, 1);
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+
+    let summary = replay(&https(&["--ca-cert", &cert_arg]))
+        .await
+        .expect("published over HTTPS");
+    assert_eq!((summary.published, summary.topics), (2, 2));
+
+    // A --ca-cert that holds no certificate stops the replay before it
+    // connects.
+    let error = replay(&https(&["--ca-cert", &key_arg]))
+        .await
+        .expect_err("a key is not a certificate");
+    assert!(matches!(error, ReplayError::CaCert { .. }), "{error}");
+    assert!(
+        error.to_string().ends_with("holds no PEM certificate"),
+        "{error}"
+    );
+    server.stop().await;
+}

@@ -56,7 +56,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use self::dir::Store;
 use self::retention::Retention;
 use self::writer::Writer;
-use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, RangeFuture, Span};
+use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
 use super::{SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
 use crate::hub::{new_epoch, Filter, Hub, HubOptions};
@@ -569,13 +569,6 @@ impl EventLog for DiskLog {
         // Quiet topics keep older events on disk than the hub loads, and the
         // disk's bounds are at least the hub's.
         true
-    }
-
-    fn range(&self, epoch: u64, from: u64, to: u64, limit: usize) -> RangeFuture<'_> {
-        Box::pin(async move {
-            let span = self.span(&Filter::All, epoch, from, to, limit).await?;
-            Ok(span.events)
-        })
     }
 
     fn span<'a>(
