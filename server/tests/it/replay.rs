@@ -36,11 +36,16 @@ fn recording(lines: &[(u64, Recorded)]) -> tempfile::NamedTempFile {
 }
 
 fn args(file: &tempfile::NamedTempFile, addr: std::net::SocketAddr, extra: &[&str]) -> ReplayArgs {
+    args_to(file, &format!("http://{addr}"), extra)
+}
+
+/// The replay arguments for `file` to the URL `to`, then `extra`.
+fn args_to(file: &tempfile::NamedTempFile, to: &str, extra: &[&str]) -> ReplayArgs {
     let mut argv = vec![
         "server replay".to_owned(),
         file.path().display().to_string(),
         "--to".to_owned(),
-        format!("http://{addr}"),
+        to.to_owned(),
     ];
     argv.extend(extra.iter().map(|s| (*s).to_owned()));
     <ReplayArgs as clap::Parser>::try_parse_from(argv).expect("valid replay arguments")
@@ -302,34 +307,18 @@ async fn an_offset_beyond_30_days_and_odd_speeds_are_refused_up_front() {
     server.stop().await;
 }
 
-/// A self-signed certificate for 127.0.0.1, made with rcgen in `dir`.
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cert = dir.join("replay.pem");
-    let key = dir.join("replay.key");
-    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()]).expect("a certificate");
-    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
-    (cert, key)
-}
-
 #[tokio::test]
 async fn a_recording_is_published_over_https_trusting_the_given_certificate_only() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = common::make_cert(dir.path(), "replay");
     let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
     let server = start(&["--tls-cert", &cert_arg, "--tls-key", &key_arg]).await;
     let file = recording(&[(0, event(1, "a", "one")), (10, event(2, "b", "two"))]);
+    let to = format!("https://{}", server.addr);
     let https = |extra: &[&str]| {
-        let mut argv = vec![
-            "server replay".to_owned(),
-            file.path().display().to_string(),
-            "--to".to_owned(),
-            format!("https://{}", server.addr),
-            "--speed".to_owned(),
-            "100".to_owned(),
-        ];
-        argv.extend(extra.iter().map(|s| (*s).to_owned()));
-        <ReplayArgs as clap::Parser>::try_parse_from(argv).expect("valid replay arguments")
+        let mut extra = extra.to_vec();
+        extra.extend(["--speed", "100"]);
+        args_to(&file, &to, &extra)
     };
 
     // The system's roots do not sign it: refused at the handshake, nothing

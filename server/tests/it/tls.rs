@@ -8,13 +8,13 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{start, PATIENCE};
+use common::{make_cert, start, PATIENCE};
 use h2::client::SendRequest;
 use h2::RecvStream;
 use http_body_util::{BodyExt, Full};
@@ -26,19 +26,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
-
-/// A certificate and its key for 127.0.0.1 (and `localhost`), made with
-/// rcgen in `dir` under `name`: a self-signed leaf (rustls refuses a CA
-/// certificate as the server's).
-fn make_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}.key"));
-    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("a certificate");
-    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
-    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
-    (cert, key)
-}
 
 fn der(cert: &Path) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(cert).expect("PEM certificate")

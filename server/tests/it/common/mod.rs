@@ -361,3 +361,16 @@ pub fn decode_position(event: &ParsedEvent) -> String {
     );
     position.id
 }
+
+/// A certificate and its key for 127.0.0.1 (and `localhost`), made with
+/// rcgen in `dir` under `name`: a self-signed leaf (rustls refuses a CA
+/// certificate as the server's).
+pub fn make_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    let made = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("a certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
+    (cert, key)
+}
