@@ -693,12 +693,20 @@ observer.observe(list, { childList: true });
             && kept["rows"] == json!(500),
         "rows are rebuilt, not moved: {kept}"
     );
-    // Frames for 5 s, and the events that came meanwhile.
+    // For 5 s: the frames, the list's redraws and the events that came
+    // meanwhile. The page redraws the list at most ten times a second and
+    // its other signals once a frame, however fast events come; that is
+    // what keeps it responsive, and it holds on a slow machine as well as
+    // on a fast one (the frame times are printed, not judged).
     let measured = page
         .run_async(
             r#"
 const done = arguments[arguments.length - 1];
 const received = () => Number(document.querySelector('#stat-received').textContent);
+const list = document.querySelector('#messages');
+let redraws = 0;
+const observer = new MutationObserver(() => { redraws += 1; });
+observer.observe(list, { childList: true });
 const gaps = [];
 let longTasks = 0;
 try { new PerformanceObserver((l) => { longTasks += l.getEntries().length; }).observe({ type: 'longtask' }); } catch (e) {}
@@ -709,10 +717,12 @@ const frame = (t) => {
   gaps.push(t - last);
   last = t;
   if (t - start < 5000) { requestAnimationFrame(frame); return; }
+  observer.disconnect();
   gaps.sort((a, b) => a - b);
   const at = (q) => gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))];
-  done({ frames: gaps.length, p50: at(0.5), p95: at(0.95), max: gaps[gaps.length - 1],
-         long_tasks: longTasks, per_second: (received() - first) / ((t - start) / 1000) });
+  done({ seconds: (t - start) / 1000, frames: gaps.length, p50: at(0.5), p95: at(0.95),
+         max: gaps[gaps.length - 1], long_tasks: longTasks, redraws,
+         events: received() - first });
 };
 requestAnimationFrame(frame);
 "#,
@@ -720,14 +730,25 @@ requestAnimationFrame(frame);
         .await?;
     eprintln!("1,000 events/s with the panels open: {measured}");
     let figure = |name: &str| measured[name].as_f64().unwrap_or(f64::NAN);
-    ensure!(figure("per_second") >= 500.0, "{measured}");
-    // Frames keep coming: the stream does not hold the page up (redrawn
-    // every frame, the list alone took ~85 ms a frame here: 12 frames a
-    // second).
+    // One redraw of the list is one mutation callback; ten a second, and
+    // one more at each end of the window.
     ensure!(
-        figure("frames") >= 100.0 && figure("p95") < 100.0,
-        "{measured}"
+        figure("redraws") <= 10.0 * figure("seconds").ceil() + 2.0,
+        "the list is redrawn more often than ten times a second: {measured}"
     );
+    ensure!(
+        figure("events") > figure("redraws"),
+        "events are not batched into redraws: {measured}"
+    );
+    // The page is not left behind: it reaches the seq the server had
+    // published when the window closed.
+    let health: serde_json::Value =
+        serde_json::from_slice(&http::get(server.addr(), "/healthz").await?.body)?;
+    let published = health["last_seq"].as_u64().context("/healthz last_seq")?;
+    page.wait_until("the page catching up with the server", |s| {
+        s.max_seq().is_some_and(|seq| seq >= published)
+    })
+    .await?;
     let view = page.snapshot().await?;
     ensure!(
         view.rows.len() == 500 && view.duplicate_ids().is_empty(),
