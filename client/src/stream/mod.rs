@@ -23,6 +23,12 @@
 //! their streams (for the connection limit). Its figures are copied into
 //! signals at the quarter-second tick.
 
+mod clock_probe;
+mod link;
+mod redraw;
+mod stats;
+mod tabs;
+
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -35,9 +41,14 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{Event, EventSource, MessageEvent};
 
-use crate::clock::{ClockOffset, Probe};
-use crate::conn_limit::{Announcement, ANNOUNCE_EVERY_MS, CHANNEL};
-use crate::feed::{Feed, RateMeter, Row, MAX_ROWS};
+use self::clock_probe::{probe_clock, ClockProbe};
+pub use self::link::ConnState;
+use self::link::{Connection, Link};
+use self::redraw::{Redraw, Rows};
+use self::stats::Counts;
+pub use self::stats::Stats;
+use self::tabs::{announce, listen_to_tabs, say_bye, Tabs};
+use crate::feed::{Feed, Row, MAX_ROWS};
 use crate::inspector::{Insight, Inspector};
 use crate::latency::Chart;
 use crate::record::Kind;
@@ -46,80 +57,6 @@ use crate::topic::{stream_url, TopicChoice};
 
 /// How often the clocks (rate, time since last event) are refreshed.
 const TICK: Duration = Duration::from_millis(250);
-/// The window the events-per-second figure averages over.
-const RATE_WINDOW_MS: f64 = 3000.0;
-/// First delay before reopening a connection the browser closed for good.
-const MIN_BACKOFF_MS: u64 = 1000;
-/// Longest delay between such attempts.
-const MAX_BACKOFF_MS: u64 = 30_000;
-/// The list is redrawn at most this often. Laying out and painting a list
-/// of hundreds of rows costs the browser far more than taking the events
-/// in: at 1,000 events a second, redrawing it every frame leaves the page
-/// no time for anything else, ten times a second keeps it responsive.
-const ROWS_EVERY_MS: f64 = 100.0;
-/// `GET /time` round trips per estimate of the clock offset.
-const CLOCK_PROBES: u32 = 5;
-/// The clock offset is estimated again this often.
-const CLOCK_EVERY_MS: f64 = 60_000.0;
-
-/// The connection's state, as shown in the status bar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnState {
-    /// Opening the first connection of this subscription.
-    Connecting,
-    /// Connected: events flow.
-    Live,
-    /// The connection dropped; the browser is trying again.
-    Reconnecting,
-    /// The browser gave up on the connection; the page will open a new one.
-    Closed,
-}
-
-impl ConnState {
-    /// A stable name, used as the status element's `data-state`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Live => "live",
-            Self::Reconnecting => "reconnecting",
-            Self::Closed => "closed",
-        }
-    }
-
-    /// What a person reads.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Connecting => "Connecting…",
-            Self::Live => "Live",
-            Self::Reconnecting => "Reconnecting…",
-            Self::Closed => "Closed",
-        }
-    }
-}
-
-/// The counters shown beside the state.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stats {
-    /// Events taken into the list since the page opened (duplicates excluded).
-    pub received: u64,
-    /// Replayed events dropped because they were already shown.
-    pub duplicates: u64,
-    /// Times a connection came back after having been live.
-    pub reconnects: u64,
-    /// Events per second over the last few seconds.
-    pub per_second: f64,
-    /// The id of the last event or notice taken in.
-    pub last_id: Option<EventId>,
-    /// Milliseconds since the last event or the connection's opening.
-    pub since_last_ms: Option<f64>,
-    /// Milliseconds until the page opens a new connection, when it waits to.
-    pub retry_in_ms: Option<f64>,
-    /// What the open connection is subscribed to (`None` until it opens).
-    pub subscription: Option<String>,
-    /// The reconnection delay the server advises, in ms (its `position`
-    /// events repeat the `retry:` field, which `EventSource` hides).
-    pub advised_retry_ms: Option<u64>,
-}
 
 /// The live stream, for components: copyable handles to its signals.
 #[derive(Debug, Clone, Copy)]
@@ -147,13 +84,7 @@ impl Stream {
     pub fn reopen(&self) {
         self.shared.with_value(|shared| {
             {
-                let mut inner = shared.inner.borrow_mut();
-                if let Some(retry) = inner.retry.take() {
-                    retry.clear();
-                }
-                inner.retry_at = None;
-                inner.connection = None;
-                inner.backoff_ms = MIN_BACKOFF_MS;
+                shared.inner.borrow_mut().link.cancel_and_rewind();
             }
             shared.set_refused.set(None);
             reopen(shared);
@@ -189,8 +120,7 @@ impl Stream {
             {
                 let mut inner = shared.inner.borrow_mut();
                 inner.feed.clear_rows();
-                inner.rows_dirty = true;
-                inner.force_rows = true;
+                inner.redraw.rows_replaced();
             }
             publish(shared);
         });
@@ -219,8 +149,7 @@ pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
         set_chart,
         set_timeline,
         paused,
-        channel: RefCell::new(None),
-        tab_id: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
+        tabs: Tabs::new(),
     });
     listen_to_tabs(&shared);
     probe_clock(&shared);
@@ -270,11 +199,7 @@ pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
         }
         let shared = owned.take();
         say_bye(&shared);
-        let mut inner = shared.inner.borrow_mut();
-        if let Some(retry) = inner.retry.take() {
-            retry.clear();
-        }
-        inner.connection = None;
+        shared.inner.borrow_mut().link.cancel();
     });
 
     Stream {
@@ -289,9 +214,6 @@ pub fn use_stream(topic: Signal<TopicChoice>, paused: Signal<bool>) -> Stream {
     }
 }
 
-/// The channel the tabs of this page share, and the callback it calls.
-type TabChannel = (web_sys::BroadcastChannel, Closure<dyn FnMut(MessageEvent)>);
-
 /// Signal writers plus the plain state the browser callbacks update.
 struct Shared {
     inner: RefCell<Inner>,
@@ -303,11 +225,8 @@ struct Shared {
     set_chart: WriteSignal<Chart>,
     set_timeline: WriteSignal<Vec<Entry>>,
     paused: Signal<bool>,
-    /// The channel the tabs of this page announce their streams on, and
-    /// its message callback.
-    channel: RefCell<Option<TabChannel>>,
-    /// This tab's random id on the channel.
-    tab_id: String,
+    /// This tab on the channel the tabs of this page share.
+    tabs: Tabs,
 }
 
 impl std::fmt::Debug for Shared {
@@ -316,48 +235,22 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The plain state the browser callbacks update, in its parts.
 struct Inner {
+    /// The rows, and which ids were seen.
     feed: Feed,
+    /// What the subscription follows.
     topic: TopicChoice,
-    connection: Option<Connection>,
-    retry: Option<TimeoutHandle>,
-    retry_at: Option<f64>,
-    backoff_ms: u64,
-    state: ConnState,
-    published_state: Option<ConnState>,
-    /// This subscription has been live at least once.
-    opened: bool,
-    /// The current connection is open.
-    open: bool,
-    received: u64,
-    reconnects: u64,
-    /// The id of the last event of any kind this subscription received:
-    /// where a reopened stream resumes.
-    resume: Option<EventId>,
-    /// The reconnection delay the server advises (from `position`).
-    retry_ms: Option<u64>,
-    last_activity: Option<f64>,
-    rate: RateMeter,
-    per_second: f64,
-    rows_dirty: bool,
-    /// Redraw the rows even while paused (after Clear).
-    force_rows: bool,
-    frame_pending: bool,
-    /// When the rows were last redrawn.
-    rows_drawn_at: f64,
-    /// A redraw of the rows waits for [`ROWS_EVERY_MS`] to pass.
-    redraw_pending: bool,
+    /// The connection, where it resumes, and the back-off.
+    link: Link,
+    /// The counters.
+    counts: Counts,
+    /// When the signals are refreshed.
+    redraw: Redraw,
     /// The inspector's state.
     inspect: Inspector,
-    /// A clock estimate is under way.
-    probing: bool,
-    /// When the clock was last estimated.
-    probed_at: Option<f64>,
-    /// The connection failed since it last opened (its next open is a
-    /// resume with `Last-Event-ID`).
-    after_error: bool,
-    /// When this tab last announced its streams.
-    announced_at: f64,
+    /// The clock estimate's schedule.
+    clock: ClockProbe,
 }
 
 impl Inner {
@@ -365,59 +258,12 @@ impl Inner {
         Self {
             feed: Feed::new(MAX_ROWS),
             topic: TopicChoice::All,
-            connection: None,
-            retry: None,
-            retry_at: None,
-            backoff_ms: MIN_BACKOFF_MS,
-            state: ConnState::Connecting,
-            published_state: None,
-            opened: false,
-            open: false,
-            received: 0,
-            reconnects: 0,
-            resume: None,
-            retry_ms: None,
-            last_activity: None,
-            rate: RateMeter::new(RATE_WINDOW_MS),
-            per_second: 0.0,
-            rows_dirty: false,
-            force_rows: false,
-            frame_pending: false,
-            rows_drawn_at: 0.0,
-            redraw_pending: false,
+            link: Link::new(),
+            counts: Counts::new(),
+            redraw: Redraw::default(),
             inspect: Inspector::new(),
-            probing: false,
-            probed_at: None,
-            after_error: false,
-            announced_at: 0.0,
+            clock: ClockProbe::default(),
         }
-    }
-}
-
-/// One `EventSource` and the callbacks it holds; dropping it closes it.
-struct Connection {
-    source: EventSource,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_error: Closure<dyn FnMut(Event)>,
-    on_reset: Closure<dyn FnMut(MessageEvent)>,
-    on_position: Closure<dyn FnMut(MessageEvent)>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.source.set_onopen(None);
-        self.source.set_onmessage(None);
-        self.source.set_onerror(None);
-        let _ = self.source.remove_event_listener_with_callback(
-            RESET_EVENT,
-            self.on_reset.as_ref().unchecked_ref(),
-        );
-        let _ = self.source.remove_event_listener_with_callback(
-            POSITION_EVENT,
-            self.on_position.as_ref().unchecked_ref(),
-        );
-        self.source.close();
     }
 }
 
@@ -435,21 +281,10 @@ fn with_shared(weak: &Weak<Shared>, f: impl FnOnce(&Rc<Shared>)) {
 fn subscribe(shared: &Rc<Shared>, choice: TopicChoice) {
     {
         let mut inner = shared.inner.borrow_mut();
-        if let Some(retry) = inner.retry.take() {
-            retry.clear();
-        }
-        inner.retry_at = None;
-        inner.connection = None;
+        inner.link.restart();
         inner.topic = choice;
         inner.feed.restart();
-        inner.resume = None;
-        inner.opened = false;
-        inner.open = false;
-        inner.backoff_ms = MIN_BACKOFF_MS;
-        inner.state = ConnState::Connecting;
-        inner.rows_dirty = true;
-        inner.force_rows = true;
-        inner.after_error = false;
+        inner.redraw.rows_replaced();
         inner.inspect.restart();
     }
     shared.set_refused.set(None);
@@ -471,11 +306,17 @@ fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
         Ok(source) => source,
         Err(err) => {
             leptos::logging::warn!("could not open {url}: {err:?}");
-            shared.inner.borrow_mut().state = ConnState::Closed;
+            shared.inner.borrow_mut().link.state = ConnState::Closed;
             schedule_retry(shared);
             return;
         }
     };
+    let connection = connect(shared, source);
+    shared.inner.borrow_mut().link.connection = Some(connection);
+}
+
+/// Sets `source`'s callbacks, each calling into the shared state.
+fn connect(shared: &Rc<Shared>, source: EventSource) -> Connection {
     let weak = Rc::downgrade(shared);
     let on_open = Closure::<dyn FnMut(Event)>::new({
         let weak = weak.clone();
@@ -504,33 +345,28 @@ fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
             leptos::logging::warn!("could not listen for {name} events: {err:?}");
         }
     }
-    shared.inner.borrow_mut().connection = Some(Connection {
+    Connection {
         source,
         _on_open: on_open,
         _on_message: on_message,
         _on_error: on_error,
         on_reset,
         on_position,
-    });
+    }
 }
 
 fn opened(shared: &Rc<Shared>) {
     {
         let mut inner = shared.inner.borrow_mut();
-        if inner.opened {
-            inner.reconnects += 1;
-        }
-        inner.opened = true;
-        inner.open = true;
-        inner.backoff_ms = MIN_BACKOFF_MS;
-        inner.state = ConnState::Live;
         let at = now();
-        inner.last_activity = Some(at);
+        let opened = inner.link.opened(at);
+        if opened.reconnect {
+            inner.counts.reconnects += 1;
+        }
         inner.inspect.opened(at);
         // The browser's own reconnect sent Last-Event-ID: the last id it saw.
-        let after_error = std::mem::take(&mut inner.after_error);
-        let resume = inner.resume.map(|id| id.to_string());
-        let text = open_text(after_error, resume.as_deref());
+        let resume = inner.link.resume.map(|id| id.to_string());
+        let text = open_text(opened.after_error, resume.as_deref());
         inner.inspect.timeline.add(at, Happening::Open, text);
     }
     announce(shared);
@@ -553,12 +389,11 @@ fn message(shared: &Rc<Shared>, event: &MessageEvent) {
     {
         let mut inner = shared.inner.borrow_mut();
         let at = now();
-        inner.last_activity = Some(at);
-        inner.resume = id.or(inner.resume);
+        inner.link.heard(at, id);
         let arrival = inner.inspect.event(at, &parsed.time);
         if inner.feed.push_event(id, parsed, data, arrival) {
-            inner.received += 1;
-            inner.rows_dirty = true;
+            inner.counts.received += 1;
+            inner.redraw.rows_changed();
             // Recorded as taken in: a replayed duplicate is not.
             let Inner { feed, inspect, .. } = &mut *inner;
             if let Some(row) = feed.newest() {
@@ -584,12 +419,11 @@ fn reset(shared: &Rc<Shared>, event: &MessageEvent) {
     {
         let mut inner = shared.inner.borrow_mut();
         let at = now();
-        inner.last_activity = Some(at);
-        inner.resume = id.or(inner.resume);
+        inner.link.heard(at, id);
         let reason = crate::feed::reason_name(notice.reason);
         inner.inspect.reset(at, &data, reason);
         inner.feed.push_reset(id, notice, data);
-        inner.rows_dirty = true;
+        inner.redraw.rows_changed();
     }
     schedule_frame(shared);
 }
@@ -609,29 +443,24 @@ fn position(shared: &Rc<Shared>, event: &MessageEvent) {
         }
     };
     let mut inner = shared.inner.borrow_mut();
-    inner.resume = position.id.parse::<EventId>().ok().or(inner.resume);
-    inner.retry_ms = Some(position.retry_ms);
+    let link = &mut inner.link;
+    link.resume = position.id.parse::<EventId>().ok().or(link.resume);
+    link.advised_retry_ms = Some(position.retry_ms);
 }
 
 fn failed(shared: &Rc<Shared>) {
-    let (closed, was_open) = {
+    let failure = {
         let mut inner = shared.inner.borrow_mut();
-        let was_open = inner.open;
-        inner.open = false;
         let closed = inner
+            .link
             .connection
             .as_ref()
             .is_some_and(|c| c.source.ready_state() == EventSource::CLOSED);
-        inner.state = if closed {
-            ConnState::Closed
-        } else if inner.opened {
-            ConnState::Reconnecting
-        } else {
-            ConnState::Connecting
-        };
+        let failure = inner.link.failed(closed);
         let at = now();
         inner.inspect.lost(at);
         let resume = inner
+            .link
             .resume
             .map_or_else(|| "none".to_owned(), |id| id.to_string());
         let (what, text) = if closed {
@@ -640,25 +469,24 @@ fn failed(shared: &Rc<Shared>) {
                 "the browser closed the stream for good; the page opens a new one".to_owned(),
             )
         } else {
-            inner.after_error = true;
             (
                 Happening::Error,
                 format!("connection lost; the browser reconnects with Last-Event-ID: {resume}"),
             )
         };
         // An error before the first open repeats while the browser retries.
-        if was_open || closed {
+        if failure.was_open || closed {
             inner.inspect.timeline.add(at, what, text);
         }
-        (closed, was_open)
+        failure
     };
-    if was_open {
+    if failure.was_open {
         announce(shared);
     }
-    if closed && !was_open {
+    if failure.closed && !failure.was_open {
         // Refused at open: `EventSource` hides the status, so ask once.
         probe_refusal(shared);
-    } else if closed {
+    } else if failure.closed {
         schedule_retry(shared);
     }
     schedule_frame(shared);
@@ -669,31 +497,16 @@ fn failed(shared: &Rc<Shared>) {
 fn probe_refusal(shared: &Rc<Shared>) {
     let url = {
         let inner = shared.inner.borrow();
-        stream_url(&inner.topic, inner.resume.or_else(|| inner.feed.last_id()))
+        stream_url(
+            &inner.topic,
+            inner.link.resume.or_else(|| inner.feed.last_id()),
+        )
     };
     let weak = Rc::downgrade(shared);
     leptos::task::spawn_local(async move {
         let refusal = crate::api::stream_refusal(&url).await;
         with_shared(&weak, |shared| match refusal {
-            Some((status, message)) => {
-                {
-                    let mut inner = shared.inner.borrow_mut();
-                    inner.connection = None;
-                    inner.state = ConnState::Closed;
-                    inner.inspect.stopped();
-                    let text = format!("refused with {status}: {message}");
-                    inner.inspect.timeline.add(now(), Happening::Refused, text);
-                }
-                let what = if status == 401 {
-                    "Not allowed without a valid token"
-                } else {
-                    "Not allowed with this token"
-                };
-                shared
-                    .set_refused
-                    .set(Some(format!("{what} ({status}): {message}")));
-                schedule_frame(shared);
-            }
+            Some((status, message)) => refused(shared, status, &message),
             None => {
                 schedule_retry(shared);
                 schedule_frame(shared);
@@ -702,52 +515,61 @@ fn probe_refusal(shared: &Rc<Shared>) {
     });
 }
 
+/// The server refused the stream with `status` (401 or 403): shown, and
+/// not retried until the topic or the token changes.
+fn refused(shared: &Rc<Shared>, status: u16, message: &str) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.link.connection = None;
+        inner.link.state = ConnState::Closed;
+        inner.inspect.stopped();
+        let text = format!("refused with {status}: {message}");
+        inner.inspect.timeline.add(now(), Happening::Refused, text);
+    }
+    let what = if status == 401 {
+        "Not allowed without a valid token"
+    } else {
+        "Not allowed with this token"
+    };
+    shared
+        .set_refused
+        .set(Some(format!("{what} ({status}): {message}")));
+    schedule_frame(shared);
+}
+
 /// Opens a new connection after the current back-off delay.
 fn schedule_retry(shared: &Rc<Shared>) {
     let mut inner = shared.inner.borrow_mut();
-    if inner.retry.is_some() {
+    let Some(delay) = inner.link.next_retry(now()) else {
         return;
-    }
-    let delay = inner.backoff_ms;
-    inner.backoff_ms = (delay * 2).min(MAX_BACKOFF_MS);
-    inner.retry_at = Some(now() + delay as f64);
+    };
     let weak = Rc::downgrade(shared);
-    inner.retry = set_timeout_with_handle(
+    let timer = set_timeout_with_handle(
         move || with_shared(&weak, reopen),
         Duration::from_millis(delay),
     )
     .ok();
+    inner.link.retry_with(timer);
 }
 
 fn reopen(shared: &Rc<Shared>) {
     let resume = {
         let mut inner = shared.inner.borrow_mut();
-        inner.retry = None;
-        inner.retry_at = None;
-        inner.connection = None;
-        inner.state = if inner.opened {
-            ConnState::Reconnecting
-        } else {
-            ConnState::Connecting
-        };
-        inner.resume.or_else(|| inner.feed.last_id())
+        inner.link.reopening();
+        inner.link.resume.or_else(|| inner.feed.last_id())
     };
     open(shared, resume);
     schedule_frame(shared);
 }
 
 fn schedule_frame(shared: &Rc<Shared>) {
-    {
-        let mut inner = shared.inner.borrow_mut();
-        if inner.frame_pending {
-            return;
-        }
-        inner.frame_pending = true;
+    if !shared.inner.borrow_mut().redraw.ask_frame() {
+        return;
     }
     let weak = Rc::downgrade(shared);
     request_animation_frame(move || {
         with_shared(&weak, |shared| {
-            shared.inner.borrow_mut().frame_pending = false;
+            shared.inner.borrow_mut().redraw.frame_came();
             publish(shared);
         });
     });
@@ -757,11 +579,8 @@ fn tick(shared: &Rc<Shared>) {
     let (announce_now, probe_now) = {
         let mut inner = shared.inner.borrow_mut();
         let at = now();
-        let total = inner.received;
-        inner.per_second = inner.rate.sample(at, total);
-        let announce_now = at - inner.announced_at >= ANNOUNCE_EVERY_MS;
-        let probe_now = inner.probed_at.is_some_and(|t| at - t >= CLOCK_EVERY_MS);
-        (announce_now, probe_now)
+        inner.counts.sample_rate(at);
+        (shared.tabs.due(at), inner.clock.due(at))
     };
     if announce_now {
         announce(shared);
@@ -779,7 +598,7 @@ fn refresh_insight(shared: &Rc<Shared>) {
     let (insight, chart, timeline) = {
         let mut inner = shared.inner.borrow_mut();
         let at = now();
-        let open = inner.open;
+        let open = inner.link.is_open();
         let insight = inner.inspect.insight(at, open);
         (
             insight,
@@ -796,156 +615,40 @@ fn refresh_insight(shared: &Rc<Shared>) {
     }
 }
 
-/// Estimates the clock offset from a few `GET /time` round trips, one
-/// after the other, and learns the HTTP version on the way.
-fn probe_clock(shared: &Rc<Shared>) {
-    {
-        let mut inner = shared.inner.borrow_mut();
-        if inner.probing {
-            return;
-        }
-        inner.probing = true;
-    }
-    let weak = Rc::downgrade(shared);
-    leptos::task::spawn_local(async move {
-        let mut probes: Vec<Probe> = Vec::new();
-        let mut protocol = None;
-        for _ in 0..CLOCK_PROBES {
-            match crate::api::probe_time().await {
-                Some((probe, hop)) => {
-                    probes.push(probe);
-                    protocol = hop.or(protocol);
-                }
-                None => break,
-            }
-        }
-        with_shared(&weak, |shared| {
-            {
-                let mut inner = shared.inner.borrow_mut();
-                inner.probing = false;
-                inner.probed_at = Some(now());
-                if let Some(offset) = ClockOffset::estimate(&probes) {
-                    inner.inspect.offset = Some(offset);
-                }
-                if protocol.is_some() {
-                    inner.inspect.protocol = protocol;
-                }
-            }
-            refresh_insight(shared);
-        });
-    });
-}
-
-/// Joins the channel the tabs of this page announce their streams on,
-/// and says hello so that the others announce themselves.
-fn listen_to_tabs(shared: &Rc<Shared>) {
-    let Ok(channel) = web_sys::BroadcastChannel::new(CHANNEL) else {
-        return;
-    };
-    let weak = Rc::downgrade(shared);
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(text) = event.data().as_string() else {
-            return;
-        };
-        let Some(announcement) = Announcement::decode(&text) else {
-            return;
-        };
-        with_shared(&weak, |shared| {
-            let answer = shared
-                .inner
-                .borrow_mut()
-                .inspect
-                .peers
-                .heard(announcement, now());
-            if answer {
-                announce(shared);
-            }
-        });
-    });
-    channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    let _ = channel.post_message(&Announcement::Hello.encode().into());
-    *shared.channel.borrow_mut() = Some((channel, on_message));
-}
-
-/// Tells the other tabs how many streams this tab holds open.
-fn announce(shared: &Rc<Shared>) {
-    let open = {
-        let mut inner = shared.inner.borrow_mut();
-        inner.announced_at = now();
-        u32::from(inner.open)
-    };
-    post(
-        shared,
-        &Announcement::Streams {
-            id: shared.tab_id.clone(),
-            open,
-        },
-    );
-}
-
-/// Tells the other tabs this one is going away.
-fn say_bye(shared: &Rc<Shared>) {
-    post(
-        shared,
-        &Announcement::Bye {
-            id: shared.tab_id.clone(),
-        },
-    );
-}
-
-fn post(shared: &Rc<Shared>, announcement: &Announcement) {
-    if let Some((channel, _)) = shared.channel.borrow().as_ref() {
-        let _ = channel.post_message(&announcement.encode().into());
+/// The counters as shown at `at`.
+fn stats(inner: &Inner, at: f64) -> Stats {
+    let link = &inner.link;
+    Stats {
+        received: inner.counts.received,
+        duplicates: inner.feed.duplicates(),
+        reconnects: inner.counts.reconnects,
+        per_second: inner.counts.per_second,
+        last_id: inner.feed.last_id(),
+        since_last_ms: link.last_activity.map(|t| at - t),
+        retry_in_ms: link.retry_at().map(|t| (t - at).max(0.0)),
+        subscription: link.is_open().then(|| inner.topic.label().to_owned()),
+        advised_retry_ms: link.advised_retry_ms,
     }
 }
 
 /// Copies the plain state into the signals the page renders from.
 fn publish(shared: &Rc<Shared>) {
     let paused = shared.paused.get_untracked();
-    let (state, stats, rows, later) = {
+    let (state, stats, rows) = {
         let mut inner = shared.inner.borrow_mut();
         let at = now();
-        let stats = Stats {
-            received: inner.received,
-            duplicates: inner.feed.duplicates(),
-            reconnects: inner.reconnects,
-            per_second: inner.per_second,
-            last_id: inner.feed.last_id(),
-            since_last_ms: inner.last_activity.map(|t| at - t),
-            retry_in_ms: inner.retry_at.map(|t| (t - at).max(0.0)),
-            subscription: inner.open.then(|| inner.topic.label().to_owned()),
-            advised_retry_ms: inner.retry_ms,
+        let stats = stats(&inner, at);
+        let rows = match inner.redraw.rows(at, paused) {
+            Rows::Draw => Some(inner.feed.newest_first()),
+            Rows::Later(wait_ms) => {
+                redraw_rows_after(shared, wait_ms);
+                None
+            }
+            Rows::Keep => None,
         };
-        let due = inner.rows_dirty && (!paused || inner.force_rows);
-        let waited = at - inner.rows_drawn_at;
-        // A clock that went back counts as time enough.
-        let soon = (0.0..ROWS_EVERY_MS).contains(&waited) && !inner.force_rows;
-        let rows = (due && !soon).then(|| {
-            inner.rows_dirty = false;
-            inner.force_rows = false;
-            inner.rows_drawn_at = at;
-            inner.feed.newest_first()
-        });
-        let later = (due && soon && !inner.redraw_pending).then(|| {
-            inner.redraw_pending = true;
-            ROWS_EVERY_MS - waited
-        });
-        let state = (inner.published_state != Some(inner.state)).then_some(inner.state);
-        inner.published_state = Some(inner.state);
-        (state, stats, rows, later)
+        let state = inner.link.state;
+        (inner.redraw.state_change(state), stats, rows)
     };
-    if let Some(wait_ms) = later {
-        let weak = Rc::downgrade(shared);
-        set_timeout(
-            move || {
-                with_shared(&weak, |shared| {
-                    shared.inner.borrow_mut().redraw_pending = false;
-                    schedule_frame(shared);
-                });
-            },
-            Duration::from_millis(wait_ms.ceil() as u64),
-        );
-    }
     if let Some(state) = state {
         shared.set_state.set(state);
     }
@@ -953,4 +656,18 @@ fn publish(shared: &Rc<Shared>) {
     if let Some(rows) = rows {
         shared.set_rows.set(rows);
     }
+}
+
+/// Asks for a frame after `wait_ms`, when the rows may be drawn again.
+fn redraw_rows_after(shared: &Rc<Shared>, wait_ms: f64) {
+    let weak = Rc::downgrade(shared);
+    set_timeout(
+        move || {
+            with_shared(&weak, |shared| {
+                shared.inner.borrow_mut().redraw.later_came();
+                schedule_frame(shared);
+            });
+        },
+        Duration::from_millis(wait_ms.ceil() as u64),
+    );
 }
