@@ -442,3 +442,33 @@ async fn on_redis_the_oldest_keys_are_forgotten_for_every_server() {
     a.terminate().await;
     b.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_disk_a_key_whose_publish_failed_publishes_once_when_retried() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let dir = root.path().join("data");
+    let dir = dir.to_str().expect("utf-8 path");
+    let fault = root.path().join("fault");
+    let env = [("SSE_TEST_DISK_FAULT_FILE", fault.to_str().unwrap())];
+    let server = ServerProcess::start_alone(&["--data-dir", dir], &env).await;
+    let addr = server.addr;
+    let body = json!({ "message": "m", "topic": "t" });
+    std::fs::write(&fault, "").expect("fault file");
+    // The disk fails: the publish is refused, and so is its retry (the key
+    // was not stored, nor is anything waited for).
+    for _ in 0..2 {
+        let answer = publish_keyed(addr, b"k", &body, None).await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(answer.json()["error"], "log_unavailable");
+    }
+    std::fs::remove_file(&fault).expect("remove the fault file");
+    common::await_healthy(addr).await;
+    // The first retry after the disk is back stores it, once.
+    let (first, was) = accepted(&publish_keyed(addr, b"k", &body, None).await);
+    assert!(!was);
+    let (again, was) = accepted(&publish_keyed(addr, b"k", &body, None).await);
+    assert!(was);
+    assert_eq!(again, first);
+    assert_next_seq(addr, first["seq"].as_u64().unwrap() + 1).await;
+    server.kill().await;
+}
