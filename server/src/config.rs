@@ -14,6 +14,7 @@ use crate::auth::{Auth, JwtKey};
 use crate::event_log::{
     DataDirError, DiskOptions, Fsync, LogChoice, OpenError, RedisOptions, Store,
 };
+use crate::idempotency::KeyOptions;
 use crate::limits;
 use crate::publish::PublishSettings;
 use crate::settings::{ConnectionSettings, HistorySettings, RateSettings, Settings};
@@ -266,6 +267,16 @@ pub struct Config {
         requires = "data_dir"
     )]
     pub fsync: Fsync,
+
+    /// How long a publish's Idempotency-Key is remembered: a retry with the
+    /// same key and body within it gets the first answer, like `24h`.
+    #[arg(long, env = "SSE_IDEMPOTENCY_TTL", default_value = "24h", value_parser = positive_duration)]
+    pub idempotency_ttl: Duration,
+
+    /// Most Idempotency-Keys remembered at once; the oldest are forgotten
+    /// first.
+    #[arg(long, env = "SSE_IDEMPOTENCY_KEYS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub idempotency_keys: u64,
 
     /// How long shutdown waits for open connections to finish before
     /// closing them.
@@ -551,11 +562,14 @@ impl Config {
                     max_bytes: self.disk_history_bytes,
                     floor: self.history_per_topic,
                     max_empty_topics: usize::try_from(self.max_live_topics).unwrap_or(usize::MAX),
+                    keys: self.key_options(),
                 },
             });
         }
         let Some(url) = &self.redis else {
-            return Ok(LogChoice::Memory);
+            return Ok(LogChoice::Memory {
+                keys: self.key_options(),
+            });
         };
         if let Err(error) = redis::Client::open(url.as_str()) {
             return Err(ConfigError::BadRedisUrl {
@@ -569,7 +583,16 @@ impl Config {
             max_len: self.stream_max_len(),
             history: self.history,
             max_event_bytes: self.max_body,
+            keys: self.key_options(),
         }))
+    }
+
+    /// How long and how many idempotency keys are remembered.
+    fn key_options(&self) -> KeyOptions {
+        KeyOptions {
+            ttl: self.idempotency_ttl,
+            max: usize::try_from(self.idempotency_keys).unwrap_or(usize::MAX),
+        }
     }
 
     /// The Redis stream's length: `--redis-max-len`, or `--history`.

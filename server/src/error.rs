@@ -95,6 +95,16 @@ pub enum ApiError {
     /// A query parameter with a bad value (400 `invalid_query`).
     #[error("{0}")]
     InvalidQuery(String),
+    /// An `Idempotency-Key` that is not 1 to 255 visible ASCII characters,
+    /// or more than one (400 `bad_idempotency_key`).
+    #[error("{0}")]
+    BadIdempotencyKey(String),
+    /// An `Idempotency-Key` already used with another body (422
+    /// `idempotency_key_reused`).
+    #[error(
+        "this Idempotency-Key was already used with another body; use a new key for a new event"
+    )]
+    IdempotencyKeyReused,
     /// A stream naming more topics than allowed (400 `too_many_topics`).
     #[error("the stream names {given} topics; the limit is {limit} per stream")]
     TooManyTopics {
@@ -117,7 +127,9 @@ impl ApiError {
             | ApiError::InvalidTopic(_)
             | ApiError::UnreadableBody(_)
             | ApiError::InvalidQuery(_)
+            | ApiError::BadIdempotencyKey(_)
             | ApiError::TooManyTopics { .. } => StatusCode::BAD_REQUEST,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -157,6 +169,8 @@ impl ApiError {
             ApiError::TooManyTopics { .. } => "too_many_topics",
             ApiError::TopicLimit(_) => "topic_limit",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::BadIdempotencyKey(_) => "bad_idempotency_key",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   topic index that wakes only matching subscribers, the lag policy.
 //! - [`stream`]: one subscriber's response: resume, live, keep-alive, end.
 //! - [`publish`]: `POST /publish` validation and storing.
+//! - [`idempotency`]: `Idempotency-Key`: a retried publish gets the first
+//!   answer instead of publishing again.
 //! - [`error`]: every error answer as a status and JSON body.
 //! - [`limits`]: what a client may hold, in count, bytes and time.
 //! - [`connection`]: serving one connection under those limits: TLS,
@@ -42,6 +44,7 @@ pub mod connection;
 pub mod error;
 pub mod event_log;
 pub mod hub;
+pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod page;

@@ -1,8 +1,12 @@
 //! `POST /publish`: checks the request in order (token 401, content type
-//! 415, size 413, rate 429, JSON and fields 400, the token's topics 403)
-//! and stores the event only when everything is right.
+//! 415, size 413, `Idempotency-Key` 400, rate 429, JSON and fields 400, the
+//! token's topics 403) and stores the event only when everything is right.
+//! With an `Idempotency-Key`, a repeat gets the first answer again (with
+//! `Idempotent-Replayed: true`), and a key reused for another body 422 (see
+//! [`crate::idempotency`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -13,7 +17,8 @@ use warp::Reply;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::event_log::{AppendError, EventLog};
+use crate::event_log::{AppendError, Keyed, KeyedAppend, SharedLog};
+use crate::idempotency::{self, Claim, Claimed, KeyHeader};
 use crate::metrics::{Metrics, Refusal};
 use crate::rate::{Key, PublishLimiter};
 use crate::throttle::Throttle;
@@ -28,6 +33,8 @@ pub struct PublishHeaders {
     pub content_type: Option<HeaderValue>,
     /// `Content-Length`, when the client sent one (hyper has checked it).
     pub content_length: Option<u64>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: KeyHeader,
 }
 
 /// Publishing limits.
@@ -148,13 +155,22 @@ pub struct Publisher<'a> {
     pub forwarded: Option<&'a HeaderValue>,
 }
 
+/// What a publish that went through did.
+#[derive(Debug)]
+enum Published {
+    /// The event was stored: its answer.
+    Stored(PublishResponse),
+    /// Its key was answered before: that answer again.
+    Replayed(PublishResponse),
+}
+
 async fn try_publish<S, B, E>(
-    log: &dyn EventLog,
+    log: &SharedLog,
     settings: &PublishSettings,
     publisher: Publisher<'_>,
     headers: &PublishHeaders,
     body: S,
-) -> Result<PublishResponse, ApiError>
+) -> Result<Published, ApiError>
 where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
@@ -162,6 +178,7 @@ where
 {
     let grant = publisher.auth.for_publish(headers.authorization.as_ref())?;
     check_headers(headers, settings)?;
+    let key = headers.idempotency_key.key()?;
     if let Some(limiter) = publisher.limiter {
         let key = match (&grant.who, publisher.peer) {
             (Some(who), _) => Key::Token(who.clone()),
@@ -180,19 +197,80 @@ where
     let request = parse_request(&body)?;
     let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
     publisher.auth.check_publish(&grant, &topic)?;
-    let appended = log
-        .append(topic, request.message)
-        .await
-        .map_err(|e| match e {
-            AppendError::Unavailable(e) => ApiError::LogUnavailable(e.0),
-            AppendError::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
-        })?;
-    Ok(PublishResponse {
-        event_id: appended.id.to_string(),
-        id: appended.event.id,
-        seq: appended.event.seq,
-        topic: appended.event.topic,
+    let Some(key) = key else {
+        let appended = log
+            .append(topic, request.message)
+            .await
+            .map_err(append_error)?;
+        return Ok(Published::Stored(appended.answer()));
+    };
+    let scope = idempotency::scope(grant.who.as_ref());
+    let claim = Claim::new(key, &scope, &topic, &request.message);
+    publish_once(log.clone(), claim, topic, request.message).await
+}
+
+fn append_error(error: AppendError) -> ApiError {
+    match error {
+        AppendError::Unavailable(e) => ApiError::LogUnavailable(e.0),
+        AppendError::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+    }
+}
+
+/// Publishes under `claim`'s key: a repeat waits for the first and gets
+/// its answer. Runs on a task of its own, to its end even when the client
+/// goes away, so that a key is never released while its event may still
+/// be stored.
+async fn publish_once(
+    log: SharedLog,
+    claim: Claim,
+    topic: String,
+    message: String,
+) -> Result<Published, ApiError> {
+    let task = tokio::spawn(async move {
+        let keys = log.keys();
+        let pending = match keys.claim(claim).await {
+            Claimed::First(pending) => pending,
+            Claimed::Replay(record) => return Ok(Published::Replayed(record.answer.clone())),
+            Claimed::Reused => return Err(ApiError::IdempotencyKeyReused),
+        };
+        let keyed = Keyed {
+            name: pending.claim.name.clone(),
+            fingerprint: pending.claim.fingerprint.clone(),
+            mark: pending.mark,
+        };
+        match log
+            .append_keyed(keyed, topic, message)
+            .await
+            .map_err(append_error)?
+        {
+            KeyedAppend::Stored(appended) => Ok(Published::Stored(appended.answer())),
+            // Stored before, by another server.
+            KeyedAppend::Found(record) => match keys.replay(&Arc::new(record), &pending.claim) {
+                Claimed::Replay(record) => Ok(Published::Replayed(record.answer.clone())),
+                _ => Err(ApiError::IdempotencyKeyReused),
+            },
+        }
+    });
+    task.await.unwrap_or_else(|error| {
+        Err(ApiError::LogUnavailable(format!(
+            "the publish stopped before it was answered ({error}); it may or may not have been \
+             stored: retry with the same Idempotency-Key"
+        )))
     })
+}
+
+/// The answer of a publish that went through.
+fn published_response(published: &Published) -> warp::reply::Response {
+    match published {
+        Published::Stored(answer) => warp::reply::json(answer).into_response(),
+        Published::Replayed(answer) => {
+            let mut response = warp::reply::json(answer).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    }
 }
 
 /// Answers `POST /publish`: stores the event in `log`, counting refusals
@@ -200,7 +278,7 @@ where
 /// [`crate::throttle::EVERY`].
 pub async fn handle<S, B, E>(
     metrics: &Metrics,
-    log: &dyn EventLog,
+    log: &SharedLog,
     settings: &PublishSettings,
     publisher: Publisher<'_>,
     headers: PublishHeaders,
@@ -212,7 +290,7 @@ where
     E: std::fmt::Display,
 {
     match try_publish(log, settings, publisher, &headers, body).await {
-        Ok(answer) => warp::reply::json(&answer).into_response(),
+        Ok(published) => published_response(&published),
         Err(error) => {
             static LOGGED: Throttle = Throttle::new();
             Metrics::add(&metrics.publish_errors, 1);

@@ -18,6 +18,7 @@ use crate::app::App;
 use crate::auth::{self, StreamAccess};
 use crate::connection::Connection;
 use crate::error::{self, ApiError};
+use crate::idempotency::KeyHeader;
 use crate::metrics::Refusal;
 use crate::page;
 use crate::publish::{self, PublishHeaders, Publisher};
@@ -313,6 +314,7 @@ struct PublishFields {
     content_type: Option<HeaderValue>,
     content_length: Option<HeaderValue>,
     forwarded: Option<HeaderValue>,
+    idempotency_key: KeyHeader,
     conn: Option<Connection>,
 }
 
@@ -325,6 +327,7 @@ impl PublishFields {
             content_type: header("content-type"),
             content_length: header("content-length"),
             forwarded: header("x-forwarded-for"),
+            idempotency_key: KeyHeader::read(headers),
             conn,
         }
     }
@@ -350,10 +353,11 @@ where
         content_length: fields
             .content_length
             .and_then(|v| v.to_str().ok()?.parse().ok()),
+        idempotency_key: fields.idempotency_key,
     };
     publish::handle(
         &app.metrics,
-        app.log.as_ref(),
+        &app.log,
         &app.publish,
         publisher,
         headers,

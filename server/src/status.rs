@@ -11,6 +11,7 @@ use warp::Reply;
 use crate::app::App;
 use crate::event_log::LogHealth;
 use crate::hub::Hub;
+use crate::idempotency::KeyStats;
 use crate::metrics::{Metrics, Refusal};
 
 /// One metric: its name, Prometheus type, help text and value.
@@ -33,6 +34,7 @@ pub fn render(app: &App) -> String {
         .into_iter()
         .chain(history_rows(&app.hub))
         .chain(log_rows(&log))
+        .chain(key_rows(&app.log.keys().stats))
         .chain(connection_rows(app));
     for Row {
         name,
@@ -167,6 +169,30 @@ fn log_rows(log: &LogHealth) -> [Row; 3] {
             kind: "counter",
             help: "Commands to the event log that failed (reads and publishes).",
             value: log.errors,
+        },
+    ]
+}
+
+/// The idempotency keys.
+fn key_rows(keys: &KeyStats) -> [Row; 3] {
+    [
+        Row {
+            name: "sse_idempotency_keys",
+            kind: "gauge",
+            help: "Idempotency keys remembered now (with --redis: in Redis, as of this server's last keyed publish).",
+            value: load(&keys.held),
+        },
+        Row {
+            name: "sse_idempotency_replayed_total",
+            kind: "counter",
+            help: "Publishes answered with the first answer to their Idempotency-Key, nothing published.",
+            value: load(&keys.replayed),
+        },
+        Row {
+            name: "sse_idempotency_forgotten_total",
+            kind: "counter",
+            help: "Idempotency keys forgotten: past --idempotency-ttl, or the oldest over --idempotency-keys.",
+            value: load(&keys.forgotten),
         },
     ]
 }

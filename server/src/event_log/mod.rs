@@ -26,6 +26,7 @@ use shared::{EventId, ServerEvent};
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Filter, Hub, HubOptions};
+use crate::idempotency::{now_ms, KeyOptions, Keys, Record};
 
 pub use self::disk::{DiskLog, DiskOptions, Fsync, Store};
 pub use self::memory::MemoryLog;
@@ -39,6 +40,56 @@ pub struct Appended {
     /// The event as subscribers receive it.
     pub event: ServerEvent,
 }
+
+impl Appended {
+    /// The answer to its publish.
+    pub fn answer(&self) -> shared::PublishResponse {
+        shared::PublishResponse {
+            event_id: self.id.to_string(),
+            id: self.event.id,
+            seq: self.event.seq,
+            topic: self.event.topic.clone(),
+        }
+    }
+}
+
+/// A publish whose `Idempotency-Key` was claimed (see
+/// [`crate::idempotency::Keys::claim`]): the log stores its record with the
+/// event, in the same commit (disk) or script (Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    /// The key in its scope.
+    pub name: String,
+    /// The body's fingerprint.
+    pub fingerprint: String,
+    /// The claim's mark in this process's table.
+    pub mark: u64,
+}
+
+impl Keyed {
+    /// The record of this key answered with `appended`, stored now.
+    pub fn record(&self, appended: &Appended) -> Record {
+        Record {
+            fingerprint: self.fingerprint.clone(),
+            at_ms: now_ms(),
+            answer: appended.answer(),
+        }
+    }
+}
+
+/// What a keyed append did.
+#[derive(Debug, Clone)]
+pub enum KeyedAppend {
+    /// The event was stored, with its key's record.
+    Stored(Appended),
+    /// The log already held the key (another server stored it): nothing
+    /// was stored; the caller compares the fingerprints.
+    Found(Record),
+}
+
+/// The future [`EventLog::append_keyed`] returns.
+pub type KeyedFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<KeyedAppend, AppendError>> + Send + 'a>>;
 
 /// The log could not be reached or read: nothing was published (or read).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -127,6 +178,16 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// [`AppendError`]: the event was not published.
     fn append(&self, topic: String, message: String) -> AppendFuture<'_>;
 
+    /// Stores a new event under `topic` with the record of its key, as one
+    /// write, unless the log already holds the key.
+    ///
+    /// # Errors
+    /// [`AppendError`]: neither the event nor the key was stored.
+    fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_>;
+
+    /// The idempotency keys in this process.
+    fn keys(&self) -> &Keys;
+
     /// How the log is doing.
     fn health(&self) -> LogHealth;
 
@@ -197,7 +258,10 @@ pub enum OpenError {
 #[derive(Debug)]
 pub enum LogChoice {
     /// The hub's own ring (the default).
-    Memory,
+    Memory {
+        /// How long and how many idempotency keys are remembered.
+        keys: KeyOptions,
+    },
     /// A data dir (`--data-dir`), its store already opened and checked.
     Disk {
         /// The opened store.
@@ -226,7 +290,7 @@ pub async fn open(
     tasks: &TaskTracker,
 ) -> Result<(Arc<Hub>, SharedLog), OpenError> {
     match choice {
-        LogChoice::Memory => Ok(open_memory(options)),
+        LogChoice::Memory { keys } => Ok(open_memory(options, keys)),
         LogChoice::Disk {
             store,
             options: disk,
@@ -239,7 +303,7 @@ pub async fn open(
     }
 }
 
-fn open_memory(options: HubOptions) -> (Arc<Hub>, SharedLog) {
+fn open_memory(options: HubOptions, keys: KeyOptions) -> (Arc<Hub>, SharedLog) {
     let hub = Hub::new(options);
     tracing::info!(
         history = options.history,
@@ -247,7 +311,7 @@ fn open_memory(options: HubOptions) -> (Arc<Hub>, SharedLog) {
         epoch = hub.epoch(),
         "events are kept in memory"
     );
-    (hub.clone(), Arc::new(MemoryLog::new(hub)))
+    (hub.clone(), Arc::new(MemoryLog::new(hub, keys)))
 }
 
 async fn open_redis(

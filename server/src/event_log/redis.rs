@@ -40,12 +40,24 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AppendError as LogAppendError, AppendFuture, Appended, EventLog, LogHealth, Span, SpanFuture,
-    Unavailable,
+    AppendError as LogAppendError, AppendFuture, Appended, EventLog, Keyed, KeyedAppend,
+    KeyedFuture, LogHealth, Span, SpanFuture, Unavailable,
 };
 use crate::hub::{now_rfc3339, Filter, Hub};
+use crate::idempotency::{KeyOptions, Keys, Record};
 
-/// Appends one event and returns `{id, note}`.
+/// Appends one event and returns `{id, note, found, forgotten, held}`.
+///
+/// With an idempotency key (`ARGV[8]`, its name; empty for none), the
+/// key's record is looked up first in the hash `KEYS[2]` (name → record
+/// JSON), whose names `KEYS[3]` orders by the time they were stored: keys
+/// older than `ARGV[10]` ms are dropped first. A key found is returned as
+/// `found`, and nothing is appended. Otherwise the event is appended and
+/// the key's record stored in the same script, so that a retry on any
+/// server finds it; the oldest keys over `ARGV[11]` are dropped. Both keys
+/// expire `ARGV[10]` ms after the last record was stored. `forgotten` is
+/// how many records this call dropped; `held`, how many are left (-1
+/// without a key).
 ///
 /// The event is numbered after the stream's newest entry, in its epoch,
 /// unless the stream holds less than it once did: it is empty or missing,
@@ -55,7 +67,7 @@ use crate::hub::{now_rfc3339, Filter, Hub};
 /// came back from an older snapshot, or a replica that lagged took over).
 /// Then a new epoch begins, above every id seen, so that no id is ever
 /// issued twice; `note` is then `new`.
-const APPEND: &str = r"
+const APPEND: &str = r#"
 local function split(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
@@ -64,6 +76,24 @@ local function before(e1, s1, e2, s2)
   return e1 < e2 or (e1 == e2 and s1 < s2)
 end
 local hw_epoch, hw_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
+local name, ttl, max_keys = ARGV[8], tonumber(ARGV[10]), tonumber(ARGV[11])
+local now_ms, forgotten = 0, 0
+local function drop(names)
+  for _, n in ipairs(names) do
+    redis.call('HDEL', KEYS[2], n)
+    redis.call('ZREM', KEYS[3], n)
+  end
+  forgotten = forgotten + #names
+end
+if name ~= '' then
+  local now = redis.call('TIME')
+  now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  drop(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms - ttl, 'LIMIT', 0, 1024))
+  local found = redis.call('HGET', KEYS[2], name)
+  if found then
+    return {'', '', found, forgotten, redis.call('ZCARD', KEYS[3])}
+  end
+end
 local top_epoch, top_seq = 0, 0
 local epoch, seq
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -93,8 +123,23 @@ end
 local id = string.format('%.0f-%.0f', epoch, seq)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id,
   'id', ARGV[2], 'topic', ARGV[3], 'message', ARGV[4], 'time', ARGV[5])
-return {id, note}
-";
+if name == '' then
+  return {id, note, '', 0, -1}
+end
+-- Every field is digits, hex, '-' or a topic's characters: no escaping.
+local record = '{"fingerprint":"' .. ARGV[9] .. '","at_ms":' .. string.format('%.0f', now_ms) ..
+  ',"answer":{"event_id":"' .. id .. '","id":"' .. ARGV[2] .. '","seq":' ..
+  string.format('%.0f', seq) .. ',"topic":"' .. ARGV[3] .. '"}}'
+redis.call('HSET', KEYS[2], name, record)
+redis.call('ZADD', KEYS[3], now_ms, name)
+local over = redis.call('ZCARD', KEYS[3]) - max_keys
+if over > 0 then
+  drop(redis.call('ZRANGE', KEYS[3], 0, math.min(over, 1024) - 1))
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return {id, note, '', forgotten, redis.call('ZCARD', KEYS[3])}
+"#;
 
 /// Longest wait in one `XREAD BLOCK`: a reader that gets no answer within
 /// this plus [`COMMAND_TIMEOUT`] reports Redis down.
@@ -127,6 +172,9 @@ pub struct RedisOptions {
     /// The largest event a publish may store, in bytes: bounds the bytes of
     /// one backfill read.
     pub max_event_bytes: u64,
+    /// How long and how many idempotency keys are remembered (in Redis,
+    /// beside the stream: `<key>:idempotency` and `<key>:idempotency:order`).
+    pub keys: KeyOptions,
 }
 
 const UNKNOWN: u8 = 0;
@@ -195,6 +243,11 @@ pub struct RedisLog {
     /// The newest id this server has seen acknowledged or read: an append
     /// that finds the stream's newest entry below it starts a new epoch.
     high_water: Mutex<EventId>,
+    /// The idempotency keys in flight here (their records are in Redis).
+    keys: Keys,
+    /// The hash of the keys' records, and the sorted set of their names.
+    key_records: String,
+    key_order: String,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -227,10 +280,13 @@ impl RedisLog {
             commands: Mutex::new(None),
             broken: Notify::new(),
             connected: Notify::new(),
-            options,
             append: Script::new(APPEND),
             health: Health::default(),
             high_water: Mutex::new(EventId::new(0, 0)),
+            keys: Keys::in_flight_only(options.keys),
+            key_records: format!("{}:idempotency", options.key),
+            key_order: format!("{}:idempotency:order", options.key),
+            options,
         })
     }
 
@@ -325,14 +381,22 @@ impl RedisLog {
         }
     }
 
-    async fn try_append(&self, topic: String, message: String) -> Result<Appended, AppendError> {
+    async fn try_append(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<&Keyed>,
+    ) -> Result<KeyedAppend, AppendError> {
         let mut conn = self.command_connection().ok_or(AppendError::NotConnected)?;
         let uuid = Uuid::new_v4();
         let time = now_rfc3339();
         let high = *self.high_water.lock();
-        let (raw, note): (String, String) = self
+        let options = self.keys.options();
+        let (raw, note, found, forgotten, held): (String, String, String, u64, i64) = self
             .append
             .key(&self.options.key)
+            .key(&self.key_records)
+            .key(&self.key_order)
             .arg(self.options.max_len)
             .arg(uuid.to_string())
             .arg(&topic)
@@ -340,9 +404,26 @@ impl RedisLog {
             .arg(&time)
             .arg(high.epoch)
             .arg(high.seq)
+            .arg(keyed.map_or("", |k| k.name.as_str()))
+            .arg(keyed.map_or("", |k| k.fingerprint.as_str()))
+            .arg(u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX))
+            .arg(options.max)
             .invoke_async(&mut conn)
             .await
             .map_err(AppendError::Redis)?;
+        if let Ok(held) = u64::try_from(held) {
+            self.keys.reported(held, forgotten);
+        }
+        if !found.is_empty() {
+            let record: Record = serde_json::from_str(&found).map_err(|e| {
+                AppendError::Redis(RedisError::from((
+                    redis::ErrorKind::Client,
+                    "an idempotency record in Redis does not decode",
+                    e.to_string(),
+                )))
+            })?;
+            return Ok(KeyedAppend::Found(record));
+        }
         let id: EventId = raw.parse().map_err(|_| {
             AppendError::Redis(RedisError::from((
                 redis::ErrorKind::Client,
@@ -360,7 +441,7 @@ impl RedisLog {
             );
         }
         self.saw(id);
-        Ok(Appended {
+        Ok(KeyedAppend::Stored(Appended {
             id,
             event: ServerEvent {
                 id: uuid,
@@ -369,7 +450,7 @@ impl RedisLog {
                 message,
                 time,
             },
-        })
+        }))
     }
 
     /// Records a failed command: a connection failure (a timeout included)
@@ -612,31 +693,60 @@ fn decode(entry: &StreamId) -> Option<(EventId, ServerEvent)> {
     event
 }
 
+impl RedisLog {
+    /// Runs the append script, with `keyed`'s key when given, and turns
+    /// its failures into the log's errors.
+    async fn store(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<&Keyed>,
+    ) -> Result<KeyedAppend, LogAppendError> {
+        match self.try_append(topic, message, keyed).await {
+            Ok(appended) => {
+                self.health.reached();
+                Ok(appended)
+            }
+            Err(AppendError::NotConnected) => Err(LogAppendError::Unavailable(Unavailable(
+                "the event log (Redis) is unreachable; the event was not published".into(),
+            ))),
+            Err(AppendError::Redis(error)) => {
+                self.command_failed("publishing", &error);
+                let message = if error.is_timeout() {
+                    "the event log (Redis) did not answer in time; the event may or may \
+                     not have been stored"
+                } else if is_connection_failure(&error) {
+                    "the event log (Redis) is unreachable; the event was not published"
+                } else {
+                    "the event log (Redis) refused the event; it was not published"
+                };
+                Err(LogAppendError::Unavailable(Unavailable(message.into())))
+            }
+        }
+    }
+}
+
 impl EventLog for RedisLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
         Box::pin(async move {
-            match self.try_append(topic, message).await {
-                Ok(appended) => {
-                    self.health.reached();
-                    Ok(appended)
-                }
-                Err(AppendError::NotConnected) => Err(LogAppendError::Unavailable(Unavailable(
-                    "the event log (Redis) is unreachable; the event was not published".into(),
+            match self.store(topic, message, None).await? {
+                KeyedAppend::Stored(appended) => Ok(appended),
+                // Without a key the script finds none.
+                KeyedAppend::Found(_) => Err(LogAppendError::Unavailable(Unavailable(
+                    "the event log (Redis) answered a publish without a key with a key's \
+                     record; it was not published"
+                        .into(),
                 ))),
-                Err(AppendError::Redis(error)) => {
-                    self.command_failed("publishing", &error);
-                    let message = if error.is_timeout() {
-                        "the event log (Redis) did not answer in time; the event may or may \
-                         not have been stored"
-                    } else if is_connection_failure(&error) {
-                        "the event log (Redis) is unreachable; the event was not published"
-                    } else {
-                        "the event log (Redis) refused the event; it was not published"
-                    };
-                    Err(LogAppendError::Unavailable(Unavailable(message.into())))
-                }
             }
         })
+    }
+
+    fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_> {
+        Box::pin(async move { self.store(topic, message, Some(&keyed)).await })
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     fn reaches_further(&self) -> bool {

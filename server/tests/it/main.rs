@@ -10,6 +10,7 @@ mod auth;
 mod disk;
 mod faults;
 mod http;
+mod idempotency;
 mod lifecycle;
 mod limits;
 mod publish;

@@ -21,6 +21,12 @@
 //! - `by_topic`: (topic, seq) → its counted size: the retention index, and
 //!   the read path of a resume on named topics;
 //! - `topics`: topic → the newest seq it dropped (see [`retention`]);
+//! - `idempotency`: `<key> <scope>` → the seq of its event and its record
+//!   as JSON ([`crate::idempotency::Record`]), written in the commit of the
+//!   event;
+//! - `idempotency_order`: seq → (when the key was stored, its name): the
+//!   oldest first, trimmed in every commit to `--idempotency-keys` and
+//!   `--idempotency-ttl`;
 //! - `meta`: `epoch`, `last_seq` (the sequence counter), `running` (which
 //!   mode a run that has not stopped cleanly was in: 0 after a clean stop),
 //!   `forgotten_through`.
@@ -57,14 +63,17 @@ pub use self::dir::Store;
 use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
-use super::{SpanFuture, Unavailable};
+use super::{Keyed, KeyedAppend, KeyedFuture, SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
 use crate::hub::{new_epoch, Filter, Hub, HubOptions};
+use crate::idempotency::{KeyOptions, Keys, Record};
 
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 const BY_TOPIC: TableDefinition<'_, (&str, u64), u64> = TableDefinition::new("by_topic");
 const TOPICS: TableDefinition<'_, &str, u64> = TableDefinition::new("topics");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const KEYS: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("idempotency");
+const KEY_ORDER: TableDefinition<'_, u64, (u64, &str)> = TableDefinition::new("idempotency_order");
 
 /// `meta.running` after a clean stop.
 const STOPPED: u64 = 0;
@@ -158,6 +167,8 @@ pub struct DiskOptions {
     pub floor: u64,
     /// Topics without events whose losses are remembered one by one.
     pub max_empty_topics: usize,
+    /// How long and how many idempotency keys are remembered.
+    pub keys: KeyOptions,
 }
 
 /// Why a store operation failed.
@@ -177,6 +188,8 @@ struct Shared {
     errors: AtomicU64,
     /// What is kept, and what each topic dropped.
     retention: Mutex<Retention>,
+    /// The idempotency keys, as the store holds them.
+    keys: Keys,
 }
 
 impl Shared {
@@ -202,6 +215,8 @@ impl Shared {
 struct Request {
     topic: String,
     message: String,
+    /// Its key, stored in the same commit.
+    keyed: Option<Keyed>,
     answer: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
@@ -259,9 +274,11 @@ impl DiskLog {
             let retention = load_retention(&store, &options)?;
             let hub = Hub::follower(epoch, hub_options);
             load_hub(&store, &hub, epoch, last_seq, hub_options.history)?;
-            Ok::<_, redb::Error>((epoch, last_seq, retention, hub))
+            let keys = Keys::remembering(options.keys);
+            load_keys(&store, &keys)?;
+            Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))
         }));
-        let (epoch, last_seq, retention, hub) = match loaded {
+        let (epoch, last_seq, retention, hub, keys) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(error)) => return Err(failed(&error)),
             Err(panic) => {
@@ -287,6 +304,7 @@ impl DiskLog {
             outages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             retention: Mutex::new(retention),
+            keys,
         });
         let (requests, queue) = mpsc::channel(QUEUE);
         let (done, closed) = oneshot::channel();
@@ -374,6 +392,8 @@ fn start_run(store: &Database, fsync: Fsync) -> StoreResult<(u64, u64)> {
         tx.open_table(EVENTS)?;
         tx.open_table(BY_TOPIC)?;
         tx.open_table(TOPICS)?;
+        tx.open_table(KEYS)?;
+        tx.open_table(KEY_ORDER)?;
     }
     tx.commit()?;
     Ok((epoch, last_seq))
@@ -386,9 +406,14 @@ fn begin_epoch(tx: &WriteTransaction, old: u64) -> StoreResult<u64> {
     tx.delete_table(EVENTS)?;
     tx.delete_table(BY_TOPIC)?;
     tx.delete_table(TOPICS)?;
+    // The keys' events are gone: a retry publishes anew.
+    tx.delete_table(KEYS)?;
+    tx.delete_table(KEY_ORDER)?;
     tx.open_table(EVENTS)?;
     tx.open_table(BY_TOPIC)?;
     tx.open_table(TOPICS)?;
+    tx.open_table(KEYS)?;
+    tx.open_table(KEY_ORDER)?;
     let mut meta = tx.open_table(META)?;
     meta.insert("epoch", epoch)?;
     meta.insert("last_seq", 0)?;
@@ -420,6 +445,31 @@ fn load_retention(store: &Database, options: &DiskOptions) -> StoreResult<Retent
         .map_or(0, |v| v.value());
     retention.set_forgotten(forgotten);
     Ok(retention)
+}
+
+/// Loads the stored idempotency keys into `keys`, oldest first (those past
+/// the TTL are left out, and dropped from the store by the next commit).
+fn load_keys(store: &Database, keys: &Keys) -> StoreResult<()> {
+    let tx = store.begin_read()?;
+    let records = tx.open_table(KEYS)?;
+    for entry in tx.open_table(KEY_ORDER)?.iter()? {
+        let (seq, value) = entry?;
+        let (_, name) = value.value();
+        let Some(stored) = records.get(name)? else {
+            continue;
+        };
+        let (of, json) = stored.value();
+        if of != seq.value() {
+            continue;
+        }
+        let record: Record = serde_json::from_slice(json).map_err(|error| {
+            redb::Error::Corrupted(format!(
+                "the idempotency key of event {of} does not decode: {error}"
+            ))
+        })?;
+        keys.load(name.to_owned(), record);
+    }
+    Ok(())
 }
 
 /// Decodes a stored event of `epoch`. One that does not decode is an
@@ -537,23 +587,46 @@ fn read_span(
     Ok(Span { events, next, gone })
 }
 
+impl DiskLog {
+    /// Queues an event (and its key) for the writer and waits for its
+    /// commit.
+    async fn store(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<Keyed>,
+    ) -> Result<Appended, AppendError> {
+        self.hub.admit(&topic)?;
+        let (answer, answered) = oneshot::channel();
+        let stopping = || unavailable("the server is shutting down; the event was not published");
+        self.requests
+            .send(Request {
+                topic,
+                message,
+                keyed,
+                answer,
+            })
+            .await
+            .map_err(|_| stopping())?;
+        answered.await.map_err(|_| stopping())?
+    }
+}
+
 impl EventLog for DiskLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
+        Box::pin(self.store(topic, message, None))
+    }
+
+    fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_> {
         Box::pin(async move {
-            self.hub.admit(&topic)?;
-            let (answer, answered) = oneshot::channel();
-            let stopping =
-                || unavailable("the server is shutting down; the event was not published");
-            self.requests
-                .send(Request {
-                    topic,
-                    message,
-                    answer,
-                })
+            self.store(topic, message, Some(keyed))
                 .await
-                .map_err(|_| stopping())?;
-            answered.await.map_err(|_| stopping())?
+                .map(KeyedAppend::Stored)
         })
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.shared.keys
     }
 
     fn health(&self) -> LogHealth {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table};
 use shared::{EventId, ServerEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -17,10 +17,16 @@ use uuid::Uuid;
 use super::retention::EVENT_OVERHEAD;
 use super::{
     begin_epoch, dir, load_retention, unavailable, DiskOptions, Fsync, Request, Shared,
-    StoreResult, BY_TOPIC, EVENTS, MAX_BATCH, META, RETRY_MAX, RETRY_MIN, STOPPED, TOPICS,
+    StoreResult, BY_TOPIC, EVENTS, KEYS, KEY_ORDER, MAX_BATCH, META, RETRY_MAX, RETRY_MIN, STOPPED,
+    TOPICS,
 };
-use crate::event_log::Appended;
+use crate::event_log::{Appended, Keyed};
 use crate::hub::{now_rfc3339, Hub};
+use crate::idempotency::{now_ms, KeyOptions, Record};
+
+/// Expired keys dropped from the store in one commit at most, beside those
+/// over the count: the rest go in the next commits.
+const EXPIRE_PER_COMMIT: usize = 1024;
 
 /// The error of a store operation that the test seam failed on purpose.
 #[cfg(debug_assertions)]
@@ -194,6 +200,7 @@ impl Writer {
         let time = now_rfc3339();
         let mut answers = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
+        let mut keyed = Vec::new();
         for (i, request) in batch.into_iter().enumerate() {
             let seq = self.next_seq + i as u64;
             events.push((
@@ -206,22 +213,37 @@ impl Writer {
                     time: time.clone(),
                 },
             ));
+            if let Some(key) = request.keyed {
+                keyed.push((i, key));
+            }
             answers.push(request.answer);
         }
-        match self.commit(&events) {
+        let appended: Vec<Appended> = events
+            .iter()
+            .map(|(id, event)| Appended {
+                id: *id,
+                event: event.clone(),
+            })
+            .collect();
+        let records: Vec<(Keyed, Record)> = keyed
+            .into_iter()
+            .map(|(i, key)| {
+                let record = key.record(&appended[i]);
+                (key, record)
+            })
+            .collect();
+        match self.commit(&events, &records) {
             Ok(()) => {
                 self.next_seq += events.len() as u64;
                 if !self.shared.up.swap(true, Ordering::AcqRel) {
                     tracing::info!("the event log on disk can write again: publishing works");
                 }
-                let appended: Vec<Appended> = events
-                    .iter()
-                    .map(|(id, event)| Appended {
-                        id: *id,
-                        event: event.clone(),
-                    })
-                    .collect();
                 self.hub.replicate(events);
+                // Remembered before the answers go: a repeat waiting for a
+                // key finds its record.
+                for (key, record) in records {
+                    self.shared.keys.remember(&key.name, key.mark, record);
+                }
                 for (answer, appended) in answers.into_iter().zip(appended) {
                     let _ = answer.send(Ok(appended));
                 }
@@ -240,7 +262,11 @@ impl Writer {
 
     /// One transaction: the events, what retention drops to make room, the
     /// sequence counter. Synced unless batch mode's interval has not passed.
-    fn commit(&mut self, events: &[(EventId, ServerEvent)]) -> StoreResult<()> {
+    fn commit(
+        &mut self,
+        events: &[(EventId, ServerEvent)],
+        records: &[(Keyed, Record)],
+    ) -> StoreResult<()> {
         self.check_fault()?;
         let Some(store) = self.store.clone() else {
             return Err(redb::Error::DatabaseClosed);
@@ -285,6 +311,15 @@ impl Writer {
             if let Some((id, _)) = events.last() {
                 meta.insert("last_seq", id.seq)?;
             }
+            let mut keys = tx.open_table(KEYS)?;
+            let mut order = tx.open_table(KEY_ORDER)?;
+            store_keys(&mut keys, &mut order, records)?;
+            trim_keys(
+                &mut keys,
+                &mut order,
+                self.options.keys,
+                records.len() + EXPIRE_PER_COMMIT,
+            )?;
         }
         tx.commit()?;
         if durable {
@@ -365,6 +400,7 @@ impl Writer {
                  and subscribers get a reset notice"
             );
             self.shared.epoch.store(new, Ordering::Release);
+            self.shared.keys.clear();
             next_seq = 1;
         } else if last_seq > acked {
             // A failed commit reached the disk after all; its publishes were
@@ -383,6 +419,7 @@ impl Writer {
                 stored.remove(seq)?;
                 by_topic.remove((topic.as_str(), *seq))?;
             }
+            drop_keys_after(&tx, acked)?;
             tx.open_table(META)?.insert("last_seq", acked)?;
             next_seq = acked + 1;
         }
@@ -426,6 +463,72 @@ impl Writer {
             Err(error) => self.shared.failed("closing the store", &error),
         }
     }
+}
+
+/// Stores each key's record under its name, in the order of its event.
+fn store_keys(
+    keys: &mut Table<'_, &str, (u64, &[u8])>,
+    order: &mut Table<'_, u64, (u64, &str)>,
+    records: &[(Keyed, Record)],
+) -> StoreResult<()> {
+    for (key, record) in records {
+        // Serializing the project's own record type cannot fail.
+        let json = serde_json::to_vec(record).unwrap_or_default();
+        let seq = record.answer.seq;
+        let replaced = keys
+            .insert(key.name.as_str(), (seq, json.as_slice()))?
+            .map(|old| old.value().0);
+        if let Some(old) = replaced {
+            // The name was forgotten in memory and used again.
+            order.remove(old)?;
+        }
+        order.insert(seq, (record.at_ms, key.name.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Drops the oldest keys over `options.max`, and those past the TTL, at
+/// most `limit` of them.
+fn trim_keys(
+    keys: &mut Table<'_, &str, (u64, &[u8])>,
+    order: &mut Table<'_, u64, (u64, &str)>,
+    options: KeyOptions,
+    limit: usize,
+) -> StoreResult<()> {
+    let ttl = u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX);
+    let now = now_ms();
+    for _ in 0..limit {
+        let over = order.len()? > options.max as u64;
+        let Some((seq, at, name)) = order.first()?.map(|(seq, value)| {
+            let (at, name) = value.value();
+            (seq.value(), at, name.to_owned())
+        }) else {
+            break;
+        };
+        if !over && at.saturating_add(ttl) > now {
+            break;
+        }
+        order.remove(seq)?;
+        keys.remove(name.as_str())?;
+    }
+    Ok(())
+}
+
+/// Drops the keys of events after `acked` (a failed commit that reached
+/// the disk after all: its publishes were answered 503).
+fn drop_keys_after(tx: &redb::WriteTransaction, acked: u64) -> StoreResult<()> {
+    let mut keys = tx.open_table(KEYS)?;
+    let mut order = tx.open_table(KEY_ORDER)?;
+    let gone: Vec<(u64, String)> = order
+        .range(acked + 1..)?
+        .filter_map(Result::ok)
+        .map(|(seq, value)| (seq.value(), value.value().1.to_owned()))
+        .collect();
+    for (seq, name) in &gone {
+        order.remove(seq)?;
+        keys.remove(name.as_str())?;
+    }
+    Ok(())
 }
 
 async fn sleep_until(at: Option<Instant>) {
