@@ -85,18 +85,18 @@ fn row(arg: &Arg, matches: &ArgMatches, file: Option<&ConfigFile>) -> Row {
         .get_raw(id)
         .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
-    let source = match matches.value_source(id) {
-        None => Source::Unset,
-        Some(ValueSource::DefaultValue) => Source::Default,
-        Some(ValueSource::EnvVariable) => Source::Env(
+    let line = file.and_then(|f| f.line_of(id));
+    let source = match (matches.value_source(id), line) {
+        // A file's `false` for a switch is its default, given in the file.
+        (_, Some(line)) => Source::File(line),
+        (None, None) => Source::Unset,
+        (Some(ValueSource::DefaultValue), None) => Source::Default,
+        (Some(ValueSource::EnvVariable), None) => Source::Env(
             arg.get_env()
                 .map(|e| e.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         ),
-        Some(_) => match file.and_then(|f| f.line_of(id)) {
-            Some(line) => Source::File(line),
-            None => Source::Flag,
-        },
+        (Some(_), None) => Source::Flag,
     };
     let value = if raw.is_empty() {
         String::new()

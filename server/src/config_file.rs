@@ -112,24 +112,27 @@ impl ConfigFile {
         &self.path
     }
 
-    /// The file's options as flags, leaving out those that `given` (the
-    /// command line parsed without the file) has from a flag or the
-    /// environment.
-    pub fn flags_unless_given(&self, given: &ArgMatches) -> Vec<OsString> {
+    /// The file's options as flags, leaving out (and forgetting) those that
+    /// `given` (the command line parsed without the file) has from a flag
+    /// or the environment.
+    pub fn flags_unless_given(&mut self, given: &ArgMatches) -> Vec<OsString> {
         let explicit = |id: &str| {
             matches!(
                 given.value_source(id),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             )
         };
+        self.entries.retain(|entry| {
+            !explicit(&entry.id) && !entry.sibling.as_deref().is_some_and(explicit)
+        });
         self.entries
             .iter()
-            .filter(|entry| !explicit(&entry.id) && !entry.sibling.as_deref().is_some_and(explicit))
             .flat_map(|entry| entry.flags.iter().cloned())
             .collect()
     }
 
-    /// The line of the option with `id`, when the file gives it.
+    /// The line of the option with `id`, when the file gives it (and
+    /// neither a flag nor the environment does).
     pub fn line_of(&self, id: &str) -> Option<usize> {
         self.entries.iter().find(|e| e.id == id).map(|e| e.line)
     }
@@ -368,7 +371,7 @@ pub fn layer(
     let Some(path) = given.try_get_one::<PathBuf>("config").ok().flatten() else {
         return Ok(Layered { args, file: None });
     };
-    let file = ConfigFile::read(path, options)?;
+    let mut file = ConfigFile::read(path, options)?;
     let mut args = args;
     let flags = file.flags_unless_given(given);
     args.splice(at..at, flags);

@@ -3,6 +3,8 @@
 //! so both formats carry the same names (docs/production.md lists the
 //! request line's).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -18,14 +20,16 @@ pub enum LogFormat {
 }
 
 /// Installs the process's log on stderr in `format`, filtered by `RUST_LOG`
-/// (default: `info`).
+/// (default: `info`), coloured only when stderr is a terminal.
 pub fn init(format: LogFormat) {
     // warp warns once per request for a path with `..` in it, which any
     // client can send: only its errors are shown.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,warp::filters::fs=error"));
+    // Colours only on a terminal: not in the journal or a file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
