@@ -171,6 +171,8 @@ impl Reader<'_> {
         let Some(arg) = arg else {
             let what = if value.get_ref().is_table() && in_section {
                 "sections hold options, not other sections"
+            } else if name == "config" {
+                "a config file cannot name another"
             } else {
                 "no option has this name"
             };

@@ -207,7 +207,10 @@ async fn a_bad_file_stops_the_start_naming_the_file_the_line_and_the_key() {
             "[a]\n[a.b]\nhistory = 1\n",
             ":2: unknown key `b`: sections hold options, not other sections",
         ),
-        ("config = \"other.toml\"\n", ":1: unknown key `config`"),
+        (
+            "config = \"other.toml\"\n",
+            ":1: unknown key `config`: a config file cannot name another",
+        ),
         ("history = 5\nretry = \n", ":2: not TOML:"),
     ];
     for (content, says) in cases {
@@ -344,14 +347,13 @@ fn check_config_redacts_every_secret_wherever_it_comes_from() {
         "jwt-secret = \"jwt-secret-in-the-file\"\n\
          redis = \"redis://sse:redis-password-in-the-file@127.0.0.1:6379/0\"\n",
     );
+    // The file named in the environment this time.
     let output = check_config(
+        &["--publish-token", "publish-token-on-the-flag"],
         &[
-            "--config",
-            path_str(&file),
-            "--publish-token",
-            "publish-token-on-the-flag",
+            ("SSE_METRICS_TOKEN", "metrics-token-in-the-env"),
+            ("SSE_CONFIG", path_str(&file)),
         ],
-        &[("SSE_METRICS_TOKEN", "metrics-token-in-the-env")],
     );
     let report = text(&output.stdout);
     assert!(output.status.success(), "{report}{}", text(&output.stderr));
@@ -364,6 +366,10 @@ fn check_config_redacts_every_secret_wherever_it_comes_from() {
         assert!(!report.contains(secret), "{secret} in\n{report}");
         assert!(!text(&output.stderr).contains(secret), "{secret} on stderr");
     }
+    assert_eq!(
+        report.lines().next(),
+        Some(format!("# config file: {}", file.display()).as_str())
+    );
     assert_eq!(
         row(&report, "jwt-secret"),
         ("<redacted>".into(), "file, line 1".into())
