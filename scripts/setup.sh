@@ -3,7 +3,8 @@
 # skipping whatever is already there: the wasm32 target, rustfmt and clippy,
 # trunk, the wasm-bindgen CLI matching Cargo.lock, and for the tests Debian's
 # chromium, chromium-driver and curl (the page's browser tests) and
-# redis-server (the tests of servers sharing a Redis stream), python3 and
+# redis-server (the tests of servers sharing a Redis stream), nginx (the
+# deployment test runs deploy/nginx.conf in front of them), python3 and
 # cargo-nextest (scripts/test.sh), and for the fuzz targets cargo-fuzz. Then downloads the
 # crates so later builds can run with --offline.
 #
@@ -15,7 +16,7 @@
 #   scripts/setup.sh --with-browser  # also chromium + chromedriver, curl
 #   scripts/setup.sh --with-fuzz     # also cargo-fuzz (scripts/fuzz.sh)
 #   scripts/setup.sh --for-tests     # all of the above, redis-server,
-#                                    # python3 and cargo-nextest
+#                                    # nginx, python3 and cargo-nextest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,9 @@ if [ "$with_browser" = 1 ]; then
 fi
 if [ "$with_redis" = 1 ]; then
     command -v redis-server >/dev/null || apt_packages+=(redis-server)
+    # The deployment test runs nginx itself, in the foreground: the
+    # package's service is never needed.
+    [ -x /usr/sbin/nginx ] || apt_packages+=(nginx)
 fi
 if [ "$with_runner" = 1 ]; then
     # scripts/test.sh reads the build's diagnostics with it.

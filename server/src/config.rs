@@ -1,5 +1,6 @@
-//! The command line: every option is a flag with an environment fallback,
-//! turned once into the [`Settings`] the server runs on.
+//! The command line: every option is a flag with an environment fallback
+//! and a key of the `--config` file ([`crate::config_file`]), turned once
+//! into the [`Settings`] the server runs on.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use crate::event_log::{
 };
 use crate::idempotency::KeyOptions;
 use crate::limits;
+use crate::logging::LogFormat;
 use crate::publish::PublishSettings;
 use crate::settings::{ConnectionSettings, HistorySettings, RateSettings, Settings};
 use crate::stream::StreamSettings;
@@ -31,6 +33,17 @@ use crate::tls::Tls;
     about = "A Server-Sent Events server: GET /stream, POST /publish, resumable with Last-Event-ID."
 )]
 pub struct Config {
+    /// Read options from this TOML file: each key is an option's flag name
+    /// (`max-connections = 5000`), in sections or not. Flags and the
+    /// environment take precedence over it.
+    #[arg(long, env = "SSE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// How log lines on stderr are written: `text`, or `json` (one object
+    /// a line, for a log shipper).
+    #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SSE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
@@ -86,6 +99,15 @@ pub struct Config {
     #[arg(long, env = "SSE_PUBLISH_TOKEN", hide_env_values = true, value_parser = token)]
     pub publish_token: Option<String>,
 
+    /// `--publish-token` read from this file (a trailing newline dropped).
+    #[arg(
+        long,
+        env = "SSE_PUBLISH_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "publish_token"
+    )]
+    pub publish_token_file: Option<PathBuf>,
+
     /// Check JWTs signed with this shared secret (HS256). Tokens give
     /// rights per topic in their `sse` claim.
     #[arg(
@@ -95,6 +117,15 @@ pub struct Config {
         conflicts_with = "jwt_public_key"
     )]
     pub jwt_secret: Option<String>,
+
+    /// `--jwt-secret` read from this file (a trailing newline dropped).
+    #[arg(
+        long,
+        env = "SSE_JWT_SECRET_FILE",
+        value_name = "FILE",
+        conflicts_with_all = ["jwt_secret", "jwt_public_key"]
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
 
     /// Check JWTs signed with the private key of this PEM public key (RS256
     /// for an RSA key, ES256 for a P-256 EC key).
@@ -126,6 +157,15 @@ pub struct Config {
     /// When set, /metrics and /healthz need `Authorization: Bearer <token>`.
     #[arg(long, env = "SSE_METRICS_TOKEN", hide_env_values = true, value_parser = token)]
     pub metrics_token: Option<String>,
+
+    /// `--metrics-token` read from this file (a trailing newline dropped).
+    #[arg(
+        long,
+        env = "SSE_METRICS_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "metrics_token"
+    )]
+    pub metrics_token_file: Option<PathBuf>,
 
     /// Most publishes per second for one token subject (or, without a
     /// token, one client: an IPv4 address or an IPv6 prefix, see
@@ -352,6 +392,16 @@ pub enum ConfigError {
     /// The data dir cannot be used.
     #[error("--data-dir: {0}")]
     DataDir(#[from] DataDirError),
+    /// A secret's file cannot be used.
+    #[error("{option} {path}: {reason}")]
+    SecretFile {
+        /// The option naming the file.
+        option: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// Not a Redis URL.
     #[error("--redis {url:?} is not a Redis URL: {reason}")]
     BadRedisUrl {
@@ -465,7 +515,9 @@ impl Config {
     }
 
     fn check_jwt_options(&self) -> Result<(), ConfigError> {
-        let jwt = self.jwt_secret.is_some() || self.jwt_public_key.is_some();
+        let jwt = self.jwt_secret.is_some()
+            || self.jwt_secret_file.is_some()
+            || self.jwt_public_key.is_some();
         if !self.private.is_empty() && !jwt {
             return Err(ConfigError::PrivateWithoutJwt);
         }
@@ -504,8 +556,14 @@ impl Config {
 
     /// The JWT key (its file read here, once), with its claims' checks.
     fn jwt_key(&self) -> Result<Option<JwtKey>, ConfigError> {
-        let key = match (&self.jwt_secret, &self.jwt_public_key) {
-            (Some(secret), _) => JwtKey::secret(secret)?,
+        let secret = secret(
+            self.jwt_secret.as_ref(),
+            self.jwt_secret_file.as_ref(),
+            "--jwt-secret-file",
+            |_| Ok(()),
+        )?;
+        let key = match (secret, &self.jwt_public_key) {
+            (Some(secret), _) => JwtKey::secret(&secret)?,
             (None, Some(path)) => JwtKey::public_key(path)?,
             (None, None) => return Ok(None),
         };
@@ -521,12 +579,23 @@ impl Config {
     }
 
     fn auth(&self) -> Result<Auth, ConfigError> {
+        let check = |s: &str| token(s).map(drop);
         Ok(Auth::new(
             self.jwt_key()?,
             self.private.clone(),
             self.jwt_cookie.clone(),
-            self.publish_token.clone(),
-            self.metrics_token.clone(),
+            secret(
+                self.publish_token.as_ref(),
+                self.publish_token_file.as_ref(),
+                "--publish-token-file",
+                check,
+            )?,
+            secret(
+                self.metrics_token.as_ref(),
+                self.metrics_token_file.as_ref(),
+                "--metrics-token-file",
+                check,
+            )?,
         ))
     }
 
@@ -599,6 +668,31 @@ impl Config {
     fn stream_max_len(&self) -> u64 {
         self.redis_max_len.unwrap_or(self.history)
     }
+}
+
+/// A secret given inline, or read from `file` (named by `option`) with its
+/// trailing newline dropped and checked by `check`.
+fn secret(
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+    option: &'static str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(path) = file else {
+        return Ok(inline.cloned());
+    };
+    let failed = |reason: String| ConfigError::SecretFile {
+        option,
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(failed("the file is empty".to_owned()));
+    }
+    check(value).map_err(failed)?;
+    Ok(Some(value.to_owned()))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

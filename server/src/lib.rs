@@ -2,9 +2,15 @@
 //! stream built to fan out to many subscribers.
 //!
 //! Modules, each named for what it holds:
-//! - [`cli`]: the binary's command line: the server, or `server replay`.
+//! - [`cli`]: the binary's command line: the server, `server
+//!   check-config`, or `server replay`.
 //! - [`config`]: the command line and environment options, checked once
 //!   into [`settings`]: the values the server runs on, every file read.
+//! - [`config_file`]: `--config FILE`, TOML options under the flags and
+//!   the environment.
+//! - [`check_config`]: `server check-config`'s report: each option's value
+//!   and source, secrets redacted.
+//! - [`logging`]: the log on stderr, as text or JSON lines.
 //! - [`auth`]: tokens to topic rights (JWT, private topics, secrets).
 //! - [`rate`]: publish rate limits per token or client.
 //! - [`event_log`]: where events are stored: in memory, on disk
@@ -38,14 +44,17 @@
 
 pub mod app;
 pub mod auth;
+pub mod check_config;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod error;
 pub mod event_log;
 pub mod hub;
 pub mod idempotency;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod page;
 pub mod publish;

@@ -7,12 +7,15 @@ mod common;
 
 mod accept;
 mod auth;
+mod config;
+mod deploy;
 mod disk;
 mod faults;
 mod http;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod logs;
 mod publish;
 mod redis;
 mod redis_faults;

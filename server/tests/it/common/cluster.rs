@@ -149,7 +149,7 @@ impl Redis {
 }
 
 /// A free loopback port, found by binding port 0.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -257,6 +257,11 @@ impl Sse {
                 .expect("request"),
         )
         .await;
+        Self::from_response(response)
+    }
+
+    /// The stream of a response already received (over any connection).
+    pub fn from_response(response: Response<Incoming>) -> Sse {
         Sse {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
