@@ -1,6 +1,14 @@
 //! `GET /metrics` (Prometheus text) and `GET /healthz`, read from the whole
 //! [`App`]: the hub's counters, the event log's health, the open
 //! connections.
+//!
+//! The exposition is the Prometheus text format 0.0.4, written from a table
+//! of rows. `prometheus-client` writes OpenMetrics text only: another
+//! content type, a closing `# EOF`, and a counter's `# TYPE` named without
+//! its `_total`, which would change what every scraper and dashboard of
+//! this server reads today; the values themselves are read from the hub's,
+//! the log's and the connections' own counters at each scrape, so a
+//! registry would only copy them.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
