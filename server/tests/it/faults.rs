@@ -455,17 +455,7 @@ async fn binary(args: &[&str]) -> (Child, SocketAddr) {
         .kill_on_drop(true)
         .spawn()
         .expect("server binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("listening in time")
-        .expect("output")
-        .expect("a line");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .expect("an address")
-        .parse()
-        .expect("an address");
+    let addr = common::listening_addr(&mut child, "http").await;
     (child, addr)
 }
 

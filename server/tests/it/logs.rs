@@ -55,18 +55,7 @@ impl Logged {
             }
             all
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let line =
-            tokio::time::timeout(common::PATIENCE, BufReader::new(stdout).lines().next_line())
-                .await
-                .expect("the server starts in time")
-                .expect("stdout")
-                .expect("a first line");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an address");
+        let addr = common::listening_addr(&mut child, "http").await;
         Logged { addr, child, log }
     }
 

@@ -502,18 +502,7 @@ impl Binary {
                 let _ = tx.send(line);
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("listening line in time")
-            .expect("stdout")
-            .expect("a line");
-        let addr = line
-            .strip_prefix("listening on https://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .parse()
-            .expect("address");
+        let addr = common::listening_addr(&mut child, "https").await;
         Binary { addr, child, log }
     }
 

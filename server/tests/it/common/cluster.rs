@@ -213,18 +213,7 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("start the server binary");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("server starts in time")
-            .expect("server output")
-            .expect("a first line");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an address");
+        let addr = super::listening_addr(&mut child, "http").await;
         ServerProcess { addr, child }
     }
 

@@ -29,6 +29,25 @@ use tokio::task::JoinHandle;
 /// tests never wait on a timer to synchronize.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Reads the server binary's first line, `listening on SCHEME://ADDR`,
+/// from `child`'s piped stdout, within [`PATIENCE`], and returns the address.
+///
+/// # Panics
+/// When the line does not come in time or is not that line.
+pub async fn listening_addr(child: &mut tokio::process::Child, scheme: &str) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the server starts in time")
+        .expect("the server's output")
+        .expect("a first line");
+    line.strip_prefix(&format!("listening on {scheme}://"))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("an address")
+}
+
 /// A server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
