@@ -168,6 +168,15 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_BODY", default_value_t = 64 * 1024)]
     pub max_body: u64,
 
+    /// Most events in one batch (POST /publish with
+    /// Content-Type: application/x-ndjson); more gets 413.
+    #[arg(long, env = "SSE_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch: u64,
+
+    /// Largest accepted batch body, in bytes; larger gets 413.
+    #[arg(long, env = "SSE_MAX_BATCH_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub max_batch_bytes: u64,
+
     /// How long a client may take to send a request's head (request line
     /// and headers): from accept for the first request, from its first
     /// byte for later ones. Past it the connection is closed.
@@ -410,6 +419,8 @@ impl Config {
             publish: PublishSettings {
                 max_body: self.max_body,
                 body_timeout: self.body_timeout,
+                max_batch: usize::try_from(self.max_batch).unwrap_or(usize::MAX),
+                max_batch_bytes: self.max_batch_bytes,
             },
             auth,
             rate: self.rate(),

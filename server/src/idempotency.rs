@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::PublishResponse;
+use shared::{PublishBatchResponse, PublishResponse};
 use tokio::sync::watch;
 use warp::http::HeaderValue;
 
@@ -135,8 +135,27 @@ pub struct Claim {
 impl Claim {
     /// The claim of `key` in `scope` for one event of `topic` and `message`.
     pub fn new(key: &str, scope: &str, topic: &str, message: &str) -> Self {
+        Self::of_fields(key, scope, ["one", topic, message])
+    }
+
+    /// The claim of `key` in `scope` for a batch of `(topic, message)`
+    /// events, in order: a batch of one is another body than one event.
+    pub fn batch<'a>(
+        key: &str,
+        scope: &str,
+        events: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let fields = std::iter::once("batch").chain(
+            events
+                .into_iter()
+                .flat_map(|(topic, message)| [topic, message]),
+        );
+        Self::of_fields(key, scope, fields)
+    }
+
+    fn of_fields<'a>(key: &str, scope: &str, fields: impl IntoIterator<Item = &'a str>) -> Self {
         let mut hash = Sha256::new();
-        for field in ["one", topic, message] {
+        for field in fields {
             // Each field with its length: no two bodies hash the same input.
             hash.update((field.len() as u64).to_le_bytes());
             hash.update(field.as_bytes());
@@ -172,7 +191,29 @@ pub struct Record {
     /// When it was stored, in ms since the Unix epoch.
     pub at_ms: u64,
     /// The first answer.
-    pub answer: PublishResponse,
+    pub answer: Answer,
+}
+
+impl Record {
+    /// The seq of the last event its publish stored: its place in the
+    /// order of keys on disk.
+    pub fn seq(&self) -> u64 {
+        match &self.answer {
+            Answer::One(answer) => answer.seq,
+            Answer::Batch(batch) => batch.events.last().map_or(0, |answer| answer.seq),
+        }
+    }
+}
+
+/// A publish's answer as a key remembers it: one event's, or a batch's.
+/// Stored untagged, so that a record of one event is the answer itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `POST /publish` of one event.
+    One(PublishResponse),
+    /// A batch (`application/x-ndjson`).
+    Batch(PublishBatchResponse),
 }
 
 /// The counters `/metrics` shows.
@@ -431,12 +472,12 @@ mod tests {
         Record {
             fingerprint: claim.fingerprint.clone(),
             at_ms: now_ms(),
-            answer: PublishResponse {
+            answer: Answer::One(PublishResponse {
                 event_id: format!("1-{seq}"),
                 id: uuid::Uuid::new_v4(),
                 seq,
                 topic: "t".into(),
-            },
+            }),
         }
     }
 
@@ -490,7 +531,7 @@ mod tests {
         let Claimed::Replay(found) = repeat.await else {
             panic!("the first answer");
         };
-        assert_eq!(found.answer.seq, 1);
+        assert_eq!(found.seq(), 1);
         assert_eq!(keys.stats.replayed.load(Ordering::Relaxed), 1);
         assert_eq!(keys.stats.held.load(Ordering::Relaxed), 1);
     }

@@ -63,7 +63,8 @@ pub use self::dir::Store;
 use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
-use super::{Keyed, KeyedAppend, KeyedFuture, SpanFuture, Unavailable};
+use super::{BatchAppend, BatchFuture, Keyed, KeyedAppend, KeyedFuture, NewEvent, Shape};
+use super::{SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
 use crate::hub::{new_epoch, Filter, Hub, HubOptions};
 use crate::idempotency::{KeyOptions, Keys, Record};
@@ -82,7 +83,8 @@ const RUNNING_ALWAYS: u64 = 1;
 /// `meta.running` of a run in `--fsync batch`.
 const RUNNING_BATCH: u64 = 2;
 
-/// Publishes stored in one transaction at most.
+/// Events stored in one transaction at most (a publish's events always go
+/// in one, however many).
 const MAX_BATCH: usize = 4096;
 /// Publishes waiting for the writer at most; more wait to be queued.
 const QUEUE: usize = 16 * 1024;
@@ -211,13 +213,26 @@ impl Shared {
     }
 }
 
-/// One publish waiting for the writer.
+/// One publish waiting for the writer: its events (one, or a batch), all
+/// stored in the same commit.
 struct Request {
-    topic: String,
-    message: String,
+    events: Vec<NewEvent>,
+    shape: Shape,
     /// Its key, stored in the same commit.
     keyed: Option<Keyed>,
-    answer: oneshot::Sender<Result<Appended, AppendError>>,
+    answer: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
+}
+
+impl Request {
+    /// The record of its key, answered with `appended` (its events).
+    fn record(&self, appended: &[Appended]) -> Option<(Keyed, Record)> {
+        let key = self.keyed.clone()?;
+        let record = match (self.shape, appended) {
+            (Shape::One, [one]) => key.record(one),
+            _ => key.record_batch(appended),
+        };
+        Some((key, record))
+    }
 }
 
 /// The disk log. Open it with [`DiskLog::open`]; publish with
@@ -588,21 +603,23 @@ fn read_span(
 }
 
 impl DiskLog {
-    /// Queues an event (and its key) for the writer and waits for its
-    /// commit.
+    /// Queues a publish's events (and its key) for the writer and waits
+    /// for their commit.
     async fn store(
         &self,
-        topic: String,
-        message: String,
+        events: Vec<NewEvent>,
+        shape: Shape,
         keyed: Option<Keyed>,
-    ) -> Result<Appended, AppendError> {
-        self.hub.admit(&topic)?;
+    ) -> Result<Vec<Appended>, AppendError> {
+        for event in &events {
+            self.hub.admit(&event.topic)?;
+        }
         let (answer, answered) = oneshot::channel();
         let stopping = || unavailable("the server is shutting down; the event was not published");
         self.requests
             .send(Request {
-                topic,
-                message,
+                events,
+                shape,
                 keyed,
                 answer,
             })
@@ -610,18 +627,40 @@ impl DiskLog {
             .map_err(|_| stopping())?;
         answered.await.map_err(|_| stopping())?
     }
+
+    async fn store_one(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<Keyed>,
+    ) -> Result<Appended, AppendError> {
+        let mut stored = self
+            .store(vec![NewEvent { topic, message }], Shape::One, keyed)
+            .await?;
+        stored
+            .pop()
+            .ok_or_else(|| unavailable("the event log (disk) stored nothing; retry"))
+    }
 }
 
 impl EventLog for DiskLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
-        Box::pin(self.store(topic, message, None))
+        Box::pin(self.store_one(topic, message, None))
     }
 
     fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_> {
         Box::pin(async move {
-            self.store(topic, message, Some(keyed))
+            self.store_one(topic, message, Some(keyed))
                 .await
                 .map(KeyedAppend::Stored)
+        })
+    }
+
+    fn append_batch(&self, events: Vec<NewEvent>, keyed: Option<Keyed>) -> BatchFuture<'_> {
+        Box::pin(async move {
+            self.store(events, Shape::Batch, keyed)
+                .await
+                .map(BatchAppend::Stored)
         })
     }
 

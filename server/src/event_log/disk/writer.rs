@@ -20,7 +20,7 @@ use super::{
     StoreResult, BY_TOPIC, EVENTS, KEYS, KEY_ORDER, MAX_BATCH, META, RETRY_MAX, RETRY_MIN, STOPPED,
     TOPICS,
 };
-use crate::event_log::{Appended, Keyed};
+use crate::event_log::{Appended, Keyed, NewEvent};
 use crate::hub::{now_rfc3339, Hub};
 use crate::idempotency::{now_ms, KeyOptions, Record};
 
@@ -117,10 +117,14 @@ impl Writer {
             });
             match wake {
                 Wake::Request(first) => {
+                    let mut events = first.events.len();
                     let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
+                    while events < MAX_BATCH {
                         match queue.try_recv() {
-                            Ok(request) => batch.push(request),
+                            Ok(request) => {
+                                events += request.events.len();
+                                batch.push(request);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -200,38 +204,32 @@ impl Writer {
         let time = now_rfc3339();
         let mut answers = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
-        let mut keyed = Vec::new();
-        for (i, request) in batch.into_iter().enumerate() {
-            let seq = self.next_seq + i as u64;
-            events.push((
-                EventId::new(epoch, seq),
-                ServerEvent {
-                    id: Uuid::new_v4(),
-                    seq,
-                    topic: request.topic,
-                    message: request.message,
-                    time: time.clone(),
-                },
-            ));
-            if let Some(key) = request.keyed {
-                keyed.push((i, key));
+        let mut records = Vec::new();
+        for mut request in batch {
+            let first = events.len();
+            for NewEvent { topic, message } in std::mem::take(&mut request.events) {
+                let seq = self.next_seq + events.len() as u64;
+                events.push((
+                    EventId::new(epoch, seq),
+                    ServerEvent {
+                        id: Uuid::new_v4(),
+                        seq,
+                        topic,
+                        message,
+                        time: time.clone(),
+                    },
+                ));
             }
-            answers.push(request.answer);
+            let appended: Vec<Appended> = events[first..]
+                .iter()
+                .map(|(id, event)| Appended {
+                    id: *id,
+                    event: event.clone(),
+                })
+                .collect();
+            records.extend(request.record(&appended));
+            answers.push((request.answer, appended));
         }
-        let appended: Vec<Appended> = events
-            .iter()
-            .map(|(id, event)| Appended {
-                id: *id,
-                event: event.clone(),
-            })
-            .collect();
-        let records: Vec<(Keyed, Record)> = keyed
-            .into_iter()
-            .map(|(i, key)| {
-                let record = key.record(&appended[i]);
-                (key, record)
-            })
-            .collect();
         match self.commit(&events, &records) {
             Ok(()) => {
                 self.next_seq += events.len() as u64;
@@ -244,13 +242,13 @@ impl Writer {
                 for (key, record) in records {
                     self.shared.keys.remember(&key.name, key.mark, record);
                 }
-                for (answer, appended) in answers.into_iter().zip(appended) {
+                for (answer, appended) in answers {
                     let _ = answer.send(Ok(appended));
                 }
             }
             Err(error) => {
                 self.failed("storing events", &error);
-                for answer in answers {
+                for (answer, _) in answers {
                     let _ = answer.send(Err(unavailable(
                         "the event log (disk) could not store the event (disk full, or an I/O \
                          error); it was not published",
@@ -474,7 +472,7 @@ fn store_keys(
     for (key, record) in records {
         // Serializing the project's own record type cannot fail.
         let json = serde_json::to_vec(record).unwrap_or_default();
-        let seq = record.answer.seq;
+        let seq = record.seq();
         let replaced = keys
             .insert(key.name.as_str(), (seq, json.as_slice()))?
             .map(|old| old.value().0);
