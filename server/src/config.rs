@@ -282,8 +282,9 @@ pub struct Config {
     #[arg(long, env = "SSE_IDEMPOTENCY_TTL", default_value = "24h", value_parser = positive_duration)]
     pub idempotency_ttl: Duration,
 
-    /// Most Idempotency-Keys remembered at once; the oldest are forgotten
-    /// first.
+    /// Most remembered answers of Idempotency-Keys, counted in events: a
+    /// key of one event counts 1, a batch's key counts its events; the
+    /// oldest are forgotten first. Must not be smaller than --max-batch.
     #[arg(long, env = "SSE_IDEMPOTENCY_KEYS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub idempotency_keys: u64,
 
@@ -357,6 +358,18 @@ pub enum ConfigError {
         memory_option: &'static str,
         /// Its value.
         memory: u64,
+    },
+    /// A keyed batch of `--max-batch` events would not fit the keys' bound:
+    /// its record weighs its events.
+    #[error(
+        "--idempotency-keys ({keys}) must not be smaller than --max-batch ({max_batch}): \
+         a keyed batch's record counts as its events"
+    )]
+    KeysUnderBatch {
+        /// The configured bound on remembered answers.
+        keys: u64,
+        /// The configured batch size.
+        max_batch: u64,
     },
     /// The data dir cannot be used.
     #[error("--data-dir: {0}")]
@@ -446,6 +459,12 @@ impl Config {
         }
         self.check_connections()?;
         self.check_jwt_options()?;
+        if self.idempotency_keys < self.max_batch {
+            return Err(ConfigError::KeysUnderBatch {
+                keys: self.idempotency_keys,
+                max_batch: self.max_batch,
+            });
+        }
         if self.redis.is_some() && self.stream_max_len() < self.history {
             return Err(ConfigError::StreamUnderHistory {
                 max_len: self.stream_max_len(),
@@ -730,6 +749,17 @@ mod tests {
             config.into_settings().unwrap_err().to_string(),
             "--redis-max-len (9) must not be smaller than --history (10)"
         );
+        let config =
+            Config::try_parse_from(["server", "--idempotency-keys", "10"]).expect("parses");
+        assert_eq!(
+            config.into_settings().unwrap_err().to_string(),
+            "--idempotency-keys (10) must not be smaller than --max-batch (1000): a keyed \
+             batch's record counts as its events"
+        );
+        let config =
+            Config::try_parse_from(["server", "--idempotency-keys", "10", "--max-batch", "10"])
+                .expect("parses");
+        assert!(config.into_settings().is_ok());
         let config = Config::try_parse_from(["server", "--redis", "http://x/"]).expect("parses");
         assert!(config
             .into_settings()

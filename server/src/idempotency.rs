@@ -5,8 +5,11 @@
 //! publishers names two things. What a key is remembered with is a
 //! [`Record`]: the fingerprint of the body it came with (SHA-256 of the
 //! topic and message) and the answer it got. A key is remembered for
-//! `--idempotency-ttl`, and at most `--idempotency-keys` of them are
-//! (the oldest are forgotten first).
+//! `--idempotency-ttl`; a record weighs the events its answer holds (1 for
+//! one event, N for a batch of N: [`Record::weight`]), and the records
+//! remembered weigh at most `--idempotency-keys` together (the oldest are
+//! forgotten first). The configuration keeps `--max-batch` within that
+//! bound, so that the newest record always fits.
 //!
 //! [`Keys`] is this process's table. A publish [`Keys::claim`]s its key
 //! first: a key already answered is replayed (or refused, for another
@@ -44,7 +47,8 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct KeyOptions {
     /// `--idempotency-ttl`.
     pub ttl: Duration,
-    /// `--idempotency-keys`.
+    /// `--idempotency-keys`: the most events the remembered answers hold
+    /// together (see [`Record::weight`]).
     pub max: usize,
 }
 
@@ -203,6 +207,16 @@ impl Record {
             Answer::Batch(batch) => batch.events.last().map_or(0, |answer| answer.seq),
         }
     }
+
+    /// What it counts against `--idempotency-keys`: the events its answer
+    /// holds (1 for one event, N for a batch of N), so that the bound is on
+    /// the bytes the answers hold, not only on their number.
+    pub fn weight(&self) -> u64 {
+        match &self.answer {
+            Answer::One(_) => 1,
+            Answer::Batch(batch) => (batch.events.len() as u64).max(1),
+        }
+    }
 }
 
 /// A publish's answer as a key remembers it: one event's, or a batch's.
@@ -219,7 +233,7 @@ pub enum Answer {
 /// The counters `/metrics` shows.
 #[derive(Debug, Default)]
 pub struct KeyStats {
-    /// Keys remembered now.
+    /// Keys remembered now (each counted once, whatever its weight).
     pub held: AtomicU64,
     /// Publishes answered with a remembered answer.
     pub replayed: AtomicU64,
@@ -247,6 +261,8 @@ struct Table {
     entries: HashMap<String, Entry>,
     /// Answered keys, oldest first: `(at_ms, mark, name)`.
     order: VecDeque<(u64, u64, String)>,
+    /// The weight of the answered keys together ([`Record::weight`]).
+    weight: u64,
     /// Tells one claim of a name from a later one.
     next_mark: u64,
 }
@@ -400,14 +416,19 @@ impl Keys {
         let mark = table.next_mark;
         table.next_mark += 1;
         table.order.push_back((record.at_ms, mark, name.clone()));
+        table.weight += record.weight();
         let record = Arc::new(record);
-        // A name already answered (loaded twice) keeps its count; its older
-        // place in the order is stale, and skipped when it comes up.
-        let before = table.entries.insert(name, Entry::Done { record, mark });
-        if !matches!(before, Some(Entry::Done { .. })) {
-            self.stats.held.fetch_add(1, Ordering::Relaxed);
+        // A name already answered (loaded twice) keeps its count and drops
+        // its old weight; its older place in the order is stale, and skipped
+        // when it comes up.
+        match table.entries.insert(name, Entry::Done { record, mark }) {
+            Some(Entry::Done { record, .. }) => table.weight -= record.weight(),
+            _ => {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        while self.stats.held.load(Ordering::Relaxed) as usize > self.options.max {
+        let max = self.options.max as u64;
+        while table.weight > max {
             if !self.forget_oldest(table) {
                 break;
             }
@@ -436,11 +457,15 @@ impl Keys {
             return false;
         };
         if let Slot::Occupied(slot) = table.entries.entry(name) {
-            if matches!(slot.get(), Entry::Done { mark: m, .. } if *m == mark) {
-                slot.remove();
-                self.stats.held.fetch_sub(1, Ordering::Relaxed);
-                self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
-            }
+            let weight = match slot.get() {
+                Entry::Done { record, mark: m } if *m == mark => record.weight(),
+                // Stale: the name was stored again later, or is in flight.
+                _ => return true,
+            };
+            slot.remove();
+            table.weight -= weight;
+            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+            self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
         }
         true
     }
@@ -452,6 +477,7 @@ impl Keys {
             .entries
             .retain(|_, entry| matches!(entry, Entry::InFlight { .. }));
         table.order.clear();
+        table.weight = 0;
         self.stats.held.store(0, Ordering::Relaxed);
     }
 
@@ -578,6 +604,77 @@ mod tests {
         let mut table = keys.table.lock();
         keys.expire(&mut table, now_ms() + 61_000);
         assert!(table.entries.is_empty());
+    }
+
+    fn batch_record(claim: &Claim, last: u64, n: u64) -> Record {
+        let events = (last + 1 - n..=last)
+            .map(|seq| match record(claim, seq).answer {
+                Answer::One(answer) => answer,
+                Answer::Batch(_) => unreachable!("one event's record"),
+            })
+            .collect();
+        Record {
+            answer: Answer::Batch(PublishBatchResponse { events }),
+            ..record(claim, last)
+        }
+    }
+
+    async fn remember_batch(keys: &Keys, key: &str, last: u64, n: u64) {
+        let claim = Claim::batch(key, "anonymous", [("t", "m")]);
+        let Claimed::First(pending) = keys.claim(claim.clone()).await else {
+            panic!("new");
+        };
+        keys.remember(
+            &pending.claim.name,
+            pending.mark,
+            batch_record(&claim, last, n),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_weighs_its_events_and_the_oldest_go_when_over() {
+        let options = KeyOptions {
+            ttl: Duration::from_secs(60),
+            max: 10,
+        };
+        let keys = Keys::remembering(options);
+        for (i, key) in ["a", "b"].into_iter().enumerate() {
+            remember_batch(&keys, key, 4 * (i as u64 + 1), 4).await;
+        }
+        let held = |keys: &Keys| keys.stats.held.load(Ordering::Relaxed);
+        assert_eq!((held(&keys), keys.table.lock().weight), (2, 8));
+        // One more event fits (9), a third batch does not (13): a goes.
+        let one = Claim::new("one", "anonymous", "t", "m");
+        let Claimed::First(pending) = keys.claim(one.clone()).await else {
+            panic!("new");
+        };
+        keys.remember(&pending.claim.name, pending.mark, record(&one, 9));
+        drop(pending);
+        assert_eq!((held(&keys), keys.table.lock().weight), (3, 9));
+        remember_batch(&keys, "c", 13, 4).await;
+        assert_eq!((held(&keys), keys.table.lock().weight), (3, 9));
+        assert_eq!(keys.stats.forgotten.load(Ordering::Relaxed), 1);
+        let batch = |key| Claim::batch(key, "anonymous", [("t", "m")]);
+        assert!(matches!(keys.claim(batch("a")).await, Claimed::First(_)));
+        assert!(matches!(keys.claim(batch("b")).await, Claimed::Replay(_)));
+        // A batch of 10 alone fills the bound: everything older goes.
+        remember_batch(&keys, "d", 23, 10).await;
+        assert_eq!((held(&keys), keys.table.lock().weight), (1, 10));
+        assert!(matches!(keys.claim(batch("d")).await, Claimed::Replay(_)));
+        // Loading at start keeps the same rule, oldest first.
+        let loaded = Keys::remembering(options);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let claim = batch(key);
+            let last = 4 * (i as u64 + 1);
+            loaded.load(claim.name.clone(), batch_record(&claim, last, 4));
+        }
+        assert_eq!((held(&loaded), loaded.table.lock().weight), (2, 8));
+        assert!(matches!(loaded.claim(batch("a")).await, Claimed::First(_)));
+        assert!(matches!(loaded.claim(batch("c")).await, Claimed::Replay(_)));
+        // A name loaded again drops its old weight.
+        let c = batch("c");
+        loaded.load(c.name.clone(), batch_record(&c, 14, 2));
+        assert_eq!((held(&loaded), loaded.table.lock().weight), (2, 6));
     }
 
     #[test]

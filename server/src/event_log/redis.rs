@@ -59,10 +59,14 @@ use crate::idempotency::{KeyOptions, Keys, Record};
 /// `found`, and nothing is appended. Otherwise the events are appended and
 /// the key's record (with fingerprint `ARGV[6]`; the answer of one event,
 /// or a batch's `{"events": [...]}` when `ARGV[9]` is `batch`) stored in
-/// the same script, so that a retry on any server finds it; the oldest
-/// keys over `ARGV[8]` are dropped. Both keys expire `ARGV[7]` ms after the
-/// last record was stored. `forgotten` is how many records this call
-/// dropped; `held`, how many are left (-1 without a key).
+/// the same script, so that a retry on any server finds it. A record
+/// weighs its answer's events (1 for one event, N for a batch of N): the
+/// hash `KEYS[4]` holds the weight of each record that weighs more than 1,
+/// and `KEYS[5]` their sum (counted anew from the other two when missing);
+/// the oldest keys are dropped while the sum is over `ARGV[8]`. Every key
+/// expires `ARGV[7]` ms after the last record was stored. `forgotten` is
+/// how many records this call dropped; `held`, how many are left (-1
+/// without a key).
 ///
 /// The events are numbered after the stream's newest entry, in its epoch,
 /// unless the stream holds less than it once did: it is empty or missing,
@@ -82,20 +86,35 @@ local function before(e1, s1, e2, s2)
 end
 local hw_epoch, hw_seq = tonumber(ARGV[3]), tonumber(ARGV[4])
 local name, ttl, max_keys = ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])
-local now_ms, forgotten = 0, 0
+local now_ms, forgotten, weight = 0, 0, 0
 local function drop(names)
   for _, n in ipairs(names) do
+    weight = weight - tonumber(redis.call('HGET', KEYS[4], n) or '1')
     redis.call('HDEL', KEYS[2], n)
     redis.call('ZREM', KEYS[3], n)
+    redis.call('HDEL', KEYS[4], n)
   end
   forgotten = forgotten + #names
 end
+local function save_weight()
+  redis.call('SET', KEYS[5], string.format('%.0f', weight), 'PX', ttl)
+end
 if name ~= '' then
+  local stored = redis.call('GET', KEYS[5])
+  if stored then
+    weight = tonumber(stored)
+  else
+    weight = redis.call('ZCARD', KEYS[3])
+    for _, w in ipairs(redis.call('HVALS', KEYS[4])) do
+      weight = weight + tonumber(w) - 1
+    end
+  end
   local now = redis.call('TIME')
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   drop(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms - ttl, 'LIMIT', 0, 1024))
   local found = redis.call('HGET', KEYS[2], name)
   if found then
+    save_weight()
     return {'', '', found, forgotten, redis.call('ZCARD', KEYS[3])}
   end
 end
@@ -147,12 +166,27 @@ local record = '{"fingerprint":"' .. ARGV[6] .. '","at_ms":' .. string.format('%
   ',"answer":' .. answer .. '}'
 redis.call('HSET', KEYS[2], name, record)
 redis.call('ZADD', KEYS[3], now_ms, name)
-local over = redis.call('ZCARD', KEYS[3]) - max_keys
-if over > 0 then
-  drop(redis.call('ZRANGE', KEYS[3], 0, math.min(over, 1024) - 1))
+if #answers > 1 then
+  redis.call('HSET', KEYS[4], name, #answers)
 end
+weight = weight + #answers
+-- The oldest first, never the record just stored (it fits alone:
+-- --max-batch is within the bound; one stored in the same ms may sort first).
+while weight > max_keys do
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 1)
+  local n = oldest[1]
+  if n == name then
+    n = oldest[2]
+  end
+  if n == nil then
+    break
+  end
+  drop({n})
+end
+save_weight()
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('PEXPIRE', KEYS[4], ttl)
 return {first, note, '', forgotten, redis.call('ZCARD', KEYS[3])}
 "#;
 
@@ -263,6 +297,11 @@ pub struct RedisLog {
     /// The hash of the keys' records, and the sorted set of their names.
     key_records: String,
     key_order: String,
+    /// `<key>:idempotency:weights`: name → weight, for batches of more
+    /// than one event.
+    key_weights: String,
+    /// `<key>:idempotency:weight`: the weight of every record together.
+    key_weight: String,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -301,6 +340,8 @@ impl RedisLog {
             keys: Keys::in_flight_only(options.keys),
             key_records: format!("{}:idempotency", options.key),
             key_order: format!("{}:idempotency:order", options.key),
+            key_weights: format!("{}:idempotency:weights", options.key),
+            key_weight: format!("{}:idempotency:weight", options.key),
             options,
         })
     }
@@ -411,6 +452,8 @@ impl RedisLog {
         invocation
             .key(&self.key_records)
             .key(&self.key_order)
+            .key(&self.key_weights)
+            .key(&self.key_weight)
             .arg(self.options.max_len)
             .arg(time)
             .arg(high.epoch)

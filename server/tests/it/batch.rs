@@ -5,13 +5,13 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::cluster::{Redis, ServerProcess};
-use common::{fetch, publish, start, try_send, Answer, Sse};
+use common::{fetch, metric, publish, start, try_send, Answer, Sse};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use serde_json::{json, Value};
@@ -552,6 +552,183 @@ async fn on_redis_a_batch_is_one_script_call_shared_by_every_server() {
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(&ids[1..4], answered.as_slice());
+    a.terminate().await;
+    b.terminate().await;
+}
+
+/// The bound on remembered answers for the tests below: 10 events, in
+/// batches of at most 4.
+const WEIGHED: [&str; 4] = ["--idempotency-keys", "10", "--max-batch", "4"];
+
+/// A batch of `n` events whose messages name `key`.
+fn batch_of(key: &str, n: usize) -> String {
+    ndjson(&vec![("t", key); n])
+}
+
+/// The keys sent by [`weighed_keys`], with their batch sizes, in order.
+const SENT: [(&str, usize); 6] = [
+    ("k1", 4),
+    ("k2", 4),
+    ("p", 2),
+    ("k3", 4),
+    ("k1", 4),
+    ("k2", 4),
+];
+
+/// Keyed batches to `servers` in turn, checking after each which keys are
+/// remembered: a key's record weighs its events, and the oldest keys go as
+/// soon as the events held pass 10. Returns the last answer of each key;
+/// `k1` and `k2` are remembered at the end (8 events).
+async fn weighed_keys(servers: &[SocketAddr]) -> HashMap<&'static str, Vec<Value>> {
+    let mut answers: HashMap<&str, Vec<Value>> = HashMap::new();
+    // What should be remembered, oldest first, and how many were forgotten.
+    let mut held: VecDeque<(&str, usize)> = VecDeque::new();
+    let mut forgotten = 0;
+    let mut next = None;
+    for (i, (key, n)) in SENT.into_iter().enumerate() {
+        let addr = servers[i % servers.len()];
+        let (events, was) = accepted(&post_batch(addr, &batch_of(key, n), Some(key)).await);
+        assert!(!was, "{key} (batch {i}) is new or forgotten");
+        assert_eq!(events.len(), n);
+        assert_consecutive(&events);
+        let first = seqs(&events)[0];
+        assert_eq!(first, next.unwrap_or(first), "nothing else was stored");
+        next = Some(first + n as u64);
+        answers.insert(key, events);
+        held.push_back((key, n));
+        while held.iter().map(|(_, n)| n).sum::<usize>() > 10 {
+            held.pop_front();
+            forgotten += 1;
+        }
+        let other = servers[(i + 1) % servers.len()];
+        for (key, n) in &held {
+            let (again, was) = accepted(&post_batch(other, &batch_of(key, *n), Some(key)).await);
+            assert!(was, "{key} is remembered after batch {i}");
+            assert_eq!(again, answers[key]);
+        }
+        let mut total = 0;
+        for addr in servers {
+            total += metric(*addr, "sse_idempotency_forgotten_total").await;
+        }
+        assert_eq!(total, forgotten, "forgotten after batch {i}");
+        assert_eq!(
+            metric(addr, "sse_idempotency_keys").await,
+            held.len() as u64,
+            "held after batch {i}"
+        );
+    }
+    let remembered: Vec<&str> = held.iter().map(|(key, _)| *key).collect();
+    assert_eq!(remembered, ["k1", "k2"]);
+    assert_eq!(forgotten, 4, "k1, k2, then p and k3 at once");
+    answers
+}
+
+#[tokio::test]
+async fn a_keyed_batch_counts_as_its_events_against_the_bound() {
+    let server = start(&WEIGHED).await;
+    weighed_keys(&[server.addr]).await;
+    server.stop().await;
+}
+
+/// A keyed batch of 4 to `addr`: its events, and whether it was replayed.
+async fn keyed_four(addr: SocketAddr, key: &str) -> (Vec<Value>, bool) {
+    accepted(&post_batch(addr, &batch_of(key, 4), Some(key)).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_disk_a_keyed_batch_counts_as_its_events_also_after_a_restart() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let dir = root.path().join("data");
+    let dir = dir.to_str().expect("utf-8 path");
+    let args = |keys| {
+        [
+            "--data-dir",
+            dir,
+            "--idempotency-keys",
+            keys,
+            "--max-batch",
+            "4",
+        ]
+    };
+    let server = ServerProcess::start_alone(&args("10"), &[]).await;
+    let answers = weighed_keys(&[server.addr]).await;
+    server.terminate().await;
+    // The store holds what memory did: k1 and k2.
+    let server = ServerProcess::start_alone(&args("10"), &[]).await;
+    assert_eq!(metric(server.addr, "sse_idempotency_keys").await, 2);
+    for key in ["k1", "k2"] {
+        let (again, was) = keyed_four(server.addr, key).await;
+        assert!(was, "{key} is remembered after the restart");
+        assert_eq!(again, answers[key]);
+    }
+    server.terminate().await;
+    // A lower bound at start keeps the newest that fit (k2), and drops
+    // the rest from the store: a restart with the higher bound does not
+    // bring k1 back.
+    let server = ServerProcess::start_alone(&args("4"), &[]).await;
+    assert_eq!(metric(server.addr, "sse_idempotency_keys").await, 1);
+    server.terminate().await;
+    let server = ServerProcess::start_alone(&args("10"), &[]).await;
+    assert_eq!(metric(server.addr, "sse_idempotency_keys").await, 1);
+    let (_, was) = keyed_four(server.addr, "k2").await;
+    assert!(was, "k2 is remembered");
+    let last = seqs(&answers["k2"])[3];
+    let (k1, was) = keyed_four(server.addr, "k1").await;
+    assert!(!was, "k1 was dropped at the lower bound");
+    assert_eq!(seqs(&k1)[0], last + 1);
+    // 12 events: k2 goes, in memory and in the store.
+    let (k3, was) = keyed_four(server.addr, "k3").await;
+    assert!(!was);
+    assert_eq!(metric(server.addr, "sse_idempotency_keys").await, 2);
+    assert_eq!(
+        metric(server.addr, "sse_idempotency_forgotten_total").await,
+        1
+    );
+    server.terminate().await;
+    let server = ServerProcess::start_alone(&args("10"), &[]).await;
+    assert_eq!(metric(server.addr, "sse_idempotency_keys").await, 2);
+    for (key, first) in [("k1", &k1), ("k3", &k3)] {
+        let (again, was) = keyed_four(server.addr, key).await;
+        assert!(was, "{key} is remembered after the restart");
+        assert_eq!(&again, first);
+    }
+    let (k2, was) = keyed_four(server.addr, "k2").await;
+    assert!(!was, "k2 was forgotten before the restart");
+    assert_eq!(seqs(&k2)[0], last + 9);
+    server.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_keyed_batch_counts_as_its_events_for_every_server() {
+    let redis = Redis::start().await;
+    let a = ServerProcess::start(&redis, &WEIGHED).await;
+    let b = ServerProcess::start(&redis, &WEIGHED).await;
+    weighed_keys(&[a.addr, b.addr]).await;
+    // Redis holds the two newest records, their weights and their sum.
+    let mut conn = redis.connection().await;
+    let names: Vec<String> = redis::cmd("ZRANGE")
+        .arg("sse:events:idempotency:order")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("ZRANGE");
+    let keys: Vec<&str> = names.iter().map(|n| n.split(' ').next().unwrap()).collect();
+    assert_eq!(keys, ["k1", "k2"]);
+    let weights: HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg("sse:events:idempotency:weights")
+        .query_async(&mut conn)
+        .await
+        .expect("HGETALL");
+    let mut weighed: Vec<u64> = weights.into_values().collect();
+    weighed.sort_unstable();
+    assert_eq!(weighed, [4, 4]);
+    let weight: u64 = redis::cmd("GET")
+        .arg("sse:events:idempotency:weight")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(weight, 8);
     a.terminate().await;
     b.terminate().await;
 }
