@@ -64,7 +64,8 @@ use crate::idempotency::{KeyOptions, Keys, Record};
 /// hash `KEYS[4]` holds the weight of each record that weighs more than 1,
 /// and `KEYS[5]` their sum (counted anew from the other two when missing);
 /// the oldest keys are dropped while the sum is over `ARGV[8]`. Every key
-/// expires `ARGV[7]` ms after the last record was stored. `forgotten` is
+/// expires `ARGV[7]` ms after the last record was stored (the sum, when a
+/// lookup changes it, with the records' time left). `forgotten` is
 /// how many records this call dropped; `held`, how many are left (-1
 /// without a key).
 ///
@@ -96,12 +97,15 @@ local function drop(names)
   end
   forgotten = forgotten + #names
 end
-local function save_weight()
-  redis.call('SET', KEYS[5], string.format('%.0f', weight), 'PX', ttl)
+-- The sum expires with the records: `px`, the ms they have left.
+local function save_weight(px)
+  redis.call('SET', KEYS[5], string.format('%.0f', weight), 'PX', px)
 end
 if name ~= '' then
   local stored = redis.call('GET', KEYS[5])
-  if stored then
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('DEL', KEYS[4])
+  elseif stored then
     weight = tonumber(stored)
   else
     weight = redis.call('ZCARD', KEYS[3])
@@ -114,7 +118,10 @@ if name ~= '' then
   drop(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms - ttl, 'LIMIT', 0, 1024))
   local found = redis.call('HGET', KEYS[2], name)
   if found then
-    save_weight()
+    local left = redis.call('PTTL', KEYS[2])
+    if left > 0 and (forgotten > 0 or not stored) then
+      save_weight(left)
+    end
     return {'', '', found, forgotten, redis.call('ZCARD', KEYS[3])}
   end
 end
@@ -183,7 +190,7 @@ while weight > max_keys do
   end
   drop({n})
 end
-save_weight()
+save_weight(ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('PEXPIRE', KEYS[4], ttl)

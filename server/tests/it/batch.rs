@@ -729,6 +729,32 @@ async fn on_redis_a_keyed_batch_counts_as_its_events_for_every_server() {
         .await
         .expect("GET");
     assert_eq!(weight, 8);
+    // Without the sum (lost, or left by an older server), the script counts
+    // it anew from the order and the weights: k4 brings it to 12, k1 goes.
+    let () = redis::cmd("DEL")
+        .arg("sse:events:idempotency:weight")
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let (_, was) = keyed_four(b.addr, "k4").await;
+    assert!(!was);
+    let names: Vec<String> = redis::cmd("ZRANGE")
+        .arg("sse:events:idempotency:order")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("ZRANGE");
+    let keys: Vec<&str> = names.iter().map(|n| n.split(' ').next().unwrap()).collect();
+    assert_eq!(keys, ["k2", "k4"]);
+    let weight: u64 = redis::cmd("GET")
+        .arg("sse:events:idempotency:weight")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(weight, 8);
+    let (_, was) = keyed_four(a.addr, "k2").await;
+    assert!(was, "k2 is remembered");
     a.terminate().await;
     b.terminate().await;
 }
