@@ -208,6 +208,15 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_BODY", default_value_t = 64 * 1024)]
     pub max_body: u64,
 
+    /// Most events in one batch (POST /publish with
+    /// Content-Type: application/x-ndjson); more gets 413.
+    #[arg(long, env = "SSE_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch: u64,
+
+    /// Largest accepted batch body, in bytes; larger gets 413.
+    #[arg(long, env = "SSE_MAX_BATCH_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub max_batch_bytes: u64,
+
     /// How long a client may take to send a request's head (request line
     /// and headers): from accept for the first request, from its first
     /// byte for later ones. Past it the connection is closed.
@@ -313,8 +322,9 @@ pub struct Config {
     #[arg(long, env = "SSE_IDEMPOTENCY_TTL", default_value = "24h", value_parser = positive_duration)]
     pub idempotency_ttl: Duration,
 
-    /// Most Idempotency-Keys remembered at once; the oldest are forgotten
-    /// first.
+    /// Most remembered answers of Idempotency-Keys, counted in events: a
+    /// key of one event counts 1, a batch's key counts its events; the
+    /// oldest are forgotten first. Must not be smaller than --max-batch.
     #[arg(long, env = "SSE_IDEMPOTENCY_KEYS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub idempotency_keys: u64,
 
@@ -389,6 +399,18 @@ pub enum ConfigError {
         /// Its value.
         memory: u64,
     },
+    /// A keyed batch of `--max-batch` events would not fit the keys' bound:
+    /// its record weighs its events.
+    #[error(
+        "--idempotency-keys ({keys}) must not be smaller than --max-batch ({max_batch}): \
+         a keyed batch's record counts as its events"
+    )]
+    KeysUnderBatch {
+        /// The configured bound on remembered answers.
+        keys: u64,
+        /// The configured batch size.
+        max_batch: u64,
+    },
     /// The data dir cannot be used.
     #[error("--data-dir: {0}")]
     DataDir(#[from] DataDirError),
@@ -460,6 +482,8 @@ impl Config {
             publish: PublishSettings {
                 max_body: self.max_body,
                 body_timeout: self.body_timeout,
+                max_batch: usize::try_from(self.max_batch).unwrap_or(usize::MAX),
+                max_batch_bytes: self.max_batch_bytes,
             },
             auth,
             rate: self.rate(),
@@ -485,6 +509,12 @@ impl Config {
         }
         self.check_connections()?;
         self.check_jwt_options()?;
+        if self.idempotency_keys < self.max_batch {
+            return Err(ConfigError::KeysUnderBatch {
+                keys: self.idempotency_keys,
+                max_batch: self.max_batch,
+            });
+        }
         if self.redis.is_some() && self.stream_max_len() < self.history {
             return Err(ConfigError::StreamUnderHistory {
                 max_len: self.stream_max_len(),
@@ -813,6 +843,17 @@ mod tests {
             config.into_settings().unwrap_err().to_string(),
             "--redis-max-len (9) must not be smaller than --history (10)"
         );
+        let config =
+            Config::try_parse_from(["server", "--idempotency-keys", "10"]).expect("parses");
+        assert_eq!(
+            config.into_settings().unwrap_err().to_string(),
+            "--idempotency-keys (10) must not be smaller than --max-batch (1000): a keyed \
+             batch's record counts as its events"
+        );
+        let config =
+            Config::try_parse_from(["server", "--idempotency-keys", "10", "--max-batch", "10"])
+                .expect("parses");
+        assert!(config.into_settings().is_ok());
         let config = Config::try_parse_from(["server", "--redis", "http://x/"]).expect("parses");
         assert!(config
             .into_settings()

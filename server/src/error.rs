@@ -35,7 +35,10 @@ pub enum ApiError {
         limit: u64,
     },
     /// A content type other than JSON (415 `unsupported_media_type`).
-    #[error("content type {found} is not accepted; send Content-Type: application/json")]
+    #[error(
+        "content type {found} is not accepted; send Content-Type: application/json (or \
+         application/x-ndjson for a batch)"
+    )]
     UnsupportedMediaType {
         /// The content type received, or `none`.
         found: String,
@@ -105,6 +108,27 @@ pub enum ApiError {
         "this Idempotency-Key was already used with another body; use a new key for a new event"
     )]
     IdempotencyKeyReused,
+    /// A batch with more events than allowed (413 `too_many_events`).
+    #[error("the batch holds {given} events, over the limit of {limit} ({bound})")]
+    TooManyEvents {
+        /// Events in the batch.
+        given: usize,
+        /// The limit.
+        limit: usize,
+        /// Which setting sets it (`--max-batch`, `--publish-burst`).
+        bound: &'static str,
+    },
+    /// A batch line that is wrong (400 `bad_request`, 413
+    /// `payload_too_large` for a line over `--max-body`, or 403 `forbidden`
+    /// for a topic the token may not publish to), with the line's number
+    /// in the body's `line` and the line's own error code in `reason`.
+    #[error("line {line}: {error}")]
+    OnLine {
+        /// The line's number, from 1, counting empty lines.
+        line: usize,
+        /// What is wrong with it.
+        error: Box<ApiError>,
+    },
     /// A stream naming more topics than allowed (400 `too_many_topics`).
     #[error("the stream names {given} topics; the limit is {limit} per stream")]
     TooManyTopics {
@@ -130,7 +154,14 @@ impl ApiError {
             | ApiError::BadIdempotencyKey(_)
             | ApiError::TooManyTopics { .. } => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::OnLine { error, .. } => match **error {
+                ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+                ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            },
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -171,6 +202,12 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::BadIdempotencyKey(_) => "bad_idempotency_key",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::TooManyEvents { .. } => "too_many_events",
+            ApiError::OnLine { error, .. } => match **error {
+                ApiError::Forbidden(_) => "forbidden",
+                ApiError::PayloadTooLarge { .. } => "payload_too_large",
+                _ => "bad_request",
+            },
         }
     }
 }
@@ -181,8 +218,18 @@ impl Reply for ApiError {
             error: self.code().to_owned(),
             message: self.to_string(),
         };
-        let mut response =
-            warp::reply::with_status(warp::reply::json(&body), self.status()).into_response();
+        let mut response = match &self {
+            ApiError::OnLine { line, error } => {
+                let body = serde_json::json!({
+                    "error": body.error,
+                    "line": line,
+                    "reason": error.code(),
+                    "message": body.message,
+                });
+                warp::reply::with_status(warp::reply::json(&body), self.status()).into_response()
+            }
+            _ => warp::reply::with_status(warp::reply::json(&body), self.status()).into_response(),
+        };
         let headers = response.headers_mut();
         match self {
             ApiError::RateLimited { retry_after_s } => {

@@ -5,8 +5,11 @@
 //! publishers names two things. What a key is remembered with is a
 //! [`Record`]: the fingerprint of the body it came with (SHA-256 of the
 //! topic and message) and the answer it got. A key is remembered for
-//! `--idempotency-ttl`, and at most `--idempotency-keys` of them are
-//! (the oldest are forgotten first).
+//! `--idempotency-ttl`; a record weighs the events its answer holds (1 for
+//! one event, N for a batch of N: [`Record::weight`]), and the records
+//! remembered weigh at most `--idempotency-keys` together (the oldest are
+//! forgotten first). The configuration keeps `--max-batch` within that
+//! bound, so that the newest record always fits.
 //!
 //! [`Keys`] is this process's table. A publish [`Keys::claim`]s its key
 //! first: a key already answered is replayed (or refused, for another
@@ -29,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::PublishResponse;
+use shared::{PublishBatchResponse, PublishResponse};
 use tokio::sync::watch;
 use warp::http::HeaderValue;
 
@@ -44,7 +47,8 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct KeyOptions {
     /// `--idempotency-ttl`.
     pub ttl: Duration,
-    /// `--idempotency-keys`.
+    /// `--idempotency-keys`: the most events the remembered answers hold
+    /// together (see [`Record::weight`]).
     pub max: usize,
 }
 
@@ -135,8 +139,27 @@ pub struct Claim {
 impl Claim {
     /// The claim of `key` in `scope` for one event of `topic` and `message`.
     pub fn new(key: &str, scope: &str, topic: &str, message: &str) -> Self {
+        Self::of_fields(key, scope, ["one", topic, message])
+    }
+
+    /// The claim of `key` in `scope` for a batch of `(topic, message)`
+    /// events, in order: a batch of one is another body than one event.
+    pub fn batch<'a>(
+        key: &str,
+        scope: &str,
+        events: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        let fields = std::iter::once("batch").chain(
+            events
+                .into_iter()
+                .flat_map(|(topic, message)| [topic, message]),
+        );
+        Self::of_fields(key, scope, fields)
+    }
+
+    fn of_fields<'a>(key: &str, scope: &str, fields: impl IntoIterator<Item = &'a str>) -> Self {
         let mut hash = Sha256::new();
-        for field in ["one", topic, message] {
+        for field in fields {
             // Each field with its length: no two bodies hash the same input.
             hash.update((field.len() as u64).to_le_bytes());
             hash.update(field.as_bytes());
@@ -172,13 +195,45 @@ pub struct Record {
     /// When it was stored, in ms since the Unix epoch.
     pub at_ms: u64,
     /// The first answer.
-    pub answer: PublishResponse,
+    pub answer: Answer,
+}
+
+impl Record {
+    /// The seq of the last event its publish stored: its place in the
+    /// order of keys on disk.
+    pub fn seq(&self) -> u64 {
+        match &self.answer {
+            Answer::One(answer) => answer.seq,
+            Answer::Batch(batch) => batch.events.last().map_or(0, |answer| answer.seq),
+        }
+    }
+
+    /// What it counts against `--idempotency-keys`: the events its answer
+    /// holds (1 for one event, N for a batch of N), so that the bound is on
+    /// the bytes the answers hold, not only on their number.
+    pub fn weight(&self) -> u64 {
+        match &self.answer {
+            Answer::One(_) => 1,
+            Answer::Batch(batch) => (batch.events.len() as u64).max(1),
+        }
+    }
+}
+
+/// A publish's answer as a key remembers it: one event's, or a batch's.
+/// Stored untagged, so that a record of one event is the answer itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `POST /publish` of one event.
+    One(PublishResponse),
+    /// A batch (`application/x-ndjson`).
+    Batch(PublishBatchResponse),
 }
 
 /// The counters `/metrics` shows.
 #[derive(Debug, Default)]
 pub struct KeyStats {
-    /// Keys remembered now.
+    /// Keys remembered now (each counted once, whatever its weight).
     pub held: AtomicU64,
     /// Publishes answered with a remembered answer.
     pub replayed: AtomicU64,
@@ -206,6 +261,8 @@ struct Table {
     entries: HashMap<String, Entry>,
     /// Answered keys, oldest first: `(at_ms, mark, name)`.
     order: VecDeque<(u64, u64, String)>,
+    /// The weight of the answered keys together ([`Record::weight`]).
+    weight: u64,
     /// Tells one claim of a name from a later one.
     next_mark: u64,
 }
@@ -359,14 +416,19 @@ impl Keys {
         let mark = table.next_mark;
         table.next_mark += 1;
         table.order.push_back((record.at_ms, mark, name.clone()));
+        table.weight += record.weight();
         let record = Arc::new(record);
-        // A name already answered (loaded twice) keeps its count; its older
-        // place in the order is stale, and skipped when it comes up.
-        let before = table.entries.insert(name, Entry::Done { record, mark });
-        if !matches!(before, Some(Entry::Done { .. })) {
-            self.stats.held.fetch_add(1, Ordering::Relaxed);
+        // A name already answered (loaded twice) keeps its count and drops
+        // its old weight; its older place in the order is stale, and skipped
+        // when it comes up.
+        match table.entries.insert(name, Entry::Done { record, mark }) {
+            Some(Entry::Done { record, .. }) => table.weight -= record.weight(),
+            _ => {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        while self.stats.held.load(Ordering::Relaxed) as usize > self.options.max {
+        let max = self.options.max as u64;
+        while table.weight > max {
             if !self.forget_oldest(table) {
                 break;
             }
@@ -395,11 +457,15 @@ impl Keys {
             return false;
         };
         if let Slot::Occupied(slot) = table.entries.entry(name) {
-            if matches!(slot.get(), Entry::Done { mark: m, .. } if *m == mark) {
-                slot.remove();
-                self.stats.held.fetch_sub(1, Ordering::Relaxed);
-                self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
-            }
+            let weight = match slot.get() {
+                Entry::Done { record, mark: m } if *m == mark => record.weight(),
+                // Stale: the name was stored again later, or is in flight.
+                _ => return true,
+            };
+            slot.remove();
+            table.weight -= weight;
+            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+            self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
         }
         true
     }
@@ -411,6 +477,7 @@ impl Keys {
             .entries
             .retain(|_, entry| matches!(entry, Entry::InFlight { .. }));
         table.order.clear();
+        table.weight = 0;
         self.stats.held.store(0, Ordering::Relaxed);
     }
 
@@ -431,12 +498,12 @@ mod tests {
         Record {
             fingerprint: claim.fingerprint.clone(),
             at_ms: now_ms(),
-            answer: PublishResponse {
+            answer: Answer::One(PublishResponse {
                 event_id: format!("1-{seq}"),
                 id: uuid::Uuid::new_v4(),
                 seq,
                 topic: "t".into(),
-            },
+            }),
         }
     }
 
@@ -490,7 +557,7 @@ mod tests {
         let Claimed::Replay(found) = repeat.await else {
             panic!("the first answer");
         };
-        assert_eq!(found.answer.seq, 1);
+        assert_eq!(found.seq(), 1);
         assert_eq!(keys.stats.replayed.load(Ordering::Relaxed), 1);
         assert_eq!(keys.stats.held.load(Ordering::Relaxed), 1);
     }
@@ -537,6 +604,77 @@ mod tests {
         let mut table = keys.table.lock();
         keys.expire(&mut table, now_ms() + 61_000);
         assert!(table.entries.is_empty());
+    }
+
+    fn batch_record(claim: &Claim, last: u64, n: u64) -> Record {
+        let events = (last + 1 - n..=last)
+            .map(|seq| match record(claim, seq).answer {
+                Answer::One(answer) => answer,
+                Answer::Batch(_) => unreachable!("one event's record"),
+            })
+            .collect();
+        Record {
+            answer: Answer::Batch(PublishBatchResponse { events }),
+            ..record(claim, last)
+        }
+    }
+
+    async fn remember_batch(keys: &Keys, key: &str, last: u64, n: u64) {
+        let claim = Claim::batch(key, "anonymous", [("t", "m")]);
+        let Claimed::First(pending) = keys.claim(claim.clone()).await else {
+            panic!("new");
+        };
+        keys.remember(
+            &pending.claim.name,
+            pending.mark,
+            batch_record(&claim, last, n),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_weighs_its_events_and_the_oldest_go_when_over() {
+        let options = KeyOptions {
+            ttl: Duration::from_secs(60),
+            max: 10,
+        };
+        let keys = Keys::remembering(options);
+        for (i, key) in ["a", "b"].into_iter().enumerate() {
+            remember_batch(&keys, key, 4 * (i as u64 + 1), 4).await;
+        }
+        let held = |keys: &Keys| keys.stats.held.load(Ordering::Relaxed);
+        assert_eq!((held(&keys), keys.table.lock().weight), (2, 8));
+        // One more event fits (9), a third batch does not (13): a goes.
+        let one = Claim::new("one", "anonymous", "t", "m");
+        let Claimed::First(pending) = keys.claim(one.clone()).await else {
+            panic!("new");
+        };
+        keys.remember(&pending.claim.name, pending.mark, record(&one, 9));
+        drop(pending);
+        assert_eq!((held(&keys), keys.table.lock().weight), (3, 9));
+        remember_batch(&keys, "c", 13, 4).await;
+        assert_eq!((held(&keys), keys.table.lock().weight), (3, 9));
+        assert_eq!(keys.stats.forgotten.load(Ordering::Relaxed), 1);
+        let batch = |key| Claim::batch(key, "anonymous", [("t", "m")]);
+        assert!(matches!(keys.claim(batch("a")).await, Claimed::First(_)));
+        assert!(matches!(keys.claim(batch("b")).await, Claimed::Replay(_)));
+        // A batch of 10 alone fills the bound: everything older goes.
+        remember_batch(&keys, "d", 23, 10).await;
+        assert_eq!((held(&keys), keys.table.lock().weight), (1, 10));
+        assert!(matches!(keys.claim(batch("d")).await, Claimed::Replay(_)));
+        // Loading at start keeps the same rule, oldest first.
+        let loaded = Keys::remembering(options);
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            let claim = batch(key);
+            let last = 4 * (i as u64 + 1);
+            loaded.load(claim.name.clone(), batch_record(&claim, last, 4));
+        }
+        assert_eq!((held(&loaded), loaded.table.lock().weight), (2, 8));
+        assert!(matches!(loaded.claim(batch("a")).await, Claimed::First(_)));
+        assert!(matches!(loaded.claim(batch("c")).await, Claimed::Replay(_)));
+        // A name loaded again drops its old weight.
+        let c = batch("c");
+        loaded.load(c.name.clone(), batch_record(&c, 14, 2));
+        assert_eq!((held(&loaded), loaded.table.lock().weight), (2, 6));
     }
 
     #[test]

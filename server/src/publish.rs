@@ -4,23 +4,32 @@
 //! With an `Idempotency-Key`, a repeat gets the first answer again (with
 //! `Idempotent-Replayed: true`), and a key reused for another body 422 (see
 //! [`crate::idempotency`]).
+//!
+//! A body of `application/x-ndjson` is a batch: one publish body per
+//! non-empty line. Every line is checked before anything is stored (a bad
+//! one is named in the error's `line`), the rate limit counts its events,
+//! and the log stores them in one write, with consecutive seqs, under one
+//! key.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
-use shared::{validate_topic, PublishRequest, PublishResponse, DEFAULT_TOPIC};
+use shared::{validate_topic, PublishRequest, DEFAULT_TOPIC};
 use warp::http::HeaderValue;
 use warp::Reply;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Grant};
 use crate::error::ApiError;
-use crate::event_log::{AppendError, Keyed, KeyedAppend, SharedLog};
-use crate::idempotency::{self, Claim, Claimed, KeyHeader};
+use crate::event_log::{
+    batch_answer, AppendError, BatchAppend, Keyed, KeyedAppend, NewEvent, Shape, SharedLog,
+};
+use crate::idempotency::{self, Answer, Claim, Claimed, KeyHeader, Record};
 use crate::metrics::{Metrics, Refusal};
-use crate::rate::{Key, PublishLimiter};
+use crate::rate::{Key, PublishLimiter, RateRefusal};
 use crate::throttle::Throttle;
 
 /// The request's headers that publishing looks at, as sent: a value that is
@@ -40,32 +49,48 @@ pub struct PublishHeaders {
 /// Publishing limits.
 #[derive(Debug, Clone)]
 pub struct PublishSettings {
-    /// Largest accepted body in bytes.
+    /// Largest accepted body (and batch line) in bytes.
     pub max_body: u64,
     /// How long the body may take to arrive, from the end of the head.
     pub body_timeout: Duration,
+    /// Most events in one batch (`--max-batch`).
+    pub max_batch: usize,
+    /// Largest accepted batch body in bytes (`--max-batch-bytes`).
+    pub max_batch_bytes: u64,
 }
 
-fn check_headers(headers: &PublishHeaders, settings: &PublishSettings) -> Result<(), ApiError> {
+impl PublishSettings {
+    /// The largest body of `shape`.
+    fn limit(&self, shape: Shape) -> u64 {
+        match shape {
+            Shape::One => self.max_body,
+            Shape::Batch => self.max_batch_bytes,
+        }
+    }
+}
+
+/// Checks the content type (JSON for one event, NDJSON for a batch) and
+/// the announced length.
+fn check_headers(headers: &PublishHeaders, settings: &PublishSettings) -> Result<Shape, ApiError> {
     let content_type = headers
         .content_type
         .as_ref()
         .map_or("none".into(), |v| String::from_utf8_lossy(v.as_bytes()));
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    let shape = if essence.eq_ignore_ascii_case("application/json") {
+        Shape::One
+    } else if essence.eq_ignore_ascii_case("application/x-ndjson") {
+        Shape::Batch
+    } else {
         return Err(ApiError::UnsupportedMediaType {
             found: content_type.into_owned(),
         });
+    };
+    let limit = settings.limit(shape);
+    if headers.content_length.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
-    if headers
-        .content_length
-        .is_some_and(|n| n > settings.max_body)
-    {
-        return Err(ApiError::PayloadTooLarge {
-            limit: settings.max_body,
-        });
-    }
-    Ok(())
+    Ok(shape)
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` (bodies without
@@ -141,6 +166,68 @@ pub fn parse_request(body: &[u8]) -> Result<PublishRequest, ApiError> {
     Ok(request)
 }
 
+/// One event of a batch, checked, with the number of its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLine {
+    /// Its line, from 1, counting empty lines.
+    pub line: usize,
+    /// Its event (the topic defaulted).
+    pub event: NewEvent,
+}
+
+/// Parses and checks a batch body: each non-empty line (lines end with
+/// `\n`, a `\r` before it is allowed) is a publish body with the rules of
+/// [`parse_request`], at most `max_line` bytes; at most `max_events` of
+/// them, and at least one.
+///
+/// # Errors
+/// `TooManyEvents` over `max_events`; `InvalidBody` for a batch without
+/// events; `OnLine` naming the first line that is wrong, with its error.
+pub fn parse_batch(
+    body: &[u8],
+    max_events: usize,
+    max_line: u64,
+) -> Result<Vec<BatchLine>, ApiError> {
+    let lines = || {
+        body.split(|b| *b == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+    };
+    let given = lines().count();
+    if given > max_events {
+        return Err(ApiError::TooManyEvents {
+            given,
+            limit: max_events,
+            bound: "--max-batch",
+        });
+    }
+    if given == 0 {
+        return Err(ApiError::InvalidBody(
+            "the batch holds no events; send one JSON object like {\"message\": \"...\"} per line"
+                .into(),
+        ));
+    }
+    lines()
+        .map(|(i, line)| {
+            let on_line = |error| ApiError::OnLine {
+                line: i + 1,
+                error: Box::new(error),
+            };
+            if line.len() as u64 > max_line {
+                return Err(on_line(ApiError::PayloadTooLarge { limit: max_line }));
+            }
+            let request = parse_request(line).map_err(on_line)?;
+            Ok(BatchLine {
+                line: i + 1,
+                event: NewEvent {
+                    topic: request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned()),
+                    message: request.message,
+                },
+            })
+        })
+        .collect()
+}
+
 /// Who publishes, as far as publishing is concerned: the rules, the rate
 /// limiter and the client's address.
 #[derive(Debug, Clone, Copy)]
@@ -155,13 +242,49 @@ pub struct Publisher<'a> {
     pub forwarded: Option<&'a HeaderValue>,
 }
 
+impl Publisher<'_> {
+    /// Takes `events` publishes from the bucket of `grant`'s holder (or of
+    /// the client's network).
+    fn check_rate(&self, grant: &Grant, events: usize) -> Result<(), ApiError> {
+        let Some(limiter) = self.limiter else {
+            return Ok(());
+        };
+        let key = match (&grant.who, self.peer) {
+            (Some(who), _) => Key::Token(who.clone()),
+            (None, Some(peer)) => limiter.network_key(peer, self.forwarded),
+            (None, None) => Key::Overflow,
+        };
+        let n = u32::try_from(events)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MAX);
+        limiter.check_n(key, n).map_err(|refusal| match refusal {
+            RateRefusal::Wait(wait) => ApiError::RateLimited {
+                retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
+            },
+            RateRefusal::OverBurst(burst) => ApiError::TooManyEvents {
+                given: events,
+                limit: burst as usize,
+                bound: "--publish-burst",
+            },
+        })
+    }
+}
+
 /// What a publish that went through did.
 #[derive(Debug)]
 enum Published {
-    /// The event was stored: its answer.
-    Stored(PublishResponse),
+    /// The event (or batch) was stored: its answer.
+    Stored(Answer),
     /// Its key was answered before: that answer again.
-    Replayed(PublishResponse),
+    Replayed(Answer),
+}
+
+/// What a publish stores: its events, and their shape.
+#[derive(Debug)]
+struct Publish {
+    events: Vec<NewEvent>,
+    shape: Shape,
 }
 
 async fn try_publish<S, B, E>(
@@ -177,42 +300,140 @@ where
     E: std::fmt::Display,
 {
     let grant = publisher.auth.for_publish(headers.authorization.as_ref())?;
-    check_headers(headers, settings)?;
+    let shape = check_headers(headers, settings)?;
     let key = headers.idempotency_key.key()?;
-    if let Some(limiter) = publisher.limiter {
-        let key = match (&grant.who, publisher.peer) {
-            (Some(who), _) => Key::Token(who.clone()),
-            (None, Some(peer)) => limiter.network_key(peer, publisher.forwarded),
-            (None, None) => Key::Overflow,
-        };
-        limiter.check(key).map_err(|wait| ApiError::RateLimited {
-            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })?;
+    if shape == Shape::One {
+        publisher.check_rate(&grant, 1)?;
     }
-    let body = tokio::time::timeout(settings.body_timeout, read_limited(body, settings.max_body))
+    let limit = settings.limit(shape);
+    let body = tokio::time::timeout(settings.body_timeout, read_limited(body, limit))
         .await
         .map_err(|_| ApiError::RequestTimeout {
             after: settings.body_timeout,
         })??;
-    let request = parse_request(&body)?;
-    let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
-    publisher.auth.check_publish(&grant, &topic)?;
+    let publish = checked_publish(shape, &body, settings, publisher, &grant)?;
     let Some(key) = key else {
-        let appended = log
-            .append(topic, request.message)
-            .await
-            .map_err(append_error)?;
-        return Ok(Published::Stored(appended.answer()));
+        return match store(log, publish, None).await? {
+            Stored::New(answer) => Ok(Published::Stored(answer)),
+            // Without a key the log finds none.
+            Stored::Found(_) => Err(ApiError::LogUnavailable(
+                "the event log answered a publish without a key with a key's record; it was \
+                 not published"
+                    .into(),
+            )),
+        };
     };
-    let scope = idempotency::scope(grant.who.as_ref());
-    let claim = Claim::new(key, &scope, &topic, &request.message);
-    publish_once(log.clone(), claim, topic, request.message).await
+    let claim = publish.claim(key, &idempotency::scope(grant.who.as_ref()));
+    publish_once(log.clone(), claim, publish).await
+}
+
+/// Parses and checks `body` (of `shape`) for the holder of `grant`: its
+/// fields, its topics against the token, and the rate of its events.
+fn checked_publish(
+    shape: Shape,
+    body: &[u8],
+    settings: &PublishSettings,
+    publisher: Publisher<'_>,
+    grant: &Grant,
+) -> Result<Publish, ApiError> {
+    let events = match shape {
+        Shape::One => {
+            let request = parse_request(body)?;
+            let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
+            publisher.auth.check_publish(grant, &topic)?;
+            vec![NewEvent {
+                topic,
+                message: request.message,
+            }]
+        }
+        Shape::Batch => {
+            let lines = parse_batch(body, settings.max_batch, settings.max_body)?;
+            for BatchLine { line, event } in &lines {
+                publisher
+                    .auth
+                    .check_publish(grant, &event.topic)
+                    .map_err(|error| ApiError::OnLine {
+                        line: *line,
+                        error: Box::new(error),
+                    })?;
+            }
+            publisher.check_rate(grant, lines.len())?;
+            lines.into_iter().map(|line| line.event).collect()
+        }
+    };
+    Ok(Publish { events, shape })
+}
+
+impl Publish {
+    /// The claim of `key` in `scope` for this body.
+    fn claim(&self, key: &str, scope: &str) -> Claim {
+        match (self.shape, self.events.as_slice()) {
+            (Shape::One, [one]) => Claim::new(key, scope, &one.topic, &one.message),
+            _ => Claim::batch(
+                key,
+                scope,
+                self.events
+                    .iter()
+                    .map(|e| (e.topic.as_str(), e.message.as_str())),
+            ),
+        }
+    }
 }
 
 fn append_error(error: AppendError) -> ApiError {
     match error {
         AppendError::Unavailable(e) => ApiError::LogUnavailable(e.0),
         AppendError::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+    }
+}
+
+/// What the log did with a publish.
+enum Stored {
+    /// Stored it: its answer.
+    New(Answer),
+    /// Found its key stored by another server: nothing was stored.
+    Found(Record),
+}
+
+/// Has the log store `publish` (one event, or a batch in one write), with
+/// `keyed`'s record when given.
+async fn store(
+    log: &SharedLog,
+    publish: Publish,
+    keyed: Option<Keyed>,
+) -> Result<Stored, ApiError> {
+    let Publish { mut events, shape } = publish;
+    match shape {
+        Shape::One => {
+            let NewEvent { topic, message } = events
+                .pop()
+                .ok_or_else(|| ApiError::InvalidBody("the publish holds no event".into()))?;
+            let appended = match keyed {
+                None => {
+                    KeyedAppend::Stored(log.append(topic, message).await.map_err(append_error)?)
+                }
+                Some(keyed) => log
+                    .append_keyed(keyed, topic, message)
+                    .await
+                    .map_err(append_error)?,
+            };
+            Ok(match appended {
+                KeyedAppend::Stored(appended) => Stored::New(Answer::One(appended.answer())),
+                KeyedAppend::Found(record) => Stored::Found(record),
+            })
+        }
+        Shape::Batch => Ok(
+            match log
+                .append_batch(events, keyed)
+                .await
+                .map_err(append_error)?
+            {
+                BatchAppend::Stored(appended) => {
+                    Stored::New(Answer::Batch(batch_answer(&appended)))
+                }
+                BatchAppend::Found(record) => Stored::Found(record),
+            },
+        ),
     }
 }
 
@@ -223,8 +444,7 @@ fn append_error(error: AppendError) -> ApiError {
 async fn publish_once(
     log: SharedLog,
     claim: Claim,
-    topic: String,
-    message: String,
+    publish: Publish,
 ) -> Result<Published, ApiError> {
     let task = tokio::spawn(async move {
         let keys = log.keys();
@@ -238,14 +458,10 @@ async fn publish_once(
             fingerprint: pending.claim.fingerprint.clone(),
             mark: pending.mark,
         };
-        match log
-            .append_keyed(keyed, topic, message)
-            .await
-            .map_err(append_error)?
-        {
-            KeyedAppend::Stored(appended) => Ok(Published::Stored(appended.answer())),
+        match store(&log, publish, Some(keyed)).await? {
+            Stored::New(answer) => Ok(Published::Stored(answer)),
             // Stored before, by another server.
-            KeyedAppend::Found(record) => match keys.replay(&Arc::new(record), &pending.claim) {
+            Stored::Found(record) => match keys.replay(&Arc::new(record), &pending.claim) {
                 Claimed::Replay(record) => Ok(Published::Replayed(record.answer.clone())),
                 _ => Err(ApiError::IdempotencyKeyReused),
             },
@@ -320,6 +536,8 @@ mod tests {
         let settings = PublishSettings {
             max_body: 10,
             body_timeout: Duration::from_secs(1),
+            max_batch: 3,
+            max_batch_bytes: 100,
         };
         let mut headers = PublishHeaders::default();
         assert!(matches!(
@@ -333,6 +551,43 @@ mod tests {
             check_headers(&headers, &settings),
             Err(ApiError::PayloadTooLarge { limit: 10 })
         ));
+    }
+
+    #[test]
+    fn a_batch_is_checked_line_by_line() {
+        let lines = parse_batch(
+            b"{\"message\":\"a\"}\n\n  \r\n{\"message\":\"b\",\"topic\":\"t\"}\r\n",
+            3,
+            100,
+        )
+        .unwrap();
+        let got: Vec<(usize, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.line, l.event.topic.as_str(), l.event.message.as_str()))
+            .collect();
+        assert_eq!(got, [(1, DEFAULT_TOPIC, "a"), (4, "t", "b")]);
+        let error =
+            parse_batch(b"{\"message\":\"a\"}\n\n{\"message\":\"\"}\n", 3, 100).unwrap_err();
+        assert_eq!(error.code(), "bad_request");
+        assert_eq!(error.status(), 400);
+        assert_eq!(error.to_string(), "line 3: message must not be empty");
+        let error = parse_batch(b"{\"message\":\"a\"}\n[1]", 3, 100).unwrap_err();
+        assert!(matches!(error, ApiError::OnLine { line: 2, .. }), "{error}");
+        let long = format!("{{\"message\":\"{}\"}}", "x".repeat(100));
+        let error = parse_batch(long.as_bytes(), 3, 100).unwrap_err();
+        assert_eq!(
+            (error.status().as_u16(), error.code()),
+            (413, "payload_too_large")
+        );
+        let error = parse_batch(b"{\"message\":\"a\"}\n".repeat(4).as_slice(), 3, 100).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the batch holds 4 events, over the limit of 3 (--max-batch)"
+        );
+        assert_eq!(
+            parse_batch(b"\n \n", 3, 100).unwrap_err().code(),
+            "invalid_body"
+        );
     }
 
     #[test]

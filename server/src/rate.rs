@@ -129,6 +129,21 @@ impl PublishLimiter {
     /// # Errors
     /// How long until the next publish would be allowed.
     pub fn check(&self, key: Key) -> Result<(), Duration> {
+        match self.check_n(key, NonZeroU32::MIN) {
+            Ok(()) => Ok(()),
+            Err(RateRefusal::Wait(wait)) => Err(wait),
+            // A burst is at least one.
+            Err(RateRefusal::OverBurst(_)) => Err(Duration::from_secs(1)),
+        }
+    }
+
+    /// Takes `n` publishes (a batch's events) from `key`'s bucket, all or
+    /// none.
+    ///
+    /// # Errors
+    /// How long until they would be allowed, or that they never would be:
+    /// `n` is over the burst.
+    pub fn check_n(&self, key: Key, n: NonZeroU32) -> Result<(), RateRefusal> {
         let key = if self.limiter.len() >= MAX_KEYS {
             // Forget the keys whose buckets are full again.
             self.limiter.retain_recent();
@@ -140,10 +155,23 @@ impl PublishLimiter {
         } else {
             key
         };
-        self.limiter
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        match self.limiter.check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(RateRefusal::Wait(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            Err(governor::InsufficientCapacity(burst)) => Err(RateRefusal::OverBurst(burst)),
+        }
     }
+}
+
+/// Why the limiter refused publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateRefusal {
+    /// They would be allowed after this long.
+    Wait(Duration),
+    /// They never would be: more than the burst, which is this.
+    OverBurst(u32),
 }
 
 /// The network that names a client: an IPv4 address (IPv4-mapped IPv6 ones

@@ -5,7 +5,10 @@
 //! event is published with `POST /publish` to its own topic, with its own
 //! message, at `offset_ms / speed` after the start, one at a time over one
 //! keep-alive connection, so the target receives them in the recorded
-//! order, over HTTPS for an `https://` target. Reset notices mark where
+//! order, over HTTPS for an `https://` target. Events already due when one
+//! is sent (publishing has fallen behind, or a high `--speed` makes many due
+//! at once) go together as one batch (`application/x-ndjson`), up to
+//! `--batch` events and [`MAX_BATCH_BYTES`]. Reset notices mark where
 //! the recorded stream missed events; they are counted and skipped. The whole file is checked before the first
 //! publish (one line in memory at a time, each at most `--max-line-bytes`,
 //! each offset at most [`MAX_OFFSET_MS`]), then read again to publish, and
@@ -45,6 +48,9 @@ pub const MAX_OFFSET_MS: u64 = 30 * 24 * 3600 * 1000;
 /// fields.
 pub const DEFAULT_MAX_LINE_BYTES: u64 = 1024 * 1024;
 
+/// The largest batch body sent: the server's default `--max-batch-bytes`.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
 /// The slowest and the fastest speed.
 const SPEEDS: std::ops::RangeInclusive<f64> = 0.01..=1_000_000.0;
 
@@ -79,6 +85,11 @@ pub struct ReplayArgs {
     /// replay before anything is published.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_line_bytes: u64,
+
+    /// Most events sent in one request when several are due at once (a
+    /// batch, up to the server's --max-batch); 1 sends each event alone.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch: u64,
 
     /// Sent as `Authorization: Bearer <token>` with every publish (a JWT
     /// that may publish to the recorded topics, or the --publish-token).
@@ -210,6 +221,8 @@ pub enum ReplayError {
 pub struct Summary {
     /// Events published.
     pub published: u64,
+    /// Requests they took (fewer than the events when batches were sent).
+    pub requests: u64,
     /// Distinct topics they went to.
     pub topics: usize,
     /// Reset notices skipped.
@@ -226,10 +239,13 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "published {} events to {} topic{} in {:.2} s (recorded over {:.2} s, speed {})",
+            "published {} events to {} topic{} in {} request{} in {:.2} s (recorded over \
+             {:.2} s, speed {})",
             self.published,
             self.topics,
             if self.topics == 1 { "" } else { "s" },
+            self.requests,
+            if self.requests == 1 { "" } else { "s" },
             self.elapsed.as_secs_f64(),
             self.recorded.as_secs_f64(),
             self.speed
@@ -345,45 +361,132 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary, ReplayError> {
     check(&args.file, args.max_line_bytes)?;
     let mut lines = Lines::open(&args.file, args.max_line_bytes)?;
     let mut link = Link::new(args.to.clone(), args.ca_cert.as_deref())?;
-    let mut topics = HashSet::new();
-    let mut published = 0;
-    let mut resets = 0;
-    let start = Instant::now();
-    let mut recorded = 0;
-    while let Some((line, recorded_event)) = lines.next_event()? {
-        recorded = recorded.max(recorded_event.offset_ms);
-        let event = match recorded_event.item {
-            Recorded::Event(event) => event,
-            Recorded::Reset(_) => {
-                resets += 1;
-                continue;
-            }
-        };
-        // Both bounded (offset and speed), so the sum cannot overflow; the
-        // checked forms keep it so whatever the bounds become.
-        let due =
-            Duration::try_from_secs_f64(recorded_event.offset_ms as f64 / 1000.0 / args.speed)
-                .unwrap_or(Duration::MAX);
-        if let Some(at) = start.checked_add(due) {
+    let mut pace = Pace {
+        start: Instant::now(),
+        speed: args.speed,
+        most: usize::try_from(args.batch).unwrap_or(usize::MAX),
+        topics: HashSet::new(),
+        recorded: 0,
+        resets: 0,
+    };
+    let (mut published, mut requests) = (0, 0);
+    let mut next = pace.next_event(&mut lines)?;
+    while let Some((line, offset_ms, event)) = next.take() {
+        if let Some(at) = pace.start.checked_add(pace.due(offset_ms)) {
             tokio::time::sleep_until(at).await;
         }
-        let body = PublishRequest {
-            message: event.message,
-            topic: Some(event.topic.clone()),
-        };
-        let body = serde_json::to_vec(&body).expect("a PublishRequest serializes");
-        link.publish(line, args.token.as_deref(), body).await?;
-        topics.insert(event.topic);
-        published += 1;
+        let mut batch = Batch::default();
+        batch.push(line, &event);
+        // Whatever is due already goes with it.
+        loop {
+            next = pace.next_event(&mut lines)?;
+            match next.take() {
+                Some((line, offset_ms, event))
+                    if batch.lines.len() < pace.most
+                        && pace.due(offset_ms) <= pace.start.elapsed()
+                        && batch.fits(&event) =>
+                {
+                    batch.push(line, &event);
+                }
+                other => {
+                    next = other;
+                    break;
+                }
+            }
+        }
+        published += batch.lines.len() as u64;
+        requests += 1;
+        link.publish(&batch, args.token.as_deref()).await?;
     }
     Ok(Summary {
         published,
-        topics: topics.len(),
-        resets,
-        recorded: Duration::from_millis(recorded),
-        elapsed: start.elapsed(),
+        requests,
+        topics: pace.topics.len(),
+        resets: pace.resets,
+        recorded: Duration::from_millis(pace.recorded),
+        elapsed: pace.start.elapsed(),
         speed: args.speed,
     })
+}
+
+/// A replay's clock and what it has seen so far.
+struct Pace {
+    start: Instant,
+    speed: f64,
+    /// `--batch`.
+    most: usize,
+    topics: HashSet<String>,
+    /// The latest offset read.
+    recorded: u64,
+    resets: u64,
+}
+
+impl Pace {
+    /// When an event recorded at `offset_ms` is due, from the start.
+    fn due(&self, offset_ms: u64) -> Duration {
+        // Both bounded (offset and speed), so the quotient is finite; the
+        // checked form keeps it so whatever the bounds become.
+        Duration::try_from_secs_f64(offset_ms as f64 / 1000.0 / self.speed).unwrap_or(Duration::MAX)
+    }
+
+    /// The next recorded event (its line, offset and body), counting and
+    /// skipping reset notices.
+    fn next_event(
+        &mut self,
+        lines: &mut Lines,
+    ) -> Result<Option<(usize, u64, PublishRequest)>, ReplayError> {
+        while let Some((line, recorded)) = lines.next_event()? {
+            self.recorded = self.recorded.max(recorded.offset_ms);
+            match recorded.item {
+                Recorded::Event(event) => {
+                    self.topics.insert(event.topic.clone());
+                    let body = PublishRequest {
+                        message: event.message,
+                        topic: Some(event.topic),
+                    };
+                    return Ok(Some((line, recorded.offset_ms, body)));
+                }
+                Recorded::Reset(_) => self.resets += 1,
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Events sent in one request: their bodies, one JSON line each, and the
+/// recording's line of each.
+#[derive(Debug, Default)]
+struct Batch {
+    lines: Vec<usize>,
+    body: Vec<u8>,
+    /// The first event's body alone, sent as JSON when it stays alone.
+    first: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, line: usize, event: &PublishRequest) {
+        let json = serde_json::to_vec(event).expect("a PublishRequest serializes");
+        if self.lines.is_empty() {
+            self.first.clone_from(&json);
+        }
+        self.body.extend_from_slice(&json);
+        self.body.push(b'\n');
+        self.lines.push(line);
+    }
+
+    /// Whether `event` still fits in [`MAX_BATCH_BYTES`].
+    fn fits(&self, event: &PublishRequest) -> bool {
+        let size = serde_json::to_vec(event).map_or(usize::MAX, |json| json.len() + 1);
+        self.body.len().saturating_add(size) <= MAX_BATCH_BYTES
+    }
+
+    /// The recording's line of the batch's `n`th line (from 1), as the
+    /// server names it; the first line's when it names none.
+    fn line(&self, n: Option<u64>) -> usize {
+        n.and_then(|n| usize::try_from(n).ok())
+            .and_then(|n| self.lines.get(n.checked_sub(1)?).copied())
+            .unwrap_or(self.lines[0])
+    }
 }
 
 /// The HTTP/1.1 client of a replay, over TLS for an `https://` target
@@ -417,19 +520,20 @@ impl Link {
         Ok(Self { client, target })
     }
 
-    async fn publish(
-        &mut self,
-        line: usize,
-        token: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<(), ReplayError> {
+    /// Sends `batch`: one event as JSON, more as one NDJSON batch.
+    async fn publish(&mut self, batch: &Batch, token: Option<&str>) -> Result<(), ReplayError> {
+        let line = batch.lines[0];
         let failed = |reason: String| ReplayError::Connection {
             line,
             authority: self.target.authority.clone(),
             reason,
         };
+        let (content_type, body) = match batch.lines.len() {
+            1 => ("application/json", batch.first.clone()),
+            _ => ("application/x-ndjson", batch.body.clone()),
+        };
         let mut request = Request::post(self.target.publish.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+            .header(hyper::header::CONTENT_TYPE, content_type);
         if let Some(token) = token {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -444,6 +548,7 @@ impl Link {
         if answer.status.is_success() {
             return Ok(());
         }
+        let refused = serde_json::from_slice::<serde_json::Value>(&answer.body).ok();
         let (error, message) = match serde_json::from_slice::<ErrorBody>(&answer.body) {
             Ok(body) => (body.error, body.message),
             Err(_) => (
@@ -451,8 +556,14 @@ impl Link {
                 String::from_utf8_lossy(&answer.body).into_owned(),
             ),
         };
+        let named = refused.as_ref().and_then(|body| body["line"].as_u64());
+        // The server numbers the batch's lines; the error names the
+        // recording's.
+        let message = named
+            .and_then(|n| message.strip_prefix(&format!("line {n}: ")))
+            .map_or(message.clone(), str::to_owned);
         Err(ReplayError::Refused {
-            line,
+            line: batch.line(named),
             status: answer.status.as_u16(),
             error,
             message,
@@ -562,6 +673,7 @@ mod tests {
     fn the_summary_says_what_was_done() {
         let summary = Summary {
             published: 3,
+            requests: 2,
             topics: 1,
             resets: 1,
             recorded: Duration::from_millis(1500),
@@ -570,7 +682,7 @@ mod tests {
         };
         assert_eq!(
             summary.to_string(),
-            "published 3 events to 1 topic in 0.75 s (recorded over 1.50 s, speed 2); \
+            "published 3 events to 1 topic in 2 requests in 0.75 s (recorded over 1.50 s, speed 2); \
              skipped 1 reset notice (the recorded stream missed events there)"
         );
     }

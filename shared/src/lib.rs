@@ -24,10 +24,10 @@ pub mod pattern;
 pub use encode::{encode, encode_comment, encode_into, EncodeError, Frame};
 pub use event_id::{EventId, EventIdError};
 pub use message::{
-    validate_topic, AuthExpired, ErrorBody, PublishRequest, PublishResponse, Recorded,
-    RecordedEvent, ResetNotice, ResetReason, ServerEvent, ServerTime, StreamPosition, TopicSummary,
-    TopicsPage, AUTH_EXPIRED_EVENT, DEFAULT_TOPIC, MAX_EVENT_ID_LEN, MAX_TOPIC_LEN, POSITION_EVENT,
-    RESET_EVENT, TICKER_TOPIC,
+    validate_topic, AuthExpired, ErrorBody, PublishBatchResponse, PublishRequest, PublishResponse,
+    Recorded, RecordedEvent, ResetNotice, ResetReason, ServerEvent, ServerTime, StreamPosition,
+    TopicSummary, TopicsPage, AUTH_EXPIRED_EVENT, DEFAULT_TOPIC, MAX_EVENT_ID_LEN, MAX_TOPIC_LEN,
+    POSITION_EVENT, RESET_EVENT, TICKER_TOPIC,
 };
 pub use parse::{Item, ParsedEvent, Parser};
 pub use pattern::TopicPattern;

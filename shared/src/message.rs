@@ -134,6 +134,14 @@ pub struct PublishResponse {
     pub topic: String,
 }
 
+/// The answer to a successful batch `POST /publish`
+/// (`application/x-ndjson`): one answer per event, in the body's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishBatchResponse {
+    /// The stored events, with consecutive seqs.
+    pub events: Vec<PublishResponse>,
+}
+
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

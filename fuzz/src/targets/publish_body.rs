@@ -1,4 +1,5 @@
-//! `server::publish::parse_request`, the check of a `POST /publish` body.
+//! `server::publish::parse_request`, the check of a `POST /publish` body,
+//! and `server::publish::parse_batch`, the check of a batch (NDJSON) body.
 //!
 //! Property: it never panics, and
 //! - a body that is not JSON is refused with `invalid_json` or
@@ -16,13 +17,21 @@
 //! So every accepted body is a JSON object with a non-blank `message` and a
 //! valid or absent `topic`, and every refusal is one of `invalid_json`,
 //! `invalid_body`, `empty_message`, `invalid_topic`.
+//!
+//! The same input as a batch: it never panics, and its answer is what
+//! `parse_request` says of each of its non-blank lines (split at `\n`):
+//! with none, `invalid_body`; with more than the limit, `too_many_events`;
+//! else the first line refused (or over the line limit) is named, with its
+//! number and its own error; else every line is accepted, in order, with
+//! its number and the default topic where it has none.
 
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
-use server::publish::parse_request;
-use shared::{validate_topic, PublishRequest};
+use server::error::ApiError;
+use server::publish::{parse_batch, parse_request};
+use shared::{validate_topic, PublishRequest, DEFAULT_TOPIC};
 
 /// A JSON object's entries in order, a repeated key kept twice (which
 /// `serde_json::Value` would collapse).
@@ -81,8 +90,68 @@ fn expected_for_object(
     Ok(PublishRequest { message, topic })
 }
 
-/// Checks the property on one input, a request body.
+/// Events in a batch at most, and bytes in one of its lines, for the
+/// batch check (small, so that inputs reach both limits).
+const MAX_EVENTS: usize = 8;
+const MAX_LINE: u64 = 256;
+
+/// Checks the batch property on one input.
+fn run_batch(body: &[u8]) {
+    let shown = String::from_utf8_lossy(body);
+    let lines: Vec<(usize, &[u8])> = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, line)| (i + 1, line))
+        .collect();
+    let answer = parse_batch(body, MAX_EVENTS, MAX_LINE);
+    if lines.is_empty() {
+        let error = answer.expect_err("a batch without events is refused");
+        assert_eq!(error.code(), "invalid_body", "{shown:?}: {error}");
+        return;
+    }
+    if lines.len() > MAX_EVENTS {
+        let error = answer.expect_err("a batch over the limit is refused");
+        assert_eq!(error.code(), "too_many_events", "{shown:?}: {error}");
+        return;
+    }
+    let mut expected = Vec::new();
+    for (number, line) in &lines {
+        let refusal = if line.len() as u64 > MAX_LINE {
+            Some("payload_too_large")
+        } else {
+            match parse_request(line) {
+                Ok(request) => {
+                    let topic = request.topic.unwrap_or_else(|| DEFAULT_TOPIC.to_owned());
+                    expected.push((*number, topic, request.message));
+                    None
+                }
+                Err(error) => Some(error.code()),
+            }
+        };
+        if let Some(code) = refusal {
+            match answer {
+                Err(ApiError::OnLine { line, error }) => {
+                    assert_eq!(line, *number, "{shown:?}: the first bad line is named");
+                    assert_eq!(error.code(), code, "{shown:?}: line {line}: {error}");
+                }
+                other => panic!("{shown:?}: line {number} is refused with {code}, got {other:?}"),
+            }
+            return;
+        }
+    }
+    let got: Vec<(usize, String, String)> = answer
+        .unwrap_or_else(|error| panic!("{shown:?}: every line is good, refused: {error}"))
+        .into_iter()
+        .map(|line| (line.line, line.event.topic, line.event.message))
+        .collect();
+    assert_eq!(got, expected, "{shown:?}");
+}
+
+/// Checks the property on one input, a request body, and the batch
+/// property on it as a batch body.
 pub fn run(body: &[u8]) {
+    run_batch(body);
     let answer = parse_request(body);
     let shown = String::from_utf8_lossy(body);
     match serde_json::from_slice::<Value>(body) {

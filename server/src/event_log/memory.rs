@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::{AppendError, AppendFuture, Appended, EventLog, KeyedAppend, KeyedFuture, LogHealth};
+use super::{BatchAppend, BatchFuture};
 use crate::event_log::Keyed;
-use crate::hub::Hub;
+use crate::hub::{Hub, NewEvent};
 use crate::idempotency::{KeyOptions, Keys};
 
 /// The hub's own ring as the log (no outside store, nothing to fail); its
@@ -43,6 +44,25 @@ impl EventLog for MemoryLog {
                 .remember(&keyed.name, keyed.mark, keyed.record(&appended));
             KeyedAppend::Stored(appended)
         });
+        Box::pin(std::future::ready(stored))
+    }
+
+    fn append_batch(&self, events: Vec<NewEvent>, keyed: Option<Keyed>) -> BatchFuture<'_> {
+        let stored = self
+            .hub
+            .publish_batch(events)
+            .map_err(AppendError::from)
+            .map(|events| {
+                let appended: Vec<Appended> = events
+                    .into_iter()
+                    .map(|(id, event)| Appended { id, event })
+                    .collect();
+                if let Some(keyed) = keyed {
+                    self.keys
+                        .remember(&keyed.name, keyed.mark, keyed.record_batch(&appended));
+                }
+                BatchAppend::Stored(appended)
+            });
         Box::pin(std::future::ready(stored))
     }
 

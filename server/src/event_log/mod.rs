@@ -25,8 +25,9 @@ use std::time::Duration;
 use shared::{EventId, ServerEvent};
 use tokio_util::task::TaskTracker;
 
+pub use crate::hub::NewEvent;
 use crate::hub::{Filter, Hub, HubOptions};
-use crate::idempotency::{now_ms, KeyOptions, Keys, Record};
+use crate::idempotency::{now_ms, Answer, KeyOptions, Keys, Record};
 
 pub use self::disk::{DiskLog, DiskOptions, Fsync, Store};
 pub use self::memory::MemoryLog;
@@ -72,10 +73,52 @@ impl Keyed {
         Record {
             fingerprint: self.fingerprint.clone(),
             at_ms: now_ms(),
-            answer: appended.answer(),
+            answer: Answer::One(appended.answer()),
+        }
+    }
+
+    /// The record of this key answered with the batch `appended`, stored
+    /// now.
+    pub fn record_batch(&self, appended: &[Appended]) -> Record {
+        Record {
+            fingerprint: self.fingerprint.clone(),
+            at_ms: now_ms(),
+            answer: Answer::Batch(batch_answer(appended)),
         }
     }
 }
+
+/// Whether a publish was one event or a batch: the shape of its answer,
+/// and of its key's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `POST /publish` of one JSON event.
+    One,
+    /// A batch (`application/x-ndjson`).
+    Batch,
+}
+
+/// The answer to a batch publish.
+pub fn batch_answer(appended: &[Appended]) -> shared::PublishBatchResponse {
+    shared::PublishBatchResponse {
+        events: appended.iter().map(Appended::answer).collect(),
+    }
+}
+
+/// What a batch append did.
+#[derive(Debug, Clone)]
+pub enum BatchAppend {
+    /// The events were stored, in order with consecutive seqs (with the
+    /// key's record, when keyed).
+    Stored(Vec<Appended>),
+    /// The log already held the key (another server stored it): nothing
+    /// was stored; the caller compares the fingerprints.
+    Found(Record),
+}
+
+/// The future [`EventLog::append_batch`] returns.
+pub type BatchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<BatchAppend, AppendError>> + Send + 'a>>;
 
 /// What a keyed append did.
 #[derive(Debug, Clone)]
@@ -184,6 +227,15 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`AppendError`]: neither the event nor the key was stored.
     fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_>;
+
+    /// Stores `events` (at least one) in order with consecutive seqs, as
+    /// one write (with the record of `keyed`, unless the log already holds
+    /// the key): all of them or none, even if the server is killed
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// [`AppendError`]: none of the events (and not the key) was stored.
+    fn append_batch(&self, events: Vec<NewEvent>, keyed: Option<Keyed>) -> BatchFuture<'_>;
 
     /// The idempotency keys in this process.
     fn keys(&self) -> &Keys;

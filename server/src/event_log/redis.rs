@@ -40,33 +40,43 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    AppendError as LogAppendError, AppendFuture, Appended, EventLog, Keyed, KeyedAppend,
-    KeyedFuture, LogHealth, Span, SpanFuture, Unavailable,
+    AppendError as LogAppendError, AppendFuture, Appended, BatchAppend, BatchFuture, EventLog,
+    Keyed, KeyedAppend, KeyedFuture, LogHealth, NewEvent, Shape, Span, SpanFuture, Unavailable,
 };
 use crate::hub::{now_rfc3339, Filter, Hub};
 use crate::idempotency::{KeyOptions, Keys, Record};
 
-/// Appends one event and returns `{id, note, found, forgotten, held}`.
+/// Appends a publish's events (one, or a batch) with consecutive seqs and
+/// returns `{first_id, note, found, forgotten, held}`. The events are
+/// `ARGV[10..]`, three arguments each (uuid, topic, message), all with the
+/// time `ARGV[2]`; each is trimmed to `MAXLEN ARGV[1]` as it is added. The
+/// script runs whole or not at all, so a batch is never half stored.
 ///
-/// With an idempotency key (`ARGV[8]`, its name; empty for none), the
+/// With an idempotency key (`ARGV[5]`, its name; empty for none), the
 /// key's record is looked up first in the hash `KEYS[2]` (name → record
 /// JSON), whose names `KEYS[3]` orders by the time they were stored: keys
-/// older than `ARGV[10]` ms are dropped first. A key found is returned as
-/// `found`, and nothing is appended. Otherwise the event is appended and
-/// the key's record stored in the same script, so that a retry on any
-/// server finds it; the oldest keys over `ARGV[11]` are dropped. Both keys
-/// expire `ARGV[10]` ms after the last record was stored. `forgotten` is
+/// older than `ARGV[7]` ms are dropped first. A key found is returned as
+/// `found`, and nothing is appended. Otherwise the events are appended and
+/// the key's record (with fingerprint `ARGV[6]`; the answer of one event,
+/// or a batch's `{"events": [...]}` when `ARGV[9]` is `batch`) stored in
+/// the same script, so that a retry on any server finds it. A record
+/// weighs its answer's events (1 for one event, N for a batch of N): the
+/// hash `KEYS[4]` holds the weight of each record that weighs more than 1,
+/// and `KEYS[5]` their sum (counted anew from the other two when missing);
+/// the oldest keys are dropped while the sum is over `ARGV[8]`. Every key
+/// expires `ARGV[7]` ms after the last record was stored (the sum, when a
+/// lookup changes it, with the records' time left). `forgotten` is
 /// how many records this call dropped; `held`, how many are left (-1
 /// without a key).
 ///
-/// The event is numbered after the stream's newest entry, in its epoch,
+/// The events are numbered after the stream's newest entry, in its epoch,
 /// unless the stream holds less than it once did: it is empty or missing,
 /// its newest entry is below its own last generated id (entries were
-/// deleted at the top), or below the high-water mark of the server that
-/// appends (the newest id that server has seen acknowledged or read: Redis
-/// came back from an older snapshot, or a replica that lagged took over).
-/// Then a new epoch begins, above every id seen, so that no id is ever
-/// issued twice; `note` is then `new`.
+/// deleted at the top), or below the high-water mark (`ARGV[3]`-`ARGV[4]`)
+/// of the server that appends (the newest id that server has seen
+/// acknowledged or read: Redis came back from an older snapshot, or a
+/// replica that lagged took over). Then a new epoch begins, above every id
+/// seen, so that no id is ever issued twice; `note` is then `new`.
 const APPEND: &str = r#"
 local function split(id)
   local dash = string.find(id, '-', 1, true)
@@ -75,22 +85,43 @@ end
 local function before(e1, s1, e2, s2)
   return e1 < e2 or (e1 == e2 and s1 < s2)
 end
-local hw_epoch, hw_seq = tonumber(ARGV[6]), tonumber(ARGV[7])
-local name, ttl, max_keys = ARGV[8], tonumber(ARGV[10]), tonumber(ARGV[11])
-local now_ms, forgotten = 0, 0
+local hw_epoch, hw_seq = tonumber(ARGV[3]), tonumber(ARGV[4])
+local name, ttl, max_keys = ARGV[5], tonumber(ARGV[7]), tonumber(ARGV[8])
+local now_ms, forgotten, weight = 0, 0, 0
 local function drop(names)
   for _, n in ipairs(names) do
+    weight = weight - tonumber(redis.call('HGET', KEYS[4], n) or '1')
     redis.call('HDEL', KEYS[2], n)
     redis.call('ZREM', KEYS[3], n)
+    redis.call('HDEL', KEYS[4], n)
   end
   forgotten = forgotten + #names
 end
+-- The sum expires with the records: `px`, the ms they have left.
+local function save_weight(px)
+  redis.call('SET', KEYS[5], string.format('%.0f', weight), 'PX', px)
+end
 if name ~= '' then
+  local stored = redis.call('GET', KEYS[5])
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    redis.call('DEL', KEYS[4])
+  elseif stored then
+    weight = tonumber(stored)
+  else
+    weight = redis.call('ZCARD', KEYS[3])
+    for _, w in ipairs(redis.call('HVALS', KEYS[4])) do
+      weight = weight + tonumber(w) - 1
+    end
+  end
   local now = redis.call('TIME')
   now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   drop(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms - ttl, 'LIMIT', 0, 1024))
   local found = redis.call('HGET', KEYS[2], name)
   if found then
+    local left = redis.call('PTTL', KEYS[2])
+    if left > 0 and (forgotten > 0 or not stored) then
+      save_weight(left)
+    end
     return {'', '', found, forgotten, redis.call('ZCARD', KEYS[3])}
   end
 end
@@ -120,25 +151,50 @@ if epoch == nil then
   epoch = math.max(tonumber(now[1]) * 1000000 + tonumber(now[2]), top_epoch + 1, hw_epoch + 1)
   seq = 1
 end
-local id = string.format('%.0f-%.0f', epoch, seq)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id,
-  'id', ARGV[2], 'topic', ARGV[3], 'message', ARGV[4], 'time', ARGV[5])
-if name == '' then
-  return {id, note, '', 0, -1}
-end
+local first = string.format('%.0f-%.0f', epoch, seq)
 -- Every field is digits, hex, '-' or a topic's characters: no escaping.
-local record = '{"fingerprint":"' .. ARGV[9] .. '","at_ms":' .. string.format('%.0f', now_ms) ..
-  ',"answer":{"event_id":"' .. id .. '","id":"' .. ARGV[2] .. '","seq":' ..
-  string.format('%.0f', seq) .. ',"topic":"' .. ARGV[3] .. '"}}'
+local answers = {}
+for i = 10, #ARGV, 3 do
+  local id = string.format('%.0f-%.0f', epoch, seq)
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], id,
+    'id', ARGV[i], 'topic', ARGV[i + 1], 'message', ARGV[i + 2], 'time', ARGV[2])
+  answers[#answers + 1] = '{"event_id":"' .. id .. '","id":"' .. ARGV[i] .. '","seq":' ..
+    string.format('%.0f', seq) .. ',"topic":"' .. ARGV[i + 1] .. '"}'
+  seq = seq + 1
+end
+if name == '' then
+  return {first, note, '', 0, -1}
+end
+local answer = answers[1]
+if ARGV[9] == 'batch' then
+  answer = '{"events":[' .. table.concat(answers, ',') .. ']}'
+end
+local record = '{"fingerprint":"' .. ARGV[6] .. '","at_ms":' .. string.format('%.0f', now_ms) ..
+  ',"answer":' .. answer .. '}'
 redis.call('HSET', KEYS[2], name, record)
 redis.call('ZADD', KEYS[3], now_ms, name)
-local over = redis.call('ZCARD', KEYS[3]) - max_keys
-if over > 0 then
-  drop(redis.call('ZRANGE', KEYS[3], 0, math.min(over, 1024) - 1))
+if #answers > 1 then
+  redis.call('HSET', KEYS[4], name, #answers)
 end
+weight = weight + #answers
+-- The oldest first, never the record just stored (it fits alone:
+-- --max-batch is within the bound; one stored in the same ms may sort first).
+while weight > max_keys do
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 1)
+  local n = oldest[1]
+  if n == name then
+    n = oldest[2]
+  end
+  if n == nil then
+    break
+  end
+  drop({n})
+end
+save_weight(ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
-return {id, note, '', forgotten, redis.call('ZCARD', KEYS[3])}
+redis.call('PEXPIRE', KEYS[4], ttl)
+return {first, note, '', forgotten, redis.call('ZCARD', KEYS[3])}
 "#;
 
 /// Longest wait in one `XREAD BLOCK`: a reader that gets no answer within
@@ -248,6 +304,11 @@ pub struct RedisLog {
     /// The hash of the keys' records, and the sorted set of their names.
     key_records: String,
     key_order: String,
+    /// `<key>:idempotency:weights`: name → weight, for batches of more
+    /// than one event.
+    key_weights: String,
+    /// `<key>:idempotency:weight`: the weight of every record together.
+    key_weight: String,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -286,6 +347,8 @@ impl RedisLog {
             keys: Keys::in_flight_only(options.keys),
             key_records: format!("{}:idempotency", options.key),
             key_order: format!("{}:idempotency:order", options.key),
+            key_weights: format!("{}:idempotency:weights", options.key),
+            key_weight: format!("{}:idempotency:weight", options.key),
             options,
         })
     }
@@ -381,33 +444,56 @@ impl RedisLog {
         }
     }
 
-    async fn try_append(
+    /// The append script's call for `events` (with ids `uuids`).
+    fn invocation(
         &self,
-        topic: String,
-        message: String,
+        events: &[NewEvent],
+        uuids: &[Uuid],
+        shape: Shape,
         keyed: Option<&Keyed>,
-    ) -> Result<KeyedAppend, AppendError> {
-        let mut conn = self.command_connection().ok_or(AppendError::NotConnected)?;
-        let uuid = Uuid::new_v4();
-        let time = now_rfc3339();
+        time: &str,
+    ) -> redis::ScriptInvocation<'_> {
         let high = *self.high_water.lock();
         let options = self.keys.options();
-        let (raw, note, found, forgotten, held): (String, String, String, u64, i64) = self
-            .append
-            .key(&self.options.key)
+        let mut invocation = self.append.key(&self.options.key);
+        invocation
             .key(&self.key_records)
             .key(&self.key_order)
+            .key(&self.key_weights)
+            .key(&self.key_weight)
             .arg(self.options.max_len)
-            .arg(uuid.to_string())
-            .arg(&topic)
-            .arg(&message)
-            .arg(&time)
+            .arg(time)
             .arg(high.epoch)
             .arg(high.seq)
             .arg(keyed.map_or("", |k| k.name.as_str()))
             .arg(keyed.map_or("", |k| k.fingerprint.as_str()))
             .arg(u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX))
             .arg(options.max)
+            .arg(match shape {
+                Shape::One => "one",
+                Shape::Batch => "batch",
+            });
+        for (uuid, event) in uuids.iter().zip(events) {
+            invocation
+                .arg(uuid.to_string())
+                .arg(&event.topic)
+                .arg(&event.message);
+        }
+        invocation
+    }
+
+    async fn try_append(
+        &self,
+        events: Vec<NewEvent>,
+        shape: Shape,
+        keyed: Option<&Keyed>,
+    ) -> Result<BatchAppend, AppendError> {
+        let mut conn = self.command_connection().ok_or(AppendError::NotConnected)?;
+        let time = now_rfc3339();
+        let high = *self.high_water.lock();
+        let uuids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
+        let invocation = self.invocation(&events, &uuids, shape, keyed, &time);
+        let (raw, note, found, forgotten, held): (String, String, String, u64, i64) = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(AppendError::Redis)?;
@@ -422,9 +508,9 @@ impl RedisLog {
                     e.to_string(),
                 )))
             })?;
-            return Ok(KeyedAppend::Found(record));
+            return Ok(BatchAppend::Found(record));
         }
-        let id: EventId = raw.parse().map_err(|_| {
+        let first: EventId = raw.parse().map_err(|_| {
             AppendError::Redis(RedisError::from((
                 redis::ErrorKind::Client,
                 "the append script returned an id that is not <epoch>-<seq>",
@@ -433,24 +519,32 @@ impl RedisLog {
         })?;
         if note == "new" {
             tracing::warn!(
-                %id,
+                id = %first,
                 seen = %high,
                 "the Redis stream held less than it had (restored from an older copy, \
                  failed over to a replica that lagged, or entries deleted): a new epoch \
                  began, and subscribers get a reset notice"
             );
         }
-        self.saw(id);
-        Ok(KeyedAppend::Stored(Appended {
-            id,
-            event: ServerEvent {
-                id: uuid,
-                seq: id.seq,
-                topic,
-                message,
-                time,
-            },
-        }))
+        let appended: Vec<Appended> = events
+            .into_iter()
+            .zip(uuids)
+            .zip(first.seq..)
+            .map(|((NewEvent { topic, message }, uuid), seq)| Appended {
+                id: EventId::new(first.epoch, seq),
+                event: ServerEvent {
+                    id: uuid,
+                    seq,
+                    topic,
+                    message,
+                    time: time.clone(),
+                },
+            })
+            .collect();
+        if let Some(last) = appended.last() {
+            self.saw(last.id);
+        }
+        Ok(BatchAppend::Stored(appended))
     }
 
     /// Records a failed command: a connection failure (a timeout included)
@@ -698,11 +792,11 @@ impl RedisLog {
     /// its failures into the log's errors.
     async fn store(
         &self,
-        topic: String,
-        message: String,
+        events: Vec<NewEvent>,
+        shape: Shape,
         keyed: Option<&Keyed>,
-    ) -> Result<KeyedAppend, LogAppendError> {
-        match self.try_append(topic, message, keyed).await {
+    ) -> Result<BatchAppend, LogAppendError> {
+        match self.try_append(events, shape, keyed).await {
             Ok(appended) => {
                 self.health.reached();
                 Ok(appended)
@@ -724,12 +818,32 @@ impl RedisLog {
             }
         }
     }
+
+    /// Stores one event, with `keyed`'s key when given.
+    async fn store_one(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<&Keyed>,
+    ) -> Result<KeyedAppend, LogAppendError> {
+        let events = vec![NewEvent { topic, message }];
+        match self.store(events, Shape::One, keyed).await? {
+            BatchAppend::Found(record) => Ok(KeyedAppend::Found(record)),
+            BatchAppend::Stored(mut appended) => {
+                appended.pop().map(KeyedAppend::Stored).ok_or_else(|| {
+                    LogAppendError::Unavailable(Unavailable(
+                        "the event log (Redis) stored nothing; retry".into(),
+                    ))
+                })
+            }
+        }
+    }
 }
 
 impl EventLog for RedisLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
         Box::pin(async move {
-            match self.store(topic, message, None).await? {
+            match self.store_one(topic, message, None).await? {
                 KeyedAppend::Stored(appended) => Ok(appended),
                 // Without a key the script finds none.
                 KeyedAppend::Found(_) => Err(LogAppendError::Unavailable(Unavailable(
@@ -742,7 +856,11 @@ impl EventLog for RedisLog {
     }
 
     fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_> {
-        Box::pin(async move { self.store(topic, message, Some(&keyed)).await })
+        Box::pin(async move { self.store_one(topic, message, Some(&keyed)).await })
+    }
+
+    fn append_batch(&self, events: Vec<NewEvent>, keyed: Option<Keyed>) -> BatchFuture<'_> {
+        Box::pin(async move { self.store(events, Shape::Batch, keyed.as_ref()).await })
     }
 
     fn keys(&self) -> &Keys {

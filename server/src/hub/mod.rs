@@ -51,6 +51,15 @@ pub use self::index::{Filter, Hidden};
 use self::index::{Pattern, Patterns};
 pub(crate) use self::read::{Batch, Read};
 pub use self::stats::HubStats;
+
+/// An event to publish, before it is numbered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Its topic.
+    pub topic: String,
+    /// Its message.
+    pub message: String,
+}
 pub use self::store::TopicLimit;
 use self::store::{Bounds, Global, Store, Topic};
 
@@ -466,6 +475,65 @@ impl Hub {
         HubStats::add(&self.stats.wakeups, woken);
         tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
         Ok((id, event))
+    }
+
+    /// Numbers and stores `events` in order, with consecutive seqs, under
+    /// one hold of the sequencer (no other publish comes between them),
+    /// and wakes their subscribers once: the in-memory log's batch. Every
+    /// new topic of the batch is admitted first, so that a refused one
+    /// stores nothing.
+    ///
+    /// # Errors
+    /// [`TopicLimit`] as for [`Hub::publish`], for any of the topics.
+    pub fn publish_batch(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<(EventId, ServerEvent)>, TopicLimit> {
+        let time = now_rfc3339();
+        let mut stored_events = Vec::with_capacity(events.len());
+        let mut touched: HashMap<usize, (Arc<Topic>, u64)> = HashMap::new();
+        let mut patterns: HashMap<usize, (Arc<Pattern>, u64)> = HashMap::new();
+        {
+            let mut sequencer = self.sequencer.lock();
+            let s = &mut *sequencer;
+            for event in &events {
+                s.store.topic(&event.topic, &self.global)?;
+            }
+            for NewEvent { topic, message } in events {
+                let stored = s.store.topic_forced(&topic);
+                let id = EventId::new(s.epoch, s.next_seq);
+                let event = ServerEvent {
+                    id: Uuid::new_v4(),
+                    seq: id.seq,
+                    topic,
+                    message,
+                    time: time.clone(),
+                };
+                s.store
+                    .append(&stored, id.seq, frame_json(None, &id, &event), &self.global);
+                for pattern in s.patterns.matching(&event.topic) {
+                    pattern.seqs.lock().push(id.seq);
+                    patterns
+                        .entry(Arc::as_ptr(&pattern) as usize)
+                        .or_insert((pattern, 0))
+                        .1 += 1;
+                }
+                touched
+                    .entry(Arc::as_ptr(&stored) as usize)
+                    .or_insert((stored, 0))
+                    .1 += 1;
+                s.next_seq = id.seq + 1;
+                stored_events.push((id, event));
+            }
+            self.visible.store(s.next_seq - 1, Ordering::Release);
+        }
+        let added = stored_events.len() as u64;
+        let touched: Vec<_> = touched.into_values().collect();
+        let patterns: Vec<_> = patterns.into_values().collect();
+        let woken = wake(&touched, &patterns, &self.everyone, added);
+        HubStats::add(&self.stats.published, added);
+        HubStats::add(&self.stats.wakeups, woken);
+        Ok(stored_events)
     }
 
     /// Adds events read from a shared log, oldest first, and wakes their

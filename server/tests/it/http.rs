@@ -184,7 +184,7 @@ async fn a_header_that_is_not_ascii_gets_that_headers_own_answer() {
         &post_publish(addr, &[bearer.clone(), odd_type], body).await,
         415,
         "unsupported_media_type",
-        "content type application/j\u{e9}son is not accepted; send Content-Type: application/json",
+        "content type application/j\u{e9}son is not accepted; send Content-Type: application/json (or application/x-ndjson for a batch)",
     );
     let odd_auth = (
         "authorization",

@@ -226,7 +226,7 @@ async fn the_same_key_fifty_times_at_once_is_one_event() {
 
 #[tokio::test]
 async fn the_oldest_keys_are_forgotten_first() {
-    let server = start(&["--idempotency-keys", "2"]).await;
+    let server = start(&["--idempotency-keys", "2", "--max-batch", "2"]).await;
     let body = json!({ "message": "m" });
     for key in ["a", "b", "c"] {
         accepted(&publish_keyed(server.addr, key.as_bytes(), &body, None).await);
@@ -376,7 +376,14 @@ async fn on_disk_fifty_at_once_is_one_event_and_forgotten_keys_stay_forgotten() 
     let root = tempfile::tempdir().expect("temporary directory");
     let dir = root.path().join("data");
     let dir = dir.to_str().expect("utf-8 path");
-    let args = ["--data-dir", dir, "--idempotency-keys", "2"];
+    let args = [
+        "--data-dir",
+        dir,
+        "--idempotency-keys",
+        "2",
+        "--max-batch",
+        "2",
+    ];
     let server = ServerProcess::start_alone(&args, &[]).await;
     let body = json!({ "message": "once" });
     let answer = one_event(&at_once(&[server.addr], 50, "burst", &body).await);
@@ -426,8 +433,8 @@ async fn on_redis_a_retry_on_another_server_gets_the_first_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_the_oldest_keys_are_forgotten_for_every_server() {
     let redis = Redis::start().await;
-    let a = ServerProcess::start(&redis, &["--idempotency-keys", "2"]).await;
-    let b = ServerProcess::start(&redis, &["--idempotency-keys", "2"]).await;
+    let a = ServerProcess::start(&redis, &["--idempotency-keys", "2", "--max-batch", "2"]).await;
+    let b = ServerProcess::start(&redis, &["--idempotency-keys", "2", "--max-batch", "2"]).await;
     let body = json!({ "message": "m" });
     for key in ["a", "b", "c"] {
         accepted(&publish_keyed(a.addr, key.as_bytes(), &body, None).await);

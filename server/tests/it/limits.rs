@@ -335,6 +335,10 @@ fn bad_options_are_refused_before_listening() {
             "give it alone, not with other origins",
         ),
         (&["--publish-token", "tok en"], "printable ASCII"),
+        (
+            &["--idempotency-keys", "10", "--max-batch", "11"],
+            "--idempotency-keys (10) must not be smaller than --max-batch (11)",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])

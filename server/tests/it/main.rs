@@ -7,6 +7,7 @@ mod common;
 
 mod accept;
 mod auth;
+mod batch;
 mod config;
 mod deploy;
 mod disk;

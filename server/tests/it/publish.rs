@@ -134,13 +134,13 @@ async fn bad_input_gets_its_status_and_error_and_changes_nothing() {
         .await,
         415,
         "unsupported_media_type",
-        "content type text/plain is not accepted; send Content-Type: application/json",
+        "content type text/plain is not accepted; send Content-Type: application/json (or application/x-ndjson for a batch)",
     );
     assert_error(
         &post(addr, &[], "{\"message\":\"x\"}").await,
         415,
         "unsupported_media_type",
-        "content type none is not accepted; send Content-Type: application/json",
+        "content type none is not accepted; send Content-Type: application/json (or application/x-ndjson for a batch)",
     );
     assert_error(
         &get(addr, "/publish").await,

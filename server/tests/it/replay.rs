@@ -1,6 +1,7 @@
 //! `server replay` and `GET /time` over real TCP: a recording is published
 //! back in order with its topics and pace, a refusal stops it with the
-//! server's status and message, and the clock answers.
+//! server's status and message, events due together go as batches, and
+//! the clock answers.
 
 use crate::common;
 
@@ -346,6 +347,80 @@ async fn a_recording_is_published_over_https_trusting_the_given_certificate_only
     assert!(
         error.to_string().ends_with("holds no PEM certificate"),
         "{error}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_due_together_go_as_batches_of_at_most_the_batch_size() {
+    const EVENTS: u64 = 1200;
+    // Every event at offset 0: all are due at once.
+    let lines: Vec<(u64, Recorded)> = (1..=EVENTS)
+        .map(|i| (0, event(i, ["a", "b"][i as usize % 2], &format!("m{i}"))))
+        .collect();
+    let file = recording(&lines);
+    for (extra, requests) in [
+        (&[][..], 2),
+        (&["--batch", "500"][..], 3),
+        (&["--batch", "1"][..], EVENTS),
+    ] {
+        let server = start(&[]).await;
+        let epoch = get(server.addr, "/healthz").await.json()["epoch"]
+            .as_u64()
+            .expect("epoch");
+        let summary = replay(&args(&file, server.addr, extra))
+            .await
+            .expect("the replay succeeds");
+        assert_eq!(
+            (summary.published, summary.requests, summary.topics),
+            (EVENTS, requests, 2),
+            "{extra:?}: {summary}"
+        );
+        // In the recorded order, whatever the batches.
+        let mut sse = Sse::open(server.addr, "/stream", Some(&format!("{epoch}-0"))).await;
+        for i in 1..=EVENTS {
+            let (_, got) = sse.next_message().await;
+            assert_eq!((got.seq, got.message), (i, format!("m{i}")), "{extra:?}");
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_batch_names_the_recordings_line_and_publishes_nothing() {
+    let server = start(&["--max-body", "100"]).await;
+    let long = "x".repeat(200);
+    let file = recording(&[
+        (0, event(1, "a", "one")),
+        (0, event(2, "a", "two")),
+        (0, event(3, "a", &long)),
+        (0, event(4, "a", "four")),
+    ]);
+    let error = replay(&args(&file, server.addr, &[]))
+        .await
+        .expect_err("the long event is refused");
+    let ReplayError::Refused {
+        line,
+        status,
+        error: code,
+        message,
+    } = &error
+    else {
+        panic!("not a refusal: {error}");
+    };
+    assert_eq!(
+        (*line, *status, code.as_str(), message.as_str()),
+        (
+            3,
+            413,
+            "payload_too_large",
+            "the body is larger than the limit of 100 bytes"
+        )
+    );
+    assert_eq!(
+        common::metric(server.addr, "sse_events_published_total").await,
+        0,
+        "the batch was refused whole"
     );
     server.stop().await;
 }

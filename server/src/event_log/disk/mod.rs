@@ -25,11 +25,13 @@
 //!   as JSON ([`crate::idempotency::Record`]), written in the commit of the
 //!   event;
 //! - `idempotency_order`: seq → (when the key was stored, its name): the
-//!   oldest first, trimmed in every commit to `--idempotency-keys` and
-//!   `--idempotency-ttl`;
+//!   oldest first, trimmed in every commit to `--idempotency-ttl` and to
+//!   `--idempotency-keys` of weight (a record weighs its answer's events,
+//!   [`Record::weight`]);
 //! - `meta`: `epoch`, `last_seq` (the sequence counter), `running` (which
 //!   mode a run that has not stopped cleanly was in: 0 after a clean stop),
-//!   `forgotten_through`.
+//!   `forgotten_through`, `key_weight` (the weight of the stored keys:
+//!   counted anew at start, kept in every commit).
 //!
 //! At start, after a run that did not stop cleanly in batch mode, the log
 //! cannot know whether the last acknowledged events reached the disk: it
@@ -63,7 +65,8 @@ pub use self::dir::Store;
 use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
-use super::{Keyed, KeyedAppend, KeyedFuture, SpanFuture, Unavailable};
+use super::{BatchAppend, BatchFuture, Keyed, KeyedAppend, KeyedFuture, NewEvent, Shape};
+use super::{SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
 use crate::hub::{new_epoch, Filter, Hub, HubOptions};
 use crate::idempotency::{KeyOptions, Keys, Record};
@@ -74,6 +77,8 @@ const TOPICS: TableDefinition<'_, &str, u64> = TableDefinition::new("topics");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const KEYS: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("idempotency");
 const KEY_ORDER: TableDefinition<'_, u64, (u64, &str)> = TableDefinition::new("idempotency_order");
+/// The `meta` entry of the stored keys' weight.
+const KEY_WEIGHT: &str = "key_weight";
 
 /// `meta.running` after a clean stop.
 const STOPPED: u64 = 0;
@@ -82,7 +87,8 @@ const RUNNING_ALWAYS: u64 = 1;
 /// `meta.running` of a run in `--fsync batch`.
 const RUNNING_BATCH: u64 = 2;
 
-/// Publishes stored in one transaction at most.
+/// Events stored in one transaction at most (a publish's events always go
+/// in one, however many).
 const MAX_BATCH: usize = 4096;
 /// Publishes waiting for the writer at most; more wait to be queued.
 const QUEUE: usize = 16 * 1024;
@@ -211,13 +217,26 @@ impl Shared {
     }
 }
 
-/// One publish waiting for the writer.
+/// One publish waiting for the writer: its events (one, or a batch), all
+/// stored in the same commit.
 struct Request {
-    topic: String,
-    message: String,
+    events: Vec<NewEvent>,
+    shape: Shape,
     /// Its key, stored in the same commit.
     keyed: Option<Keyed>,
-    answer: oneshot::Sender<Result<Appended, AppendError>>,
+    answer: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
+}
+
+impl Request {
+    /// The record of its key, answered with `appended` (its events).
+    fn record(&self, appended: &[Appended]) -> Option<(Keyed, Record)> {
+        let key = self.keyed.clone()?;
+        let record = match (self.shape, appended) {
+            (Shape::One, [one]) => key.record(one),
+            _ => key.record_batch(appended),
+        };
+        Some((key, record))
+    }
 }
 
 /// The disk log. Open it with [`DiskLog::open`]; publish with
@@ -275,7 +294,7 @@ impl DiskLog {
             let hub = Hub::follower(epoch, hub_options);
             load_hub(&store, &hub, epoch, last_seq, hub_options.history)?;
             let keys = Keys::remembering(options.keys);
-            load_keys(&store, &keys)?;
+            load_keys(&store, &keys, options.keys)?;
             Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))
         }));
         let (epoch, last_seq, retention, hub, keys) = match loaded {
@@ -418,6 +437,7 @@ fn begin_epoch(tx: &WriteTransaction, old: u64) -> StoreResult<u64> {
     meta.insert("epoch", epoch)?;
     meta.insert("last_seq", 0)?;
     meta.insert("forgotten_through", 0)?;
+    meta.insert(KEY_WEIGHT, 0)?;
     Ok(epoch)
 }
 
@@ -449,27 +469,58 @@ fn load_retention(store: &Database, options: &DiskOptions) -> StoreResult<Retent
 
 /// Loads the stored idempotency keys into `keys`, oldest first (those past
 /// the TTL are left out, and dropped from the store by the next commit).
-fn load_keys(store: &Database, keys: &Keys) -> StoreResult<()> {
-    let tx = store.begin_read()?;
-    let records = tx.open_table(KEYS)?;
-    for entry in tx.open_table(KEY_ORDER)?.iter()? {
-        let (seq, value) = entry?;
-        let (_, name) = value.value();
-        let Some(stored) = records.get(name)? else {
-            continue;
-        };
-        let (of, json) = stored.value();
-        if of != seq.value() {
-            continue;
+/// The store is held to the bound the same way first: the oldest keys over
+/// `options.max` of weight are dropped (the bound may have been lowered
+/// since the last run), and `key_weight` is counted anew.
+fn load_keys(store: &Database, keys: &Keys, options: KeyOptions) -> StoreResult<()> {
+    let tx = store.begin_write()?;
+    let mut stored = Vec::new();
+    let mut stale = Vec::new();
+    {
+        let records = tx.open_table(KEYS)?;
+        for entry in tx.open_table(KEY_ORDER)?.iter()? {
+            let (seq, value) = entry?;
+            let (seq, name) = (seq.value(), value.value().1);
+            match records.get(name)? {
+                Some(found) if found.value().0 == seq => {
+                    stored.push((seq, name.to_owned(), decode_record(found.value().1)?));
+                }
+                _ => stale.push(seq),
+            }
         }
-        let record: Record = serde_json::from_slice(json).map_err(|error| {
-            redb::Error::Corrupted(format!(
-                "the idempotency key of event {of} does not decode: {error}"
-            ))
-        })?;
-        keys.load(name.to_owned(), record);
+    }
+    let mut weight: u64 = stored.iter().map(|(_, _, record)| record.weight()).sum();
+    // The oldest go first; the weight is their sum, so they run out last.
+    let mut over = 0;
+    while weight > options.max as u64 && over < stored.len() {
+        weight -= stored[over].2.weight();
+        over += 1;
+    }
+    {
+        let mut records = tx.open_table(KEYS)?;
+        let mut order = tx.open_table(KEY_ORDER)?;
+        for seq in stale {
+            order.remove(seq)?;
+        }
+        for (seq, name, _) in &stored[..over] {
+            order.remove(seq)?;
+            records.remove(name.as_str())?;
+        }
+        tx.open_table(META)?.insert(KEY_WEIGHT, weight)?;
+    }
+    tx.commit()?;
+    for (_, name, record) in stored.into_iter().skip(over) {
+        keys.load(name, record);
     }
     Ok(())
+}
+
+/// Decodes a stored idempotency record. One that does not decode is an
+/// error: its key would otherwise publish again.
+fn decode_record(json: &[u8]) -> StoreResult<Record> {
+    serde_json::from_slice(json).map_err(|error| {
+        redb::Error::Corrupted(format!("an idempotency record does not decode: {error}"))
+    })
 }
 
 /// Decodes a stored event of `epoch`. One that does not decode is an
@@ -588,21 +639,23 @@ fn read_span(
 }
 
 impl DiskLog {
-    /// Queues an event (and its key) for the writer and waits for its
-    /// commit.
+    /// Queues a publish's events (and its key) for the writer and waits
+    /// for their commit.
     async fn store(
         &self,
-        topic: String,
-        message: String,
+        events: Vec<NewEvent>,
+        shape: Shape,
         keyed: Option<Keyed>,
-    ) -> Result<Appended, AppendError> {
-        self.hub.admit(&topic)?;
+    ) -> Result<Vec<Appended>, AppendError> {
+        for event in &events {
+            self.hub.admit(&event.topic)?;
+        }
         let (answer, answered) = oneshot::channel();
         let stopping = || unavailable("the server is shutting down; the event was not published");
         self.requests
             .send(Request {
-                topic,
-                message,
+                events,
+                shape,
                 keyed,
                 answer,
             })
@@ -610,18 +663,40 @@ impl DiskLog {
             .map_err(|_| stopping())?;
         answered.await.map_err(|_| stopping())?
     }
+
+    async fn store_one(
+        &self,
+        topic: String,
+        message: String,
+        keyed: Option<Keyed>,
+    ) -> Result<Appended, AppendError> {
+        let mut stored = self
+            .store(vec![NewEvent { topic, message }], Shape::One, keyed)
+            .await?;
+        stored
+            .pop()
+            .ok_or_else(|| unavailable("the event log (disk) stored nothing; retry"))
+    }
 }
 
 impl EventLog for DiskLog {
     fn append(&self, topic: String, message: String) -> AppendFuture<'_> {
-        Box::pin(self.store(topic, message, None))
+        Box::pin(self.store_one(topic, message, None))
     }
 
     fn append_keyed(&self, keyed: Keyed, topic: String, message: String) -> KeyedFuture<'_> {
         Box::pin(async move {
-            self.store(topic, message, Some(keyed))
+            self.store_one(topic, message, Some(keyed))
                 .await
                 .map(KeyedAppend::Stored)
+        })
+    }
+
+    fn append_batch(&self, events: Vec<NewEvent>, keyed: Option<Keyed>) -> BatchFuture<'_> {
+        Box::pin(async move {
+            self.store(events, Shape::Batch, keyed)
+                .await
+                .map(BatchAppend::Stored)
         })
     }
 

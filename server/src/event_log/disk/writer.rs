@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, Table};
+use redb::{Database, Durability, ReadableTable, Table};
 use shared::{EventId, ServerEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -16,16 +16,16 @@ use uuid::Uuid;
 
 use super::retention::EVENT_OVERHEAD;
 use super::{
-    begin_epoch, dir, load_retention, unavailable, DiskOptions, Fsync, Request, Shared,
-    StoreResult, BY_TOPIC, EVENTS, KEYS, KEY_ORDER, MAX_BATCH, META, RETRY_MAX, RETRY_MIN, STOPPED,
-    TOPICS,
+    begin_epoch, decode_record, dir, load_retention, unavailable, DiskOptions, Fsync, Request,
+    Shared, StoreResult, BY_TOPIC, EVENTS, KEYS, KEY_ORDER, KEY_WEIGHT, MAX_BATCH, META, RETRY_MAX,
+    RETRY_MIN, STOPPED, TOPICS,
 };
-use crate::event_log::{Appended, Keyed};
+use crate::event_log::{Appended, Keyed, NewEvent};
 use crate::hub::{now_rfc3339, Hub};
 use crate::idempotency::{now_ms, KeyOptions, Record};
 
 /// Expired keys dropped from the store in one commit at most, beside those
-/// over the count: the rest go in the next commits.
+/// over the bound: the rest go in the next commits.
 const EXPIRE_PER_COMMIT: usize = 1024;
 
 /// The error of a store operation that the test seam failed on purpose.
@@ -117,10 +117,14 @@ impl Writer {
             });
             match wake {
                 Wake::Request(first) => {
+                    let mut events = first.events.len();
                     let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
+                    while events < MAX_BATCH {
                         match queue.try_recv() {
-                            Ok(request) => batch.push(request),
+                            Ok(request) => {
+                                events += request.events.len();
+                                batch.push(request);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -200,38 +204,32 @@ impl Writer {
         let time = now_rfc3339();
         let mut answers = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
-        let mut keyed = Vec::new();
-        for (i, request) in batch.into_iter().enumerate() {
-            let seq = self.next_seq + i as u64;
-            events.push((
-                EventId::new(epoch, seq),
-                ServerEvent {
-                    id: Uuid::new_v4(),
-                    seq,
-                    topic: request.topic,
-                    message: request.message,
-                    time: time.clone(),
-                },
-            ));
-            if let Some(key) = request.keyed {
-                keyed.push((i, key));
+        let mut records = Vec::new();
+        for mut request in batch {
+            let first = events.len();
+            for NewEvent { topic, message } in std::mem::take(&mut request.events) {
+                let seq = self.next_seq + events.len() as u64;
+                events.push((
+                    EventId::new(epoch, seq),
+                    ServerEvent {
+                        id: Uuid::new_v4(),
+                        seq,
+                        topic,
+                        message,
+                        time: time.clone(),
+                    },
+                ));
             }
-            answers.push(request.answer);
+            let appended: Vec<Appended> = events[first..]
+                .iter()
+                .map(|(id, event)| Appended {
+                    id: *id,
+                    event: event.clone(),
+                })
+                .collect();
+            records.extend(request.record(&appended));
+            answers.push((request.answer, appended));
         }
-        let appended: Vec<Appended> = events
-            .iter()
-            .map(|(id, event)| Appended {
-                id: *id,
-                event: event.clone(),
-            })
-            .collect();
-        let records: Vec<(Keyed, Record)> = keyed
-            .into_iter()
-            .map(|(i, key)| {
-                let record = key.record(&appended[i]);
-                (key, record)
-            })
-            .collect();
         match self.commit(&events, &records) {
             Ok(()) => {
                 self.next_seq += events.len() as u64;
@@ -244,13 +242,13 @@ impl Writer {
                 for (key, record) in records {
                     self.shared.keys.remember(&key.name, key.mark, record);
                 }
-                for (answer, appended) in answers.into_iter().zip(appended) {
+                for (answer, appended) in answers {
                     let _ = answer.send(Ok(appended));
                 }
             }
             Err(error) => {
                 self.failed("storing events", &error);
-                for answer in answers {
+                for (answer, _) in answers {
                     let _ = answer.send(Err(unavailable(
                         "the event log (disk) could not store the event (disk full, or an I/O \
                          error); it was not published",
@@ -313,13 +311,10 @@ impl Writer {
             }
             let mut keys = tx.open_table(KEYS)?;
             let mut order = tx.open_table(KEY_ORDER)?;
-            store_keys(&mut keys, &mut order, records)?;
-            trim_keys(
-                &mut keys,
-                &mut order,
-                self.options.keys,
-                records.len() + EXPIRE_PER_COMMIT,
-            )?;
+            let mut weight = meta.get(KEY_WEIGHT)?.map_or(0, |v| v.value());
+            store_keys(&mut keys, &mut order, &mut weight, records)?;
+            trim_keys(&mut keys, &mut order, &mut weight, self.options.keys)?;
+            meta.insert(KEY_WEIGHT, weight)?;
         }
         tx.commit()?;
         if durable {
@@ -465,53 +460,74 @@ impl Writer {
     }
 }
 
-/// Stores each key's record under its name, in the order of its event.
+/// Stores each key's record under its name, in the order of its event,
+/// and counts its weight in `weight` (less that of a record it replaces).
 fn store_keys(
     keys: &mut Table<'_, &str, (u64, &[u8])>,
     order: &mut Table<'_, u64, (u64, &str)>,
+    weight: &mut u64,
     records: &[(Keyed, Record)],
 ) -> StoreResult<()> {
     for (key, record) in records {
         // Serializing the project's own record type cannot fail.
         let json = serde_json::to_vec(record).unwrap_or_default();
-        let seq = record.answer.seq;
-        let replaced = keys
-            .insert(key.name.as_str(), (seq, json.as_slice()))?
-            .map(|old| old.value().0);
-        if let Some(old) = replaced {
+        let seq = record.seq();
+        let replaced = match keys.insert(key.name.as_str(), (seq, json.as_slice()))? {
+            Some(old) => {
+                let (old_seq, old_json) = old.value();
+                Some((old_seq, decode_record(old_json)?.weight()))
+            }
+            None => None,
+        };
+        if let Some((old, old_weight)) = replaced {
             // The name was forgotten in memory and used again.
             order.remove(old)?;
+            *weight = weight.saturating_sub(old_weight);
         }
         order.insert(seq, (record.at_ms, key.name.as_str()))?;
+        *weight += record.weight();
     }
     Ok(())
 }
 
-/// Drops the oldest keys over `options.max`, and those past the TTL, at
-/// most `limit` of them.
+/// Drops the oldest keys while they weigh more than `options.max`
+/// together, then up to [`EXPIRE_PER_COMMIT`] past the TTL.
 fn trim_keys(
     keys: &mut Table<'_, &str, (u64, &[u8])>,
     order: &mut Table<'_, u64, (u64, &str)>,
+    weight: &mut u64,
     options: KeyOptions,
-    limit: usize,
 ) -> StoreResult<()> {
     let ttl = u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX);
     let now = now_ms();
-    for _ in 0..limit {
-        let over = order.len()? > options.max as u64;
+    let mut expired = 0;
+    loop {
+        let over = *weight > options.max as u64;
         let Some((seq, at, name)) = order.first()?.map(|(seq, value)| {
             let (at, name) = value.value();
             (seq.value(), at, name.to_owned())
         }) else {
             break;
         };
-        if !over && at.saturating_add(ttl) > now {
+        let expires = expired < EXPIRE_PER_COMMIT && at.saturating_add(ttl) <= now;
+        if !over && !expires {
             break;
         }
+        if !over {
+            expired += 1;
+        }
         order.remove(seq)?;
-        keys.remove(name.as_str())?;
+        *weight = weight.saturating_sub(drop_key(keys, &name)?);
     }
     Ok(())
+}
+
+/// Drops the record of `name`; returns its weight (0 when there was none).
+fn drop_key(keys: &mut Table<'_, &str, (u64, &[u8])>, name: &str) -> StoreResult<u64> {
+    match keys.remove(name)? {
+        Some(old) => Ok(decode_record(old.value().1)?.weight()),
+        None => Ok(0),
+    }
 }
 
 /// Drops the keys of events after `acked` (a failed commit that reached
@@ -519,6 +535,8 @@ fn trim_keys(
 fn drop_keys_after(tx: &redb::WriteTransaction, acked: u64) -> StoreResult<()> {
     let mut keys = tx.open_table(KEYS)?;
     let mut order = tx.open_table(KEY_ORDER)?;
+    let mut meta = tx.open_table(META)?;
+    let mut weight = meta.get(KEY_WEIGHT)?.map_or(0, |v| v.value());
     let gone: Vec<(u64, String)> = order
         .range(acked + 1..)?
         .filter_map(Result::ok)
@@ -526,8 +544,9 @@ fn drop_keys_after(tx: &redb::WriteTransaction, acked: u64) -> StoreResult<()> {
         .collect();
     for (seq, name) in &gone {
         order.remove(seq)?;
-        keys.remove(name.as_str())?;
+        weight = weight.saturating_sub(drop_key(&mut keys, name)?);
     }
+    meta.insert(KEY_WEIGHT, weight)?;
     Ok(())
 }
 
