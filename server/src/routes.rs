@@ -238,10 +238,11 @@ fn stream_route(
                 // An id that is not visible ASCII counts as none, as a
                 // malformed one does: the stream starts live.
                 let header_id = header_id.and_then(|v| v.to_str().ok().map(str::to_owned));
-                let request = match StreamRequest::from_query(&query, header_id) {
-                    Ok(request) => request,
-                    Err(error) => return error.into_response(),
-                };
+                let request =
+                    match StreamRequest::from_query(&query, header_id, app.stream.max_last) {
+                        Ok(request) => request,
+                        Err(error) => return error.into_response(),
+                    };
                 let peer = conn.as_ref().map(|c| c.remote);
                 let access = app
                     .auth

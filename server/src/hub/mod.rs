@@ -27,6 +27,7 @@
 //! [`Hub::replicate`] of a [`Hub::follower`].
 
 pub mod index;
+mod last;
 mod read;
 mod stats;
 pub mod store;
@@ -49,6 +50,7 @@ use uuid::Uuid;
 
 pub use self::index::{Filter, Hidden};
 use self::index::{Pattern, Patterns};
+pub(crate) use self::last::LAST_SCAN;
 pub(crate) use self::read::{Batch, Read};
 pub use self::stats::HubStats;
 

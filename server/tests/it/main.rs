@@ -14,6 +14,7 @@ mod disk;
 mod faults;
 mod http;
 mod idempotency;
+mod last;
 mod lifecycle;
 mod limits;
 mod logs;

@@ -66,9 +66,9 @@ use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
 use super::{BatchAppend, BatchFuture, Keyed, KeyedAppend, KeyedFuture, NewEvent, Shape};
-use super::{SpanFuture, Unavailable};
+use super::{LastFuture, SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
-use crate::hub::{new_epoch, Filter, Hub, HubOptions};
+use crate::hub::{new_epoch, Filter, Hidden, Hub, HubOptions, LAST_SCAN};
 use crate::idempotency::{KeyOptions, Keys, Record};
 
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
@@ -532,6 +532,67 @@ fn decode(epoch: u64, seq: u64, value: &[u8]) -> StoreResult<(EventId, ServerEve
     Ok((EventId::new(epoch, event.seq), event))
 }
 
+/// The seq of the oldest of the newest `count` events below `before` that
+/// `filter` selects and `hidden` does not hide: named topics through
+/// `by_topic`, patterns and every topic from `events`, newest first, at
+/// most [`LAST_SCAN`] looked at.
+fn read_oldest_of_last(
+    store: &Database,
+    filter: &Filter,
+    hidden: Option<&Hidden>,
+    before: u64,
+    count: usize,
+) -> StoreResult<Option<u64>> {
+    let tx = store.begin_read()?;
+    let mut seqs = Vec::new();
+    match filter {
+        Filter::Some { topics, prefixes } if prefixes.is_empty() => {
+            let by_topic = tx.open_table(BY_TOPIC)?;
+            for topic in topics
+                .iter()
+                .filter(|t| !hidden.is_some_and(|h| h.hides(t)))
+            {
+                for entry in by_topic
+                    .range((&**topic, 0)..(&**topic, before))?
+                    .rev()
+                    .take(count)
+                {
+                    seqs.push(entry?.0.value().1);
+                }
+            }
+        }
+        _ => {
+            let stored = tx.open_table(EVENTS)?;
+            for entry in stored.range(..before)?.rev().take(LAST_SCAN) {
+                let (seq, value) = entry?;
+                let topic = topic_of(seq.value(), value.value())?;
+                if filter.matches(&topic) && !hidden.is_some_and(|h| h.hides(&topic)) {
+                    seqs.push(seq.value());
+                    if seqs.len() == count {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.truncate(count);
+    Ok(seqs.last().copied())
+}
+
+/// The topic of a stored event, read without the rest of it.
+fn topic_of(seq: u64, value: &[u8]) -> StoreResult<String> {
+    #[derive(serde::Deserialize)]
+    struct TopicOnly {
+        topic: String,
+    }
+    serde_json::from_slice::<TopicOnly>(value)
+        .map(|event| event.topic)
+        .map_err(|error| {
+            redb::Error::Corrupted(format!("the stored event {seq} does not decode: {error}"))
+        })
+}
+
 /// Hands the hub the newest events without a gap between them (the disk
 /// keeps older ones of quiet topics: a resume reads those from disk), at
 /// most `history`.
@@ -736,22 +797,54 @@ impl EventLog for DiskLog {
                     gone: Some((from, to)),
                 });
             }
-            let cannot = || Unavailable("the event log (disk) cannot be read now".into());
-            let store = self.shared.store.read().clone().ok_or_else(cannot)?;
             let (shared, filter) = (self.shared.clone(), filter.clone());
-            let read = tokio::task::spawn_blocking(move || {
-                read_span(&store, &shared, epoch, &filter, from, to, limit)
-            });
-            match read.await {
-                Ok(Ok(span)) => Ok(span),
-                Ok(Err(error)) => {
-                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, "reading the event log on disk failed");
-                    Err(cannot())
-                }
-                Err(_) => Err(cannot()),
-            }
+            self.read_blocking(move |store| {
+                read_span(store, &shared, epoch, &filter, from, to, limit)
+            })
+            .await
         })
+    }
+
+    fn oldest_of_last<'a>(
+        &'a self,
+        filter: &'a Filter,
+        hidden: Option<Arc<Hidden>>,
+        epoch: u64,
+        before: u64,
+        count: usize,
+    ) -> LastFuture<'a> {
+        Box::pin(async move {
+            if epoch != self.shared.epoch.load(Ordering::Acquire) || count == 0 {
+                return Ok(None);
+            }
+            let filter = filter.clone();
+            self.read_blocking(move |store| {
+                read_oldest_of_last(store, &filter, hidden.as_deref(), before, count)
+            })
+            .await
+        })
+    }
+}
+
+impl DiskLog {
+    /// Runs `read` on the store on a blocking thread: a store that cannot
+    /// be read is counted and logged, and the caller told it is
+    /// unavailable.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let cannot = || Unavailable("the event log (disk) cannot be read now".into());
+        let store = self.shared.store.read().clone().ok_or_else(cannot)?;
+        match tokio::task::spawn_blocking(move || read(&store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "reading the event log on disk failed");
+                Err(cannot())
+            }
+            Err(_) => Err(cannot()),
+        }
     }
 }
 
