@@ -142,7 +142,10 @@ fn check_query(query: &str, header: Option<&str>) {
         }
         (Err(error), None) => panic!("{query:?} refused ({}: {error})", error.code()),
         (Ok(request), Some(why)) => {
-            panic!("{query:?} accepted ({request:?}) though a topic is invalid: {why}")
+            panic!(
+                "{query:?} accepted ({request:?}) though {} is invalid: {}",
+                why.0, why.1
+            )
         }
         (Ok(request), None) => {
             // Exactly the patterns named, each once, each valid.
