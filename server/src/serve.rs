@@ -33,7 +33,7 @@ use crate::connection::{self, Connection, Ended, Protocols};
 use crate::event_log::{self, OpenError};
 use crate::limits::{self, Admission, ConnectionCap, Limits};
 use crate::metrics::{Metrics, Refusal};
-use crate::routes::Router;
+use crate::routes::{DirectStreams, Router};
 use crate::settings::Settings;
 use crate::throttle::Throttle;
 use crate::ticker;
@@ -150,14 +150,16 @@ impl Server {
             settings.tls.as_ref(),
             &tasks,
         );
+        let cors = cors(&settings.cors_origins);
         let protocols = Arc::new(Protocols {
+            streams: Arc::new(DirectStreams::new(&app, cors.clone())),
             tls: settings.tls,
             h2c: settings.h2c,
             draining: app.shutdown.clone(),
             tasks: tasks.clone(),
         });
         Ok(Self {
-            service: cors(&settings.cors_origins).layer(Router::new(&app)),
+            service: cors.layer(Router::new(&app)),
             listener,
             app,
             limits,
@@ -377,7 +379,7 @@ fn with_path<B>(request: &mut Request<B>) {
 /// One line per request: at info when it succeeded, at debug when it was
 /// refused, so that a client repeating bad requests cannot grow the log
 /// (refusals are counted in `/metrics`, and logged once in a while).
-fn log_request(
+pub(crate) fn log_request(
     remote: SocketAddr,
     method: &Method,
     path: &str,
@@ -403,6 +405,9 @@ fn record(metrics: &Metrics, remote: SocketAddr, ended: Ended) {
         Ended::ClientLeft => tracing::debug!(%remote, "the client of a stream left"),
         Ended::Failed(error) => {
             tracing::debug!(%remote, %error, "connection ended with an error");
+        }
+        Ended::Broken(error) => {
+            tracing::debug!(%remote, %error, "a stream's connection broke");
         }
     }
 }
