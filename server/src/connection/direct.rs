@@ -197,11 +197,11 @@ mod tests {
 
     #[test]
     fn a_plain_stream_get_is_answered_here() {
-        let asked =
+        let plain =
             asked(b"GET /stream?topic=a HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n")
                 .expect("answered here");
-        assert_eq!(asked.target, "/stream?topic=a");
-        assert_eq!(asked.headers.get_all("cookie").iter().count(), 2);
+        assert_eq!(plain.target, "/stream?topic=a");
+        assert_eq!(plain.headers.get_all("cookie").iter().count(), 2);
         let kept = asked(b"GET /stream HTTP/1.1\r\nConnection: Keep-Alive\r\n\r\n");
         assert!(kept.is_some());
     }

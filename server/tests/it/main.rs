@@ -9,6 +9,7 @@ mod accept;
 mod auth;
 mod config;
 mod deploy;
+mod direct;
 mod disk;
 mod faults;
 mod http;
