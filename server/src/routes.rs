@@ -9,8 +9,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use tower_http::cors::CorsLayer;
-use tower_layer::Layer;
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::http::header::{AUTHORIZATION, COOKIE, TRANSFER_ENCODING};
@@ -20,6 +18,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::app::App;
 use crate::auth::{self, StreamAccess};
 use crate::connection::Connection;
+use crate::cors::{CorsRules, WithCors};
 use crate::error::{self, ApiError};
 use crate::idempotency::KeyHeader;
 use crate::metrics::Refusal;
@@ -320,13 +319,13 @@ pub(crate) fn stream_head() -> warp::reply::Response {
 /// `GET /stream` on a connection of its own, answered by the connection
 /// below hyper (`crate::connection`), so that an idle subscriber holds no
 /// HTTP buffers. The answers are the route's: [`stream_grant`] decides,
-/// [`stream::subscribe`] opens, and the CORS layer adds its headers to
+/// [`stream::subscribe`] opens, and the CORS rules add their headers to
 /// [`stream_head`]'s. Anything else, a refusal included, is left to the
 /// route through hyper, which answers it as it would have.
 #[derive(Clone)]
 pub(crate) struct DirectStreams {
     app: App,
-    cors: CorsLayer,
+    cors: Arc<CorsRules>,
 }
 
 /// A stream the connection sends itself.
@@ -347,7 +346,7 @@ impl std::fmt::Debug for DirectStreams {
 
 impl DirectStreams {
     /// The streams of `app`, behind `cors` as every route is.
-    pub(crate) fn new(app: &App, cors: CorsLayer) -> Self {
+    pub(crate) fn new(app: &App, cors: Arc<CorsRules>) -> Self {
         Self {
             app: app.clone(),
             cors,
@@ -397,7 +396,7 @@ impl DirectStreams {
     /// `request`.
     fn cors_headers(&self, request: warp::http::Request<()>) -> Option<HeaderMap> {
         use futures_util::FutureExt;
-        let mut cors = self.cors.layer(StreamHead);
+        let mut cors = WithCors::new(StreamHead, self.cors.clone());
         let response = cors.call(request).now_or_never()?;
         let Ok(response) = response;
         Some(response.into_parts().0.headers)

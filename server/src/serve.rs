@@ -23,13 +23,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
-use tower_layer::Layer;
 use tower_service::Service;
-use warp::http::{header, HeaderName, HeaderValue, Method, Request};
+use warp::http::{Method, Request};
 
 use crate::app::App;
 use crate::connection::{self, Connection, Ended, Protocols};
+use crate::cors::{CorsRules, WithCors};
 use crate::event_log::{self, OpenError};
 use crate::limits::{self, Admission, ConnectionCap, Limits};
 use crate::metrics::{Metrics, Refusal};
@@ -49,24 +48,6 @@ const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
 /// The longest pause between accepts that fail.
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
-fn cors(origins: &[String]) -> CorsLayer {
-    // `Config::into_settings` has checked that `*` comes alone.
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(600))
-}
-
 /// Runs the server on `listener` until `shutdown` resolves, then ends every
 /// stream, lets connections finish for `--shutdown-grace` and returns.
 ///
@@ -85,7 +66,7 @@ pub async fn run(
 }
 
 /// The service every connection's requests go to: the routes behind CORS.
-type Routes = Cors<Router>;
+type Routes = WithCors<Router>;
 
 /// A running server: its listener, its shared state, and what shutdown
 /// waits for.
@@ -150,7 +131,7 @@ impl Server {
             settings.tls.as_ref(),
             &tasks,
         );
-        let cors = cors(&settings.cors_origins);
+        let cors = Arc::new(CorsRules::new(&settings.cors_origins));
         let protocols = Arc::new(Protocols {
             streams: Arc::new(DirectStreams::new(&app, cors.clone())),
             tls: settings.tls,
@@ -159,7 +140,7 @@ impl Server {
             tasks: tasks.clone(),
         });
         Ok(Self {
-            service: cors.layer(Router::new(&app)),
+            service: WithCors::new(Router::new(&app), cors),
             listener,
             app,
             limits,
