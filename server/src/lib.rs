@@ -24,7 +24,9 @@
 //! - [`error`]: every error answer as a status and JSON body.
 //! - [`limits`]: what a client may hold, in count, bytes and time.
 //! - [`connection`]: serving one connection under those limits: TLS,
-//!   HTTP/1.1, HTTP/2 (h2c too), its kill switch, the head deadline.
+//!   HTTP/1.1, HTTP/2 (h2c too), its kill switch, the head deadline, and a
+//!   first `GET /stream` answered below hyper.
+//! - [`cors`]: `--cors-origin`, tower-http's layer where it is needed.
 //! - [`metrics`]: the counters.
 //! - [`status`]: `/metrics` and `/healthz`.
 //! - [`page`]: the built web page at `/`.
@@ -49,6 +51,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod connection;
+pub mod cors;
 pub mod error;
 pub mod event_log;
 pub mod hub;

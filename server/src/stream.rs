@@ -850,45 +850,83 @@ fn new_log(last: EventId, horizon: u64) -> ResetNotice {
 struct Ended;
 
 /// The body of a stream: pre-framed bytes, several pending events in one chunk.
-fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
-    let stream = futures_util::stream::unfold(subscriber, |mut s| async move {
+fn body(feed: Feed) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
+    let stream = futures_util::stream::unfold(feed, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok(chunk), s))
     });
     sync_wrapper::SyncStream::new(stream)
 }
 
-/// Answers `GET /stream`.
+/// A subscriber's stream of pre-framed bytes, whichever way it is sent:
+/// as a hyper response body ([`response`]), or written to the socket by
+/// the connection itself.
+pub(crate) struct Feed(Box<Subscriber>);
+
+impl Feed {
+    /// The next bytes to send (several pending events in one chunk), or
+    /// `None` when the stream ends.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
+        self.0.next_chunk().await
+    }
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").finish_non_exhaustive()
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub(crate) enum Unopened {
+    /// The request names more topics than `--max-topics-per-stream`.
+    TooManyTopics(ApiError),
+    /// The hub refused the subscription.
+    Refused(Refused),
+}
+
+impl Unopened {
+    /// The answer, counting a refusal of the hub's in its stats (once per
+    /// answer: a request that is retried another way is not counted twice).
+    pub(crate) fn answer(self, hub: &Hub) -> ApiError {
+        match self {
+            Unopened::TooManyTopics(error) => error,
+            Unopened::Refused(refused) => {
+                HubStats::add(&hub.stats.refused, 1);
+                match refused {
+                    Refused::Full(limit) => ApiError::TooManySubscribers(limit),
+                    Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes for `GET /stream`: the stream to send.
 ///
 /// # Errors
-/// [`ApiError::TooManyTopics`] over `--max-topics-per-stream`;
-/// [`ApiError::TooManySubscribers`] at the subscriber limit;
-/// [`ApiError::TopicLimit`] when a topic it names is new and the live-topic
-/// limit is reached.
-pub(crate) fn open(
+/// [`Unopened::TooManyTopics`] over `--max-topics-per-stream`;
+/// [`Unopened::Refused`] at the subscriber limit, or when a topic it
+/// names is new and the live-topic limit is reached.
+pub(crate) fn subscribe(
     hub: &Arc<Hub>,
     log: &SharedLog,
     request: StreamRequest,
     access: StreamAccess,
     kill: CancellationToken,
     settings: StreamSettings,
-) -> Result<warp::reply::Response, ApiError> {
+) -> Result<Feed, Unopened> {
     let StreamAccess { hidden, expires_at } = access;
     if request.patterns.len() > settings.max_topics {
-        return Err(ApiError::TooManyTopics {
+        return Err(Unopened::TooManyTopics(ApiError::TooManyTopics {
             given: request.patterns.len(),
             limit: settings.max_topics,
-        });
+        }));
     }
     let sub = hub
         .subscribe(&request.filter(), hidden, kill)
-        .map_err(|refused| {
-            HubStats::add(&hub.stats.refused, 1);
-            match refused {
-                Refused::Full(limit) => ApiError::TooManySubscribers(limit),
-                Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
-            }
-        })?;
+        .map_err(Unopened::Refused)?;
     HubStats::add(&hub.stats.subscriptions, 1);
     let mut subscriber = Subscriber {
         sub,
@@ -927,10 +965,15 @@ pub(crate) fn open(
         first.extend_from_slice(&settled);
     }
     subscriber.first = Some(first.freeze());
+    Ok(Feed(Box::new(subscriber)))
+}
 
-    let mut response: Response<_> = warp::reply::stream(body(subscriber)).into_response();
+/// The answer to `GET /stream` that hyper sends: the stream's headers and
+/// `feed` as its body.
+pub(crate) fn response(feed: Feed) -> warp::reply::Response {
+    let mut response: Response<_> = warp::reply::stream(body(feed)).into_response();
     stream_headers(response.headers_mut());
-    Ok(response)
+    response
 }
 
 /// The headers of a stream's answer (`GET`, and `HEAD` alike): an event

@@ -10,6 +10,7 @@ mod auth;
 mod batch;
 mod config;
 mod deploy;
+mod direct;
 mod disk;
 mod faults;
 mod http;
