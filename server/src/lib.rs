@@ -35,6 +35,7 @@
 //! - [`time`]: `GET /time`, the server's clock, for a client's offset.
 //! - [`replay`]: `server replay`, which publishes a recording made by the
 //!   page back into a server at its original pace.
+//! - [`request_log`]: the log line of one request.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
 //! - [`tls`]: HTTPS: the certificate, ALPN (h2, http/1.1), reload on
@@ -63,6 +64,7 @@ pub mod page;
 pub mod publish;
 pub mod rate;
 pub mod replay;
+pub mod request_log;
 pub mod routes;
 pub mod serve;
 pub mod settings;

@@ -17,7 +17,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
 use crate::auth::{self, StreamAccess};
-use crate::connection::Connection;
+use crate::connection::{Connection, DirectStream, OpenStream};
 use crate::cors::{CorsRules, WithCors};
 use crate::error::{self, ApiError};
 use crate::idempotency::KeyHeader;
@@ -328,16 +328,6 @@ pub(crate) struct DirectStreams {
     cors: Arc<CorsRules>,
 }
 
-/// A stream the connection sends itself.
-#[derive(Debug)]
-pub(crate) struct DirectStream {
-    /// The answer's headers, as hyper would have sent them before its own
-    /// `transfer-encoding` and `date`.
-    pub(crate) headers: HeaderMap,
-    /// The events.
-    pub(crate) feed: stream::Feed,
-}
-
 impl std::fmt::Debug for DirectStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectStreams").finish_non_exhaustive()
@@ -353,11 +343,23 @@ impl DirectStreams {
         }
     }
 
+    /// The stream's headers with what the CORS layer adds to them for
+    /// `request`.
+    fn cors_headers(&self, request: warp::http::Request<()>) -> Option<HeaderMap> {
+        use futures_util::FutureExt;
+        let mut cors = WithCors::new(StreamHead, self.cors.clone());
+        let response = cors.call(request).now_or_never()?;
+        let Ok(response) = response;
+        Some(response.into_parts().0.headers)
+    }
+}
+
+impl OpenStream for DirectStreams {
     /// Opens the stream that an HTTP/1.1 `GET` of `target` (`/stream`,
     /// with its query) with `headers` asks for, on `conn`; `None` when the
     /// route would answer anything but the stream (then nothing has
     /// changed, nothing is counted).
-    pub(crate) fn open(
+    fn open(
         &self,
         target: &Uri,
         mut headers: HeaderMap,
@@ -382,7 +384,7 @@ impl DirectStreams {
         let app = &self.app;
         let kill = conn.kill.clone();
         let feed = stream::subscribe(&app.hub, &app.log, request, access, kill, app.stream).ok()?;
-        crate::serve::log_request(
+        crate::request_log::log_request(
             conn.remote,
             &Method::GET,
             "/stream",
@@ -390,16 +392,6 @@ impl DirectStreams {
             started,
         );
         Some(DirectStream { headers, feed })
-    }
-
-    /// The stream's headers with what the CORS layer adds to them for
-    /// `request`.
-    fn cors_headers(&self, request: warp::http::Request<()>) -> Option<HeaderMap> {
-        use futures_util::FutureExt;
-        let mut cors = WithCors::new(StreamHead, self.cors.clone());
-        let response = cors.call(request).now_or_never()?;
-        let Ok(response) = response;
-        Some(response.into_parts().0.headers)
     }
 }
 

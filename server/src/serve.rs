@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::StatusCode;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
-use warp::http::{Method, Request};
+use warp::http::Request;
 
 use crate::app::App;
 use crate::connection::{self, Connection, Ended, Protocols};
@@ -32,6 +31,7 @@ use crate::cors::{CorsRules, WithCors};
 use crate::event_log::{self, OpenError};
 use crate::limits::{self, Admission, ConnectionCap, Limits};
 use crate::metrics::{Metrics, Refusal};
+use crate::request_log::log_request;
 use crate::routes::{DirectStreams, Router};
 use crate::settings::Settings;
 use crate::throttle::Throttle;
@@ -354,25 +354,6 @@ fn with_path<B>(request: &mut Request<B>) {
     parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
-    }
-}
-
-/// One line per request: at info when it succeeded, at debug when it was
-/// refused, so that a client repeating bad requests cannot grow the log
-/// (refusals are counted in `/metrics`, and logged once in a while).
-pub(crate) fn log_request(
-    remote: SocketAddr,
-    method: &Method,
-    path: &str,
-    status: StatusCode,
-    started: Instant,
-) {
-    let status = status.as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-    if status < 400 {
-        tracing::info!(%remote, %method, path, status, elapsed_ms, "request");
-    } else {
-        tracing::debug!(%remote, %method, path, status, elapsed_ms, "request");
     }
 }
 

@@ -23,8 +23,28 @@ use warp::http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, 
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::socket::Socket;
-use super::Ended;
-use crate::routes::DirectStream;
+use super::{Connection, Ended};
+use crate::stream;
+
+/// What answers a plain HTTP/1.1 `GET /stream` below hyper: the routes'
+/// `DirectStreams`, which decide as the stream route does.
+pub(crate) trait OpenStream: Send + Sync + std::fmt::Debug {
+    /// Opens the stream that an HTTP/1.1 `GET` of `target` (`/stream`,
+    /// with its query) with `headers` asks for, on `conn`; `None` when the
+    /// route would answer anything but the stream (then nothing has
+    /// changed, nothing is counted).
+    fn open(&self, target: &Uri, headers: HeaderMap, conn: &Connection) -> Option<DirectStream>;
+}
+
+/// A stream the connection sends itself.
+#[derive(Debug)]
+pub(crate) struct DirectStream {
+    /// The answer's headers, as hyper would have sent them before its own
+    /// `transfer-encoding` and `date`.
+    pub(crate) headers: HeaderMap,
+    /// The events.
+    pub(crate) feed: stream::Feed,
+}
 
 /// The request line of every request this path answers, up to its query.
 const STREAM_GET: &[u8] = b"GET /stream";

@@ -38,10 +38,10 @@ use crate::metrics::Refusal;
 use crate::tls::{Tls, ALPN_H2};
 
 use self::deadline::HeadTimer;
+pub(crate) use self::direct::{DirectStream, OpenStream};
 use self::socket::Socket;
 
 use crate::limits::Limits;
-use crate::routes::{DirectStream, DirectStreams};
 
 /// How connections are spoken to, and what they share beyond the limits.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub(crate) struct Protocols {
     pub(crate) tasks: TaskTracker,
     /// Plain HTTP/1.1 `GET /stream` as the first request of a connection,
     /// answered below hyper (`direct.rs`).
-    pub(crate) streams: Arc<DirectStreams>,
+    pub(crate) streams: Arc<dyn OpenStream>,
 }
 
 /// One accepted connection, as handlers see it (a request extension).
