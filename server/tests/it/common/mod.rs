@@ -315,32 +315,44 @@ impl Sse {
 
     /// The next dispatched event, skipping comments, retry and `position`
     /// events (the last one's id is kept in `last_position`).
+    /// Fails the test when none comes within [`PATIENCE`], even while the
+    /// server keeps the stream alive with comments.
     pub async fn next_event(&mut self) -> ParsedEvent {
-        loop {
-            match self.next_item().await.expect("stream still open") {
-                Item::Event(event) if event.event == POSITION_EVENT => {
-                    self.last_position = Some(decode_position(&event));
+        let next = async {
+            loop {
+                match self.next_item().await.expect("stream still open") {
+                    Item::Event(event) if event.event == POSITION_EVENT => {
+                        self.last_position = Some(decode_position(&event));
+                    }
+                    Item::Event(event) => return event,
+                    Item::Comment(_) | Item::Retry(_) => {}
                 }
-                Item::Event(event) => return event,
-                Item::Comment(_) | Item::Retry(_) => {}
             }
-        }
+        };
+        tokio::time::timeout(PATIENCE, next)
+            .await
+            .expect("an event in time (the stream sent only comments, retry or position events)")
     }
 
     /// The next `position` event's id; an ordinary event or notice before it
     /// fails the test.
     pub async fn next_position(&mut self) -> String {
-        loop {
-            match self.next_item().await.expect("stream still open") {
-                Item::Event(event) if event.event == POSITION_EVENT => {
-                    let id = decode_position(&event);
-                    self.last_position = Some(id.clone());
-                    return id;
+        let next = async {
+            loop {
+                match self.next_item().await.expect("stream still open") {
+                    Item::Event(event) if event.event == POSITION_EVENT => {
+                        let id = decode_position(&event);
+                        self.last_position = Some(id.clone());
+                        return id;
+                    }
+                    Item::Event(event) => panic!("expected a position event: {event:?}"),
+                    Item::Comment(_) | Item::Retry(_) => {}
                 }
-                Item::Event(event) => panic!("expected a position event: {event:?}"),
-                Item::Comment(_) | Item::Retry(_) => {}
             }
-        }
+        };
+        tokio::time::timeout(PATIENCE, next)
+            .await
+            .expect("a position event in time (the stream sent only comments or retry)")
     }
 
     /// The next ordinary event, decoded.
