@@ -69,6 +69,12 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY_PER_TOPIC", default_value_t = 100)]
     pub history_per_topic: u64,
 
+    /// Drop events older than this from the history (in memory, on disk,
+    /// in the Redis stream), like `1h`: they are never replayed, and a
+    /// client resuming from before them gets a reset notice. Off by default.
+    #[arg(long, env = "SSE_HISTORY_TTL", value_name = "DURATION", value_parser = positive_duration)]
+    pub history_ttl: Option<Duration>,
+
     /// Most topics that hold events or are followed; a publish to a new
     /// topic over it evicts the least recently published topic no one
     /// follows, or is refused with 503 topic_limit.
@@ -462,6 +468,7 @@ impl Config {
                 events: self.history,
                 bytes: self.history_bytes,
                 per_topic: self.history_per_topic,
+                ttl: self.history_ttl,
                 max_live_topics: self.max_live_topics,
                 max_lag: self.max_lag,
             },
@@ -662,6 +669,7 @@ impl Config {
                     floor: self.history_per_topic,
                     max_empty_topics: usize::try_from(self.max_live_topics).unwrap_or(usize::MAX),
                     keys: self.key_options(),
+                    ttl: self.history_ttl,
                 },
             });
         }
@@ -683,6 +691,7 @@ impl Config {
             history: self.history,
             max_event_bytes: self.max_body,
             keys: self.key_options(),
+            ttl: self.history_ttl,
         }))
     }
 

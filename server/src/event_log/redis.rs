@@ -231,6 +231,9 @@ pub struct RedisOptions {
     /// How long and how many idempotency keys are remembered (in Redis,
     /// beside the stream: `<key>:idempotency` and `<key>:idempotency:order`).
     pub keys: KeyOptions,
+    /// `--history-ttl`: entries older than this are trimmed from the
+    /// stream (`XTRIM MINID`).
+    pub ttl: Option<Duration>,
 }
 
 const UNKNOWN: u8 = 0;

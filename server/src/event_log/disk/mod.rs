@@ -175,6 +175,8 @@ pub struct DiskOptions {
     pub max_empty_topics: usize,
     /// How long and how many idempotency keys are remembered.
     pub keys: KeyOptions,
+    /// `--history-ttl`: events older than this are dropped from the disk.
+    pub ttl: Option<Duration>,
 }
 
 /// Why a store operation failed.
