@@ -198,6 +198,8 @@ struct Shared {
     retention: Mutex<Retention>,
     /// The idempotency keys, as the store holds them.
     keys: Keys,
+    /// `--history-ttl`.
+    ttl: Option<Duration>,
 }
 
 impl Shared {
@@ -294,7 +296,7 @@ impl DiskLog {
             let (epoch, last_seq) = start_run(&store, options.fsync)?;
             let retention = load_retention(&store, &options)?;
             let hub = Hub::follower(epoch, hub_options);
-            load_hub(&store, &hub, epoch, last_seq, hub_options.history)?;
+            load_hub(&store, &hub, (epoch, last_seq), hub_options.history, options.ttl)?;
             let keys = Keys::remembering(options.keys);
             load_keys(&store, &keys, options.keys)?;
             Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))
@@ -326,6 +328,7 @@ impl DiskLog {
             errors: AtomicU64::new(0),
             retention: Mutex::new(retention),
             keys,
+            ttl: options.ttl,
         });
         let (requests, queue) = mpsc::channel(QUEUE);
         let (done, closed) = oneshot::channel();
@@ -536,13 +539,15 @@ fn decode(epoch: u64, seq: u64, value: &[u8]) -> StoreResult<(EventId, ServerEve
 
 /// Hands the hub the newest events without a gap between them (the disk
 /// keeps older ones of quiet topics: a resume reads those from disk), at
-/// most `history`.
+/// most `history`, but those older than `ttl` at their front (the writer
+/// drops them from the disk at its first sweep). When none is left, the
+/// hub goes on from `last_seq` all the same.
 fn load_hub(
     store: &Database,
     hub: &Hub,
-    epoch: u64,
-    last_seq: u64,
+    (epoch, last_seq): (u64, u64),
     history: u64,
+    ttl: Option<Duration>,
 ) -> StoreResult<()> {
     let tx = store.begin_read()?;
     let events = tx.open_table(EVENTS)?;
@@ -555,15 +560,30 @@ fn load_hub(
         first = seq.value();
     }
     let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+    let now = crate::time::unix_ms();
+    let mut fresh = ttl.is_none();
     for entry in events.range(first..=last_seq)? {
         let (seq, value) = entry?;
-        chunk.push(decode(epoch, seq.value(), value.value())?);
+        let (id, event) = decode(epoch, seq.value(), value.value())?;
+        fresh = fresh || !ttl.is_some_and(|ttl| is_expired(&event, ttl, now));
+        if fresh {
+            chunk.push((id, event));
+        }
         if chunk.len() == LOAD_CHUNK {
             hub.replicate(std::mem::take(&mut chunk));
         }
     }
     hub.replicate(chunk);
+    if hub.last_seq() < last_seq {
+        hub.begin_at(epoch, last_seq.saturating_add(1));
+    }
     Ok(())
+}
+
+/// Whether `event` is older than `ttl` at `now_ms` (one whose time does
+/// not read is not).
+fn is_expired(event: &ServerEvent, ttl: Duration, now_ms: u64) -> bool {
+    crate::time::event_ms(&event.time).is_some_and(|time| crate::time::expired(time, ttl, now_ms))
 }
 
 /// Reads, for a subscriber of `filter`, the events among `from..=to` from
@@ -745,7 +765,10 @@ impl EventLog for DiskLog {
                 read_span(&store, &shared, epoch, &filter, from, to, limit)
             });
             match read.await {
-                Ok(Ok(span)) => Ok(span),
+                Ok(Ok(mut span)) => {
+                    span.drop_expired(from, self.shared.ttl, crate::time::unix_ms());
+                    Ok(span)
+                }
                 Ok(Err(error)) => {
                     self.shared.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%error, "reading the event log on disk failed");
