@@ -407,6 +407,7 @@ async fn open_redis(
     tracing::info!(%key, max_len, "events are kept in the Redis stream");
     tasks.spawn(log.clone().keep_connected(hub.closed().clone()));
     tasks.spawn(log.clone().follow(hub.clone()));
+    tasks.spawn(log.clone().trim_expired(hub.closed().clone()));
     let ready = async {
         hub.until_loaded().await;
         log.until_connected().await;
