@@ -102,3 +102,163 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use shared::{EventId, ServerEvent};
+    use tokio_util::sync::CancellationToken;
+    use uuid::Uuid;
+
+    use super::super::store::{Expiry, Loss};
+    use super::super::tests::{filter, options, read_all};
+    use super::super::{Filter, Hub};
+
+    /// An event of `topic` published at `ms` since the Unix epoch.
+    fn at(seq: u64, topic: &str, ms: u64) -> (EventId, ServerEvent) {
+        let time = UNIX_EPOCH + Duration::from_millis(ms);
+        let event = ServerEvent {
+            id: Uuid::new_v4(),
+            seq,
+            topic: topic.into(),
+            message: format!("m{seq}"),
+            time: humantime::format_rfc3339_millis(time).to_string(),
+        };
+        (EventId::new(7, seq), event)
+    }
+
+    fn hub_with_ttl(ttl: Duration) -> std::sync::Arc<Hub> {
+        let mut opts = options(100, 100, 10);
+        opts.history_ttl = Some(ttl);
+        Hub::follower(7, opts)
+    }
+
+    #[test]
+    fn expiry_goes_oldest_first_within_its_limit_and_stops_at_the_first_kept() {
+        let hub = hub_with_ttl(Duration::from_secs(10));
+        // An hour ahead: the reads below (which expire by the real clock)
+        // find nothing due; the passes are given their own times.
+        let t0 = crate::time::unix_ms() + 3_600_000;
+        hub.replicate([
+            at(1, "a", t0),
+            at(2, "b", t0 + 1_000),
+            at(3, "a", t0 + 2_000),
+            // Earlier than the one before it (another server's clock): it
+            // goes with that one, not before.
+            at(4, "b", t0 + 1_500),
+            at(5, "a", t0 + 60_000),
+        ]);
+        assert_eq!(hub.sequencer.lock().store.due_ms(), t0 + 10_000);
+        let expire = |now: u64, limit: usize| {
+            hub.sequencer
+                .lock()
+                .store
+                .expire(now, limit, &hub.global)
+        };
+        // Nothing is due before the oldest event's time plus the TTL.
+        assert_eq!(expire(t0 + 9_999, 10), Expiry::default());
+        assert_eq!(
+            expire(t0 + 11_600, 1),
+            Expiry {
+                expired: 1,
+                more: true
+            }
+        );
+        assert_eq!(
+            expire(t0 + 11_600, 10),
+            Expiry {
+                expired: 1,
+                more: false
+            }
+        );
+        // Seq 3 is due at t0 + 12 s; seq 4 waits for it.
+        assert_eq!(hub.sequencer.lock().store.due_ms(), t0 + 12_000);
+        assert_eq!(expire(t0 + 12_000, 10).expired, 2);
+        assert_eq!(hub.history_len(), 1);
+        // Each topic's losses are its own, exactly counted.
+        let a = hub
+            .subscribe(&filter(&["a"]), None, CancellationToken::new())
+            .unwrap();
+        let (seqs, losses, _) = read_all(&a, 1);
+        assert_eq!(seqs, [5]);
+        assert_eq!(
+            losses,
+            [Loss {
+                first: 1,
+                last: 3,
+                count: Some(2)
+            }]
+        );
+        let b = hub
+            .subscribe(&filter(&["b"]), None, CancellationToken::new())
+            .unwrap();
+        let (seqs, losses, _) = read_all(&b, 3);
+        assert!(seqs.is_empty());
+        assert_eq!(losses, [Loss::counted(4, 4)]);
+        // From after its last expired event, a topic hears of no loss.
+        assert_eq!(read_all(&a, 4), (vec![5], vec![], 6));
+    }
+
+    #[test]
+    fn a_read_never_hands_out_an_expired_event_even_without_a_sweep() {
+        let hub = hub_with_ttl(Duration::from_secs(1));
+        let now = crate::time::unix_ms();
+        let hour_ago = now.saturating_sub(3_600_000);
+        hub.replicate([
+            at(1, "a", hour_ago),
+            at(2, "b", hour_ago),
+            at(3, "a", now + 3_600_000),
+        ]);
+        hub.mark_loaded();
+        // No sweep runs in this test: the read expires what is due.
+        let all = hub
+            .subscribe(&Filter::All, None, CancellationToken::new())
+            .unwrap();
+        let (seqs, losses, _) = read_all(&all, 1);
+        assert_eq!(seqs, [3]);
+        assert_eq!(
+            losses,
+            [Loss {
+                first: 1,
+                last: 2,
+                count: Some(2)
+            }]
+        );
+        assert_eq!(hub.stats.expired.load(Ordering::Relaxed), 2);
+        let retained: Vec<(String, usize)> = hub
+            .topics(None, 10, |_| true)
+            .into_iter()
+            .map(|t| (t.name, t.retained))
+            .collect();
+        assert_eq!(retained, [("a".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn without_a_ttl_nothing_expires_and_nothing_is_due() {
+        let hub = Hub::follower(7, options(100, 100, 10));
+        hub.replicate([at(1, "a", 0)]);
+        assert_eq!(hub.sequencer.lock().store.due_ms(), u64::MAX);
+        assert_eq!(hub.expire_due(), 0);
+        assert_eq!(hub.history_len(), 1);
+    }
+
+    #[test]
+    fn a_log_that_holds_nothing_but_issued_seqs_goes_on_from_them() {
+        let hub = hub_with_ttl(Duration::from_secs(1));
+        hub.begin_at(7, 58);
+        hub.mark_loaded();
+        let position = hub.position();
+        assert_eq!((position.epoch, position.horizon, position.next), (7, 58, 58));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        assert_eq!(hub.replicate([at(58, "a", now)]), 1);
+        assert_eq!(hub.last_seq(), 58);
+        // Already there: nothing changes.
+        let generation = hub.generation();
+        hub.begin_at(7, 10);
+        assert_eq!(hub.generation(), generation);
+    }
+}

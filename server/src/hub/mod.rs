@@ -418,9 +418,9 @@ impl Hub {
         }
     }
 
-    /// Number of events retained.
+    /// Number of events retained (those expired go at the next read or
+    /// sweep).
     pub fn history_len(&self) -> usize {
-        self.expire_due();
         self.sequencer.lock().store.events
     }
 
@@ -1045,7 +1045,7 @@ pub(crate) mod tests {
 
     /// Reads everything `sub` has after `cursor`: the seqs delivered, the
     /// losses reported, and the next cursor.
-    fn read_all(sub: &Subscription, cursor: u64) -> (Vec<u64>, Vec<store::Loss>, u64) {
+    pub(crate) fn read_all(sub: &Subscription, cursor: u64) -> (Vec<u64>, Vec<store::Loss>, u64) {
         let (mut seqs, mut losses, mut cursor, mut announced) = (Vec::new(), Vec::new(), cursor, 0);
         loop {
             let Read::Batch(batch) = sub.read(sub.hub().generation(), cursor, announced) else {
