@@ -151,12 +151,8 @@ mod tests {
             at(5, "a", t0 + 60_000),
         ]);
         assert_eq!(hub.sequencer.lock().store.due_ms(), t0 + 10_000);
-        let expire = |now: u64, limit: usize| {
-            hub.sequencer
-                .lock()
-                .store
-                .expire(now, limit, &hub.global)
-        };
+        let expire =
+            |now: u64, limit: usize| hub.sequencer.lock().store.expire(now, limit, &hub.global);
         // Nothing is due before the oldest event's time plus the TTL.
         assert_eq!(expire(t0 + 9_999, 10), Expiry::default());
         assert_eq!(
@@ -250,7 +246,10 @@ mod tests {
         hub.begin_at(7, 58);
         hub.mark_loaded();
         let position = hub.position();
-        assert_eq!((position.epoch, position.horizon, position.next), (7, 58, 58));
+        assert_eq!(
+            (position.epoch, position.horizon, position.next),
+            (7, 58, 58)
+        );
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

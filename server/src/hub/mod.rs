@@ -658,7 +658,8 @@ impl Hub {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.epoch.store(epoch, Ordering::Release);
         self.horizon.store(next, Ordering::Release);
-        self.visible.store(next.saturating_sub(1), Ordering::Release);
+        self.visible
+            .store(next.saturating_sub(1), Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.note_due(&s.store);
     }

@@ -296,7 +296,13 @@ impl DiskLog {
             let (epoch, last_seq) = start_run(&store, options.fsync)?;
             let retention = load_retention(&store, &options)?;
             let hub = Hub::follower(epoch, hub_options);
-            load_hub(&store, &hub, (epoch, last_seq), hub_options.history, options.ttl)?;
+            load_hub(
+                &store,
+                &hub,
+                (epoch, last_seq),
+                hub_options.history,
+                options.ttl,
+            )?;
             let keys = Keys::remembering(options.keys);
             load_keys(&store, &keys, options.keys)?;
             Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))

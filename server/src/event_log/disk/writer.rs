@@ -198,7 +198,11 @@ impl Writer {
                 false
             }
         };
-        let wait = if more { Duration::ZERO } else { sweep_every(ttl) };
+        let wait = if more {
+            Duration::ZERO
+        } else {
+            sweep_every(ttl)
+        };
         self.expire_at = Some(Instant::now() + wait);
     }
 
@@ -537,7 +541,10 @@ fn expired_front(store: &Database, ttl: Duration) -> StoreResult<Vec<(Arc<str>, 
     for entry in events.range::<u64>(..)?.take(EXPIRE_PER_COMMIT) {
         let (seq, value) = entry?;
         let event: ServerEvent = serde_json::from_slice(value.value()).map_err(|error| {
-            redb::Error::Corrupted(format!("the stored event {} does not decode: {error}", seq.value()))
+            redb::Error::Corrupted(format!(
+                "the stored event {} does not decode: {error}",
+                seq.value()
+            ))
         })?;
         if !super::is_expired(&event, ttl, now) {
             break;
