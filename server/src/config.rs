@@ -485,6 +485,7 @@ impl Config {
                 keep_alive: self.keep_alive,
                 retry: self.retry,
                 max_topics: usize::try_from(self.max_topics_per_stream).unwrap_or(usize::MAX),
+                max_last: self.history_per_topic,
             },
             publish: PublishSettings {
                 max_body: self.max_body,

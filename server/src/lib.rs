@@ -24,7 +24,9 @@
 //! - [`error`]: every error answer as a status and JSON body.
 //! - [`limits`]: what a client may hold, in count, bytes and time.
 //! - [`connection`]: serving one connection under those limits: TLS,
-//!   HTTP/1.1, HTTP/2 (h2c too), its kill switch, the head deadline.
+//!   HTTP/1.1, HTTP/2 (h2c too), its kill switch, the head deadline, and a
+//!   first `GET /stream` answered below hyper.
+//! - [`cors`]: `--cors-origin`, tower-http's layer where it is needed.
 //! - [`metrics`]: the counters.
 //! - [`status`]: `/metrics` and `/healthz`.
 //! - [`page`]: the built web page at `/`.
@@ -33,6 +35,7 @@
 //! - [`time`]: `GET /time`, the server's clock, for a client's offset.
 //! - [`replay`]: `server replay`, which publishes a recording made by the
 //!   page back into a server at its original pace.
+//! - [`request_log`]: the log line of one request.
 //! - [`routes`]: the warp filters.
 //! - [`serve`]: the accept loop and graceful shutdown.
 //! - [`tls`]: HTTPS: the certificate, ALPN (h2, http/1.1), reload on
@@ -49,6 +52,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod connection;
+pub mod cors;
 pub mod error;
 pub mod event_log;
 pub mod hub;
@@ -60,6 +64,7 @@ pub mod page;
 pub mod publish;
 pub mod rate;
 pub mod replay;
+pub mod request_log;
 pub mod routes;
 pub mod serve;
 pub mod settings;

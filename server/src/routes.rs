@@ -9,14 +9,16 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use tower_service::Service;
 use warp::filters::BoxedFilter;
-use warp::http::header::TRANSFER_ENCODING;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::header::{AUTHORIZATION, COOKIE, TRANSFER_ENCODING};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::App;
 use crate::auth::{self, StreamAccess};
-use crate::connection::Connection;
+use crate::connection::{Connection, DirectStream, OpenStream};
+use crate::cors::{CorsRules, WithCors};
 use crate::error::{self, ApiError};
 use crate::idempotency::KeyHeader;
 use crate::metrics::Refusal;
@@ -229,36 +231,21 @@ fn stream_route(
         .and(with_app(app))
         .map(
             |method: Method,
-             header_id: Option<HeaderValue>,
+             last_event_id: Option<HeaderValue>,
              authorization: Option<HeaderValue>,
              cookie: Option<HeaderValue>,
              query: String,
              conn: Option<Connection>,
              app: App| {
-                // An id that is not visible ASCII counts as none, as a
-                // malformed one does: the stream starts live.
-                let header_id = header_id.and_then(|v| v.to_str().ok().map(str::to_owned));
-                let request = match StreamRequest::from_query(&query, header_id) {
-                    Ok(request) => request,
-                    Err(error) => return error.into_response(),
+                let fields = StreamFields {
+                    last_event_id: last_event_id.as_ref(),
+                    authorization: authorization.as_ref(),
+                    cookie: cookie.as_ref(),
+                    query: &query,
                 };
                 let peer = conn.as_ref().map(|c| c.remote);
-                let access = app
-                    .auth
-                    .for_stream(
-                        authorization.as_ref(),
-                        cookie.as_ref(),
-                        auth::query_token(&query).as_deref(),
-                    )
-                    .and_then(|grant| {
-                        let hidden = app.auth.check_stream(&grant, &request.patterns)?;
-                        Ok(StreamAccess {
-                            hidden,
-                            expires_at: grant.expires_at,
-                        })
-                    });
-                let access = match access {
-                    Ok(access) => access,
+                let (request, access) = match stream_grant(&app, &fields) {
+                    Ok(granted) => granted,
                     Err(error) => {
                         if let Some(reason) = Refusal::of_auth(&error) {
                             app.metrics.refuse(reason, peer);
@@ -270,24 +257,164 @@ fn stream_route(
                     return stream_head();
                 }
                 let kill = conn.as_ref().map(|c| c.kill.clone()).unwrap_or_default();
-                match stream::open(&app.hub, &app.log, request, access, kill, app.stream) {
-                    Ok(response) => {
+                match stream::subscribe(&app.hub, &app.log, request, access, kill, app.stream) {
+                    Ok(feed) => {
                         if let Some(conn) = &conn {
                             conn.start_stream();
                         }
-                        response
+                        stream::response(feed)
                     }
-                    Err(error) => error.into_response(),
+                    Err(unopened) => unopened.answer(&app.hub).into_response(),
                 }
             },
         )
 }
 
+/// What a stream request's answer depends on, as sent: the first field of
+/// each header (split `Cookie` fields joined already), and the query.
+pub(crate) struct StreamFields<'a> {
+    pub(crate) last_event_id: Option<&'a HeaderValue>,
+    pub(crate) authorization: Option<&'a HeaderValue>,
+    pub(crate) cookie: Option<&'a HeaderValue>,
+    pub(crate) query: &'a str,
+}
+
+/// What a stream request asks for and what its token grants, or the
+/// answer that refuses it. It has no effect: a refusal is counted by the
+/// one who answers it.
+///
+/// # Errors
+/// The query's errors ([`ApiError::InvalidTopic`]), then the token's
+/// (missing, invalid, expired, not for these topics).
+pub(crate) fn stream_grant(
+    app: &App,
+    fields: &StreamFields<'_>,
+) -> Result<(StreamRequest, StreamAccess), ApiError> {
+    // An id that is not visible ASCII counts as none, as a malformed one
+    // does: the stream starts live.
+    let header_id = fields
+        .last_event_id
+        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let request = StreamRequest::from_query(fields.query, header_id, app.stream.max_last)?;
+    let grant = app.auth.for_stream(
+        fields.authorization,
+        fields.cookie,
+        auth::query_token(fields.query).as_deref(),
+    )?;
+    let hidden = app.auth.check_stream(&grant, &request.patterns)?;
+    let access = StreamAccess {
+        hidden,
+        expires_at: grant.expires_at,
+    };
+    Ok((request, access))
+}
+
 /// The head of a stream's answer, for HEAD: the headers `GET` sends.
-fn stream_head() -> warp::reply::Response {
+pub(crate) fn stream_head() -> warp::reply::Response {
     let mut response = warp::reply().into_response();
     crate::stream::stream_headers(response.headers_mut());
     response
+}
+
+/// `GET /stream` on a connection of its own, answered by the connection
+/// below hyper (`crate::connection`), so that an idle subscriber holds no
+/// HTTP buffers. The answers are the route's: [`stream_grant`] decides,
+/// [`stream::subscribe`] opens, and the CORS rules add their headers to
+/// [`stream_head`]'s. Anything else, a refusal included, is left to the
+/// route through hyper, which answers it as it would have.
+#[derive(Clone)]
+pub(crate) struct DirectStreams {
+    app: App,
+    cors: Arc<CorsRules>,
+}
+
+impl std::fmt::Debug for DirectStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectStreams").finish_non_exhaustive()
+    }
+}
+
+impl DirectStreams {
+    /// The streams of `app`, behind `cors` as every route is.
+    pub(crate) fn new(app: &App, cors: Arc<CorsRules>) -> Self {
+        Self {
+            app: app.clone(),
+            cors,
+        }
+    }
+
+    /// The stream's headers with what the CORS layer adds to them for
+    /// `request`.
+    fn cors_headers(&self, request: warp::http::Request<()>) -> Option<HeaderMap> {
+        use futures_util::FutureExt;
+        let mut cors = WithCors::new(StreamHead, self.cors.clone());
+        let response = cors.call(request).now_or_never()?;
+        let Ok(response) = response;
+        Some(response.into_parts().0.headers)
+    }
+}
+
+impl OpenStream for DirectStreams {
+    /// Opens the stream that an HTTP/1.1 `GET` of `target` (`/stream`,
+    /// with its query) with `headers` asks for, on `conn`; `None` when the
+    /// route would answer anything but the stream (then nothing has
+    /// changed, nothing is counted).
+    fn open(
+        &self,
+        target: &Uri,
+        mut headers: HeaderMap,
+        conn: &Connection,
+    ) -> Option<DirectStream> {
+        let started = std::time::Instant::now();
+        if target.path() != "/stream" {
+            return None;
+        }
+        auth::join_cookie_fields(&mut headers);
+        let fields = StreamFields {
+            last_event_id: headers.get("last-event-id"),
+            authorization: headers.get(AUTHORIZATION),
+            cookie: headers.get(COOKIE),
+            query: target.query().unwrap_or(""),
+        };
+        let (request, access) = stream_grant(&self.app, &fields).ok()?;
+        let mut asked = warp::http::Request::new(());
+        *asked.uri_mut() = target.clone();
+        *asked.headers_mut() = headers;
+        let headers = self.cors_headers(asked)?;
+        let app = &self.app;
+        let kill = conn.kill.clone();
+        let feed = stream::subscribe(&app.hub, &app.log, request, access, kill, app.stream).ok()?;
+        crate::request_log::log_request(
+            conn.remote,
+            &Method::GET,
+            "/stream",
+            StatusCode::OK,
+            started,
+        );
+        Some(DirectStream { headers, feed })
+    }
+}
+
+/// The stream route's answer to a request it grants, as a service for the
+/// CORS layer to add to.
+#[derive(Clone, Copy)]
+struct StreamHead;
+
+impl tower_service::Service<warp::http::Request<()>> for StreamHead {
+    type Response = warp::reply::Response;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<warp::reply::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: warp::http::Request<()>) -> Self::Future {
+        std::future::ready(Ok(stream_head()))
+    }
 }
 
 /// `POST /publish` with a JSON `{"message": "...", "topic": "..."}`.

@@ -18,22 +18,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::StatusCode;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
-use tower_layer::Layer;
 use tower_service::Service;
-use warp::http::{header, HeaderName, HeaderValue, Method, Request};
+use warp::http::Request;
 
 use crate::app::App;
 use crate::connection::{self, Connection, Ended, Protocols};
+use crate::cors::{CorsRules, WithCors};
 use crate::event_log::{self, OpenError};
 use crate::limits::{self, Admission, ConnectionCap, Limits};
 use crate::metrics::{Metrics, Refusal};
-use crate::routes::Router;
+use crate::request_log::log_request;
+use crate::routes::{DirectStreams, Router};
 use crate::settings::Settings;
 use crate::throttle::Throttle;
 use crate::ticker;
@@ -48,24 +47,6 @@ const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
 
 /// The longest pause between accepts that fail.
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
-
-fn cors(origins: &[String]) -> CorsLayer {
-    // `Config::into_settings` has checked that `*` comes alone.
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(600))
-}
 
 /// Runs the server on `listener` until `shutdown` resolves, then ends every
 /// stream, lets connections finish for `--shutdown-grace` and returns.
@@ -85,7 +66,7 @@ pub async fn run(
 }
 
 /// The service every connection's requests go to: the routes behind CORS.
-type Routes = Cors<Router>;
+type Routes = WithCors<Router>;
 
 /// A running server: its listener, its shared state, and what shutdown
 /// waits for.
@@ -150,14 +131,16 @@ impl Server {
             settings.tls.as_ref(),
             &tasks,
         );
+        let cors = Arc::new(CorsRules::new(&settings.cors_origins));
         let protocols = Arc::new(Protocols {
+            streams: Arc::new(DirectStreams::new(&app, cors.clone())),
             tls: settings.tls,
             h2c: settings.h2c,
             draining: app.shutdown.clone(),
             tasks: tasks.clone(),
         });
         Ok(Self {
-            service: cors(&settings.cors_origins).layer(Router::new(&app)),
+            service: WithCors::new(Router::new(&app), cors),
             listener,
             app,
             limits,
@@ -377,25 +360,6 @@ fn with_path<B>(request: &mut Request<B>) {
     }
 }
 
-/// One line per request: at info when it succeeded, at debug when it was
-/// refused, so that a client repeating bad requests cannot grow the log
-/// (refusals are counted in `/metrics`, and logged once in a while).
-fn log_request(
-    remote: SocketAddr,
-    method: &Method,
-    path: &str,
-    status: StatusCode,
-    started: Instant,
-) {
-    let status = status.as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-    if status < 400 {
-        tracing::info!(%remote, %method, path, status, elapsed_ms, "request");
-    } else {
-        tracing::debug!(%remote, %method, path, status, elapsed_ms, "request");
-    }
-}
-
 /// Counts and logs how a connection ended.
 fn record(metrics: &Metrics, remote: SocketAddr, ended: Ended) {
     match ended {
@@ -406,6 +370,9 @@ fn record(metrics: &Metrics, remote: SocketAddr, ended: Ended) {
         Ended::ClientLeft => tracing::debug!(%remote, "the client of a stream left"),
         Ended::Failed(error) => {
             tracing::debug!(%remote, %error, "connection ended with an error");
+        }
+        Ended::Broken(error) => {
+            tracing::debug!(%remote, %error, "a stream's connection broke");
         }
     }
 }

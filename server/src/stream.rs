@@ -35,31 +35,44 @@ pub struct StreamRequest {
     pub last_event_id: Option<String>,
     /// The topics and patterns to receive (none: every topic).
     pub patterns: BTreeSet<TopicPattern>,
+    /// How many of the selection's newest events to start with (`last`),
+    /// when no id is given; 0: the stream starts live.
+    pub last: u64,
 }
 
 impl StreamRequest {
-    /// Reads `topic` (repeatable: a topic name, `prefix.*` or `*`) and
-    /// `lastEventId` from a query string; the `Last-Event-ID` header, sent by
-    /// a reconnecting `EventSource`, wins over the query parameter, which
-    /// stays the same across reconnects.
+    /// Reads `topic` (repeatable: a topic name, `prefix.*` or `*`),
+    /// `lastEventId` and `last` (0 to `max_last`) from a query string; the
+    /// `Last-Event-ID` header, sent by a reconnecting `EventSource`, wins
+    /// over the query parameter, which stays the same across reconnects.
+    /// An id, from either, makes `last` count for nothing.
     ///
     /// # Errors
     /// [`ApiError::InvalidTopic`] for a topic or pattern that breaks the
-    /// rules.
-    pub fn from_query(query: &str, header_id: Option<String>) -> Result<Self, ApiError> {
+    /// rules; [`ApiError::InvalidQuery`] for a `last` that is not a number
+    /// from 0 to `max_last`.
+    pub fn from_query(
+        query: &str,
+        header_id: Option<String>,
+        max_last: u64,
+    ) -> Result<Self, ApiError> {
         let mut patterns = BTreeSet::new();
         let mut query_id = None;
+        let mut last = 0;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "topic" => {
                     patterns.insert(TopicPattern::parse(&value).map_err(ApiError::InvalidTopic)?);
                 }
                 "lastEventId" => query_id = Some(value.into_owned()),
+                "last" => last = parse_last(&value, max_last)?,
                 _ => {}
             }
         }
+        let last_event_id = header_id.or(query_id);
         Ok(Self {
-            last_event_id: header_id.or(query_id),
+            last: if last_event_id.is_some() { 0 } else { last },
+            last_event_id,
             patterns,
         })
     }
@@ -68,6 +81,19 @@ impl StreamRequest {
     pub fn filter(&self) -> Filter {
         Filter::new(self.patterns.iter().cloned())
     }
+}
+
+/// A `last` query value: a number from 0 to `max_last`.
+fn parse_last(value: &str, max_last: u64) -> Result<u64, ApiError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= max_last)
+        .ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "last must be a number from 0 to {max_last} (--history-per-topic), not {value:?}"
+            ))
+        })
 }
 
 /// Per-server stream settings.
@@ -80,6 +106,8 @@ pub struct StreamSettings {
     pub retry: Duration,
     /// Most topics and patterns one stream may name.
     pub max_topics: usize,
+    /// The largest `last` a stream may ask for (`--history-per-topic`).
+    pub max_last: u64,
 }
 
 /// Where a new subscriber starts, as far as the log's position tells.
@@ -301,6 +329,19 @@ enum Phase {
         requested: Option<String>,
         /// The hub's sync count when the subscriber arrived.
         synced_at: u64,
+        /// How many of the selection's newest events to start with, when
+        /// the client gave no id (`?last=N`).
+        last: u64,
+    },
+    /// The hub holds fewer than the `last` events the client asked for:
+    /// the event log is asked for the `want` newest before seq `before`,
+    /// the oldest the hub holds (or its cursor), once, before the opening
+    /// `position` goes out.
+    Seeking {
+        /// How many more events the client asked for.
+        want: usize,
+        /// The seq the start from the hub would be.
+        before: u64,
     },
     /// Events the hub no longer holds come from the event log (Redis, or
     /// the disk), up
@@ -354,7 +395,11 @@ impl Subscriber {
                     if let Some(opening) = self.settle_start() {
                         return Some(opening);
                     }
+                    if matches!(self.phase, Phase::Seeking { .. }) {
+                        continue;
+                    }
                 }
+                Phase::Seeking { want, before } => return Some(self.seek_last(want, before).await),
                 Phase::Backfill { .. } => match self.backfill_chunk().await {
                     Ok(Some(chunk)) => return Some(chunk),
                     Ok(None) => continue,
@@ -463,11 +508,12 @@ impl Subscriber {
         let Phase::Unsettled {
             requested,
             synced_at,
+            last,
         } = &self.phase
         else {
             return None;
         };
-        let requested = requested.clone();
+        let (requested, last) = (requested.clone(), *last);
         let resume = match resume_point(position, hub.is_replica(), requested.as_deref()) {
             Resume::Ahead if hub.synced() <= *synced_at => return None,
             // Caught up with the shared log and still not there: the id
@@ -492,6 +538,9 @@ impl Subscriber {
         self.cursor = cursor;
         self.phase = Phase::Live;
         self.dirty = true;
+        if last > 0 && requested.is_none() {
+            return self.start_from_last(usize::try_from(last).unwrap_or(usize::MAX));
+        }
         let mut out = BytesMut::new();
         if was_restarted {
             // The notice stands for everything before the current log's
@@ -507,6 +556,65 @@ impl Subscriber {
         let position = self.position_at(cursor.saturating_sub(1));
         out.extend_from_slice(&position);
         Some(out.freeze())
+    }
+
+    /// Starts at the `last` newest events of the selection the hub holds
+    /// (the client gave no id): returns the `position` before them; or,
+    /// when the hub holds fewer and the log reaches further, moves to
+    /// [`Phase::Seeking`] and returns `None`. Nothing the selection lost
+    /// before now is announced: the client asked for what is there.
+    fn start_from_last(&mut self, last: usize) -> Option<Bytes> {
+        let start = self.sub.last_start(last);
+        self.announced_through = start.visible;
+        self.resuming = Resuming::Done;
+        let before = start.oldest.unwrap_or(self.cursor);
+        if start.found < last && self.log.reaches_further() {
+            self.phase = Phase::Seeking {
+                want: last - start.found,
+                before,
+            };
+            return None;
+        }
+        self.cursor = before;
+        Some(self.position_at(before.saturating_sub(1)))
+    }
+
+    /// Asks the event log for the `want` newest events of the selection
+    /// before seq `before` ([`Phase::Seeking`]): they are replayed from the
+    /// log, then the stream goes on from the hub at `before`. A log that
+    /// cannot be read now leaves the start at `before`. Returns the
+    /// `position` before the start.
+    async fn seek_last(&mut self, want: usize, before: u64) -> Bytes {
+        let sought = self.log.oldest_of_last(
+            &self.sub.filter,
+            self.sub.hidden.clone(),
+            self.epoch,
+            before,
+            want,
+        );
+        let oldest = match sought.await {
+            Ok(oldest) => oldest,
+            Err(error) => {
+                tracing::info!(%error, "starting a stream at the hub's last events only");
+                None
+            }
+        };
+        match oldest.filter(|seq| *seq < before) {
+            Some(seq) => {
+                self.cursor = seq;
+                self.phase = Phase::Backfill {
+                    upto: before - 1,
+                    lost_from: seq,
+                    failing_since: None,
+                };
+            }
+            None => {
+                self.cursor = before;
+                self.phase = Phase::Live;
+                self.dirty = true;
+            }
+        }
+        self.position_at(self.cursor.saturating_sub(1))
     }
 
     /// Reads the next events the hub no longer holds from the event log
@@ -742,51 +850,90 @@ fn new_log(last: EventId, horizon: u64) -> ResetNotice {
 struct Ended;
 
 /// The body of a stream: pre-framed bytes, several pending events in one chunk.
-fn body(subscriber: Subscriber) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
-    let stream = futures_util::stream::unfold(subscriber, |mut s| async move {
+fn body(feed: Feed) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
+    let stream = futures_util::stream::unfold(feed, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok(chunk), s))
     });
     sync_wrapper::SyncStream::new(stream)
 }
 
-/// Answers `GET /stream`.
+/// A subscriber's stream of pre-framed bytes, whichever way it is sent:
+/// as a hyper response body ([`response`]), or written to the socket by
+/// the connection itself.
+pub(crate) struct Feed(Box<Subscriber>);
+
+impl Feed {
+    /// The next bytes to send (several pending events in one chunk), or
+    /// `None` when the stream ends.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
+        self.0.next_chunk().await
+    }
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").finish_non_exhaustive()
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub(crate) enum Unopened {
+    /// The request names more topics than `--max-topics-per-stream`.
+    TooManyTopics(ApiError),
+    /// The hub refused the subscription.
+    Refused(Refused),
+}
+
+impl Unopened {
+    /// The answer, counting a refusal of the hub's in its stats (once per
+    /// answer: a request that is retried another way is not counted twice).
+    pub(crate) fn answer(self, hub: &Hub) -> ApiError {
+        match self {
+            Unopened::TooManyTopics(error) => error,
+            Unopened::Refused(refused) => {
+                HubStats::add(&hub.stats.refused, 1);
+                match refused {
+                    Refused::Full(limit) => ApiError::TooManySubscribers(limit),
+                    Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes for `GET /stream`: the stream to send.
 ///
 /// # Errors
-/// [`ApiError::TooManyTopics`] over `--max-topics-per-stream`;
-/// [`ApiError::TooManySubscribers`] at the subscriber limit;
-/// [`ApiError::TopicLimit`] when a topic it names is new and the live-topic
-/// limit is reached.
-pub(crate) fn open(
+/// [`Unopened::TooManyTopics`] over `--max-topics-per-stream`;
+/// [`Unopened::Refused`] at the subscriber limit, or when a topic it
+/// names is new and the live-topic limit is reached.
+pub(crate) fn subscribe(
     hub: &Arc<Hub>,
     log: &SharedLog,
     request: StreamRequest,
     access: StreamAccess,
     kill: CancellationToken,
     settings: StreamSettings,
-) -> Result<warp::reply::Response, ApiError> {
+) -> Result<Feed, Unopened> {
     let StreamAccess { hidden, expires_at } = access;
     if request.patterns.len() > settings.max_topics {
-        return Err(ApiError::TooManyTopics {
+        return Err(Unopened::TooManyTopics(ApiError::TooManyTopics {
             given: request.patterns.len(),
             limit: settings.max_topics,
-        });
+        }));
     }
     let sub = hub
         .subscribe(&request.filter(), hidden, kill)
-        .map_err(|refused| {
-            HubStats::add(&hub.stats.refused, 1);
-            match refused {
-                Refused::Full(limit) => ApiError::TooManySubscribers(limit),
-                Refused::TopicLimit(limit) => ApiError::TopicLimit(limit.0),
-            }
-        })?;
+        .map_err(Unopened::Refused)?;
     HubStats::add(&hub.stats.subscriptions, 1);
     let mut subscriber = Subscriber {
         sub,
         phase: Phase::Unsettled {
             requested: request.last_event_id,
             synced_at: hub.synced(),
+            last: request.last,
         },
         epoch: 0,
         generation: 0,
@@ -818,10 +965,15 @@ pub(crate) fn open(
         first.extend_from_slice(&settled);
     }
     subscriber.first = Some(first.freeze());
+    Ok(Feed(Box::new(subscriber)))
+}
 
-    let mut response: Response<_> = warp::reply::stream(body(subscriber)).into_response();
+/// The answer to `GET /stream` that hyper sends: the stream's headers and
+/// `feed` as its body.
+pub(crate) fn response(feed: Feed) -> warp::reply::Response {
+    let mut response: Response<_> = warp::reply::stream(body(feed)).into_response();
     stream_headers(response.headers_mut());
-    Ok(response)
+    response
 }
 
 /// The headers of a stream's answer (`GET`, and `HEAD` alike): an event

@@ -16,7 +16,11 @@
 //!   `validate_topic`, naming the first one; otherwise every topic passes
 //!   `validate_topic`, the topics are exactly the `topic` values (all topics
 //!   when there is none), and the last event id is the header, else the
-//!   last `lastEventId` value.
+//!   last `lastEventId` value;
+//! - a `last` value that is not a decimal number from 0 to the most allowed
+//!   is refused with `invalid_query` when it comes before any bad topic;
+//!   an accepted request's `last` is the last `last` value, or 0 when an
+//!   id is given.
 
 use std::collections::HashSet;
 
@@ -25,6 +29,9 @@ use arbitrary::Arbitrary;
 use server::stream::StreamRequest;
 use shared::TopicPattern;
 use shared::{validate_topic, EventId, EventIdError, MAX_EVENT_ID_LEN};
+
+/// The most `last` the queries are checked against.
+const MAX_LAST: u64 = 100;
 
 /// One input: an id to parse, the two numbers of another, a
 /// `Last-Event-ID` header and a `/stream` query string.
@@ -106,20 +113,39 @@ fn check_query(query: &str, header: Option<&str>) {
         .rev()
         .find(|(name, _)| name == "lastEventId")
         .map(|(_, value)| value.as_str());
-    // Each `topic=` is a topic name, a prefix pattern `NAME.*` or `*`.
-    let first_bad = topics
+    // Each `topic=` is a topic name, a prefix pattern `NAME.*` or `*`;
+    // each `last=` a number up to MAX_LAST. The first bad one is named.
+    let last_ok = |value: &str| value.parse::<u64>().is_ok_and(|n| n <= MAX_LAST);
+    let first_bad = pairs.iter().find_map(|(name, value)| match name.as_str() {
+        "topic" => TopicPattern::parse(value)
+            .err()
+            .map(|why| ("invalid_topic", why)),
+        "last" if !last_ok(value) => Some((
+            "invalid_query",
+            format!(
+                "last must be a number from 0 to {MAX_LAST} (--history-per-topic), not {value:?}"
+            ),
+        )),
+        _ => None,
+    });
+    let last = pairs
         .iter()
-        .find_map(|topic| TopicPattern::parse(topic).err());
+        .rev()
+        .find(|(name, _)| name == "last")
+        .map_or(0, |(_, value)| value.parse::<u64>().unwrap_or(0));
 
-    let answer = StreamRequest::from_query(query, header.map(str::to_owned));
+    let answer = StreamRequest::from_query(query, header.map(str::to_owned), MAX_LAST);
     match (answer, first_bad) {
-        (Err(error), Some(why)) => {
-            assert_eq!(error.code(), "invalid_topic", "{query:?}: {error}");
+        (Err(error), Some((code, why))) => {
+            assert_eq!(error.code(), code, "{query:?}: {error}");
             assert_eq!(error.to_string(), why, "{query:?}");
         }
         (Err(error), None) => panic!("{query:?} refused ({}: {error})", error.code()),
         (Ok(request), Some(why)) => {
-            panic!("{query:?} accepted ({request:?}) though a topic is invalid: {why}")
+            panic!(
+                "{query:?} accepted ({request:?}) though {} is invalid: {}",
+                why.0, why.1
+            )
         }
         (Ok(request), None) => {
             // Exactly the patterns named, each once, each valid.
@@ -142,6 +168,15 @@ fn check_query(query: &str, header: Option<&str>) {
             if let Some(id) = &request.last_event_id {
                 check_id(id);
             }
+            let expected_last = if request.last_event_id.is_some() {
+                0
+            } else {
+                last
+            };
+            assert_eq!(
+                request.last, expected_last,
+                "{query:?} with header {header:?}"
+            );
         }
     }
 }

@@ -12,6 +12,7 @@
 //! shared with hyper `socket.rs`'s.
 
 mod deadline;
+mod direct;
 mod h2;
 mod socket;
 
@@ -37,6 +38,7 @@ use crate::metrics::Refusal;
 use crate::tls::{Tls, ALPN_H2};
 
 use self::deadline::HeadTimer;
+pub(crate) use self::direct::{DirectStream, OpenStream};
 use self::socket::Socket;
 
 use crate::limits::Limits;
@@ -54,6 +56,9 @@ pub(crate) struct Protocols {
     pub(crate) draining: CancellationToken,
     /// Where HTTP/2 streams run, so that shutdown waits for them.
     pub(crate) tasks: TaskTracker,
+    /// Plain HTTP/1.1 `GET /stream` as the first request of a connection,
+    /// answered below hyper (`direct.rs`).
+    pub(crate) streams: Arc<dyn OpenStream>,
 }
 
 /// One accepted connection, as handlers see it (a request extension).
@@ -133,6 +138,9 @@ pub(crate) enum Ended {
     Refused(Refusal),
     /// Another error (the peer reset it, a write failed).
     Failed(hyper::Error),
+    /// A stream answered below hyper could not be written (the peer reset
+    /// the connection).
+    Broken(std::io::Error),
 }
 
 /// The bytes a cleartext HTTP/2 connection opens with.
@@ -182,8 +190,7 @@ where
     if protocols.h2c {
         return Box::pin(served.h2c(socket, protocols, handler)).await;
     }
-    let io = TokioIo::new(socket);
-    Box::pin(served.h1(io, handler, Some(&tcp))).await
+    Box::pin(served.plain(socket, handler, protocols)).await
 }
 
 /// What every way of serving a connection needs.
@@ -243,18 +250,66 @@ impl Served {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         h2::StreamExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
     {
-        let tcp = socket.tcp().clone();
         let sniffed = tokio::select! {
             sniffed = tokio::time::timeout_at(self.accepted + self.limits.header_timeout, sniff(socket)) => sniffed,
             () = self.connection.kill.cancelled() => return Ended::Killed,
         };
         match sniffed {
             Ok(Ok((socket, true))) => self.h2(TokioIo::new(socket), protocols, handler).await,
-            Ok(Ok((socket, false))) => self.h1(TokioIo::new(socket), handler, Some(&tcp)).await,
+            Ok(Ok((socket, false))) => Box::pin(self.plain(socket, handler, protocols)).await,
             // The client broke the connection before its first request.
             Ok(Err(_)) => Ended::Done,
             Err(_) => Ended::Refused(Refusal::HeaderTimeout),
         }
+    }
+
+    /// Plain HTTP/1.1: a first request that is an ordinary `GET /stream`
+    /// is answered below hyper (`direct.rs`); anything else goes to hyper
+    /// with the bytes read so far.
+    async fn plain<S, B>(self, mut socket: Socket, handler: S, protocols: &Protocols) -> Ended
+    where
+        S: HttpService<Incoming, ResBody = B>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut head = Vec::new();
+        let deadline = self.accepted + self.limits.header_timeout;
+        let max = self.limits.max_header_bytes;
+        tokio::select! {
+            // When the head is not in by the deadline, hyper's own head
+            // timeout answers it at once.
+            _ = tokio::time::timeout_at(deadline, direct::read_head(&mut socket, &mut head, max)) => {}
+            // At shutdown, hyper closes a connection that has no request yet.
+            () = protocols.draining.cancelled() => {}
+            () = self.connection.kill.cancelled() => return Ended::Killed,
+        }
+        let opened = direct::asked(&head).and_then(|asked| {
+            protocols
+                .streams
+                .open(&asked.target, asked.headers, &self.connection)
+        });
+        if let Some(stream) = opened {
+            drop((head, handler));
+            return Box::pin(self.stream(socket, stream)).await;
+        }
+        socket.unread(&head);
+        drop(head);
+        let tcp = socket.tcp().clone();
+        Box::pin(self.h1(TokioIo::new(socket), handler, Some(&tcp))).await
+    }
+
+    /// Sends a stream below hyper until it ends, its kill switch is pulled,
+    /// or its client leaves.
+    async fn stream(self, mut socket: Socket, stream: DirectStream) -> Ended {
+        let tcp = socket.tcp().clone();
+        let ended = tokio::select! {
+            ended = direct::send(&mut socket, stream) => ended,
+            () = self.connection.kill.cancelled() => Ended::Killed,
+            () = client_left(&tcp) => Ended::ClientLeft,
+        };
+        drop(self.graceful);
+        ended
     }
 
     /// HTTP/2 on `io`, each stream with a kill switch of its own.
@@ -381,6 +436,12 @@ async fn sniff(mut socket: Socket) -> std::io::Result<(Socket, bool)> {
 /// a write fails.
 async fn stream_client_left(tcp: &TcpStream, stream_started: &Notify) {
     stream_started.notified().await;
+    client_left(tcp).await;
+}
+
+/// Resolves once the client closes its end of the connection (or it
+/// broke); never once the client has sent a byte, which no one reads.
+async fn client_left(tcp: &TcpStream) {
     let mut byte = [0u8; 1];
     // `poll_peek` shares the read waker with hyper's reads, which is fine:
     // both are polled by this connection's task.

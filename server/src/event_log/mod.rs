@@ -26,7 +26,7 @@ use shared::{EventId, ServerEvent};
 use tokio_util::task::TaskTracker;
 
 pub use crate::hub::NewEvent;
-use crate::hub::{Filter, Hub, HubOptions};
+use crate::hub::{Filter, Hidden, Hub, HubOptions};
 use crate::idempotency::{now_ms, Answer, KeyOptions, Keys, Record};
 
 pub use self::disk::{DiskLog, DiskOptions, Fsync, Store};
@@ -224,6 +224,10 @@ impl Span {
 /// The future [`EventLog::span`] returns.
 pub type SpanFuture<'a> = Pin<Box<dyn Future<Output = Result<Span, Unavailable>> + Send + 'a>>;
 
+/// The future [`EventLog::oldest_of_last`] returns.
+pub type LastFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<u64>, Unavailable>> + Send + 'a>>;
+
 /// How the log is doing, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogHealth {
@@ -296,6 +300,28 @@ pub trait EventLog: Send + Sync + fmt::Debug {
             next: to.saturating_add(1),
             gone: Some((from, to)),
         })))
+    }
+
+    /// For a stream that asked for the last `count` events of `filter` and
+    /// found fewer in the hub (`?last=N`): the seq of the oldest of the
+    /// newest `count` events of `filter` the log holds below seq `before`
+    /// of `epoch`, topics `hidden` hides left out; at most
+    /// [`crate::hub::LAST_SCAN`] events are looked at. `None` when the log
+    /// holds none of them (the default: a log that does not reach further
+    /// than the hub).
+    ///
+    /// # Errors
+    /// [`Unavailable`] when the log cannot be read.
+    fn oldest_of_last<'a>(
+        &'a self,
+        filter: &'a Filter,
+        hidden: Option<Arc<Hidden>>,
+        epoch: u64,
+        before: u64,
+        count: usize,
+    ) -> LastFuture<'a> {
+        let _ = (filter, hidden, epoch, before, count);
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 

@@ -42,9 +42,10 @@ use uuid::Uuid;
 
 use super::{
     AppendError as LogAppendError, AppendFuture, Appended, BatchAppend, BatchFuture, EventLog,
-    Keyed, KeyedAppend, KeyedFuture, LogHealth, NewEvent, Shape, Span, SpanFuture, Unavailable,
+    Keyed, KeyedAppend, KeyedFuture, LastFuture, LogHealth, NewEvent, Shape, Span, SpanFuture,
+    Unavailable,
 };
-use crate::hub::{now_rfc3339, sweep_every, Filter, Hub};
+use crate::hub::{now_rfc3339, sweep_every, Filter, Hidden, Hub, LAST_SCAN};
 use crate::idempotency::{KeyOptions, Keys, Record};
 
 /// Appends a publish's events (one, or a batch) with consecutive seqs and
@@ -601,6 +602,66 @@ impl RedisLog {
         Ok(reply.ids.iter().filter_map(decode).collect())
     }
 
+    /// Whether `event` is older than `--history-ttl` at `now_ms` (one whose
+    /// time does not read counts from now, as a replay counts it).
+    fn expired(&self, event: &ServerEvent, now_ms: u64) -> bool {
+        self.options.ttl.is_some_and(|ttl| {
+            let time = crate::time::event_ms(&event.time).unwrap_or(now_ms);
+            crate::time::expired(time, ttl, now_ms)
+        })
+    }
+
+    /// The seq of the oldest of the newest `count` events below `before`
+    /// of `epoch` that `follows` accepts and that are not expired: the
+    /// stream read backwards a page at a time, at most [`LAST_SCAN`]
+    /// entries, stopping at the first expired one.
+    async fn try_oldest_of_last(
+        &self,
+        follows: impl Fn(&str) -> bool,
+        epoch: u64,
+        before: u64,
+        count: usize,
+    ) -> Result<Option<u64>, RedisError> {
+        let Some(mut conn) = self.command_connection() else {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "not connected to Redis",
+            )));
+        };
+        let fit = BACKFILL_BYTES / self.options.max_event_bytes.max(1);
+        let page = BATCH.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
+        let (mut found, mut oldest, mut looked) = (0, None, 0);
+        let mut end = before;
+        let now = crate::time::unix_ms();
+        while end > 1 && found < count && looked < LAST_SCAN {
+            let reply: StreamRangeReply = conn
+                .xrevrange_count(
+                    &self.options.key,
+                    EventId::new(epoch, end - 1).to_string(),
+                    EventId::new(epoch, 1).to_string(),
+                    page,
+                )
+                .await?;
+            looked += reply.ids.len();
+            for (id, event) in reply.ids.iter().filter_map(decode) {
+                if self.expired(&event, now) {
+                    // Those older are expired too (but for clock steps
+                    // back: the start then holds fewer, never an expired one).
+                    return Ok(oldest);
+                }
+                end = end.min(id.seq);
+                if found < count && follows(&event.topic) {
+                    found += 1;
+                    oldest = Some(id.seq);
+                }
+            }
+            if reply.ids.len() < page {
+                break;
+            }
+        }
+        Ok(oldest)
+    }
+
     /// Reads the stream into `hub` until the hub shuts down: one reader per
     /// server, reconnecting with backoff while Redis is unreachable.
     pub async fn follow(self: Arc<Self>, hub: Arc<Hub>) {
@@ -1010,6 +1071,30 @@ impl EventLog for RedisLog {
                     ))
                 }
             }
+        })
+    }
+
+    fn oldest_of_last<'a>(
+        &'a self,
+        filter: &'a Filter,
+        hidden: Option<Arc<Hidden>>,
+        epoch: u64,
+        before: u64,
+        count: usize,
+    ) -> LastFuture<'a> {
+        Box::pin(async move {
+            let follows = |topic: &str| {
+                filter.matches(topic) && !hidden.as_ref().is_some_and(|h| h.hides(topic))
+            };
+            let read = within(
+                COMMAND_TIMEOUT,
+                "XREVRANGE",
+                self.try_oldest_of_last(follows, epoch, before, count),
+            );
+            read.await.map_err(|error| {
+                self.command_failed("reading the stream's last events", &error);
+                Unavailable("the event log (Redis) cannot be read now".into())
+            })
         })
     }
 

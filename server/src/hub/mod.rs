@@ -28,6 +28,7 @@
 
 mod expiry;
 pub mod index;
+mod last;
 mod read;
 mod stats;
 pub mod store;
@@ -50,6 +51,7 @@ use uuid::Uuid;
 
 pub use self::index::{Filter, Hidden};
 use self::index::{Pattern, Patterns};
+pub(crate) use self::last::LAST_SCAN;
 pub(crate) use self::read::{Batch, Read};
 pub use self::stats::HubStats;
 

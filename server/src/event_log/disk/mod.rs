@@ -66,9 +66,9 @@ use self::retention::Retention;
 use self::writer::Writer;
 use super::{AppendError, AppendFuture, Appended, EventLog, LogHealth, Span};
 use super::{BatchAppend, BatchFuture, Keyed, KeyedAppend, KeyedFuture, NewEvent, Shape};
-use super::{SpanFuture, Unavailable};
+use super::{LastFuture, SpanFuture, Unavailable};
 use crate::event_log::DataDirError;
-use crate::hub::{new_epoch, Filter, Hub, HubOptions};
+use crate::hub::{new_epoch, Filter, Hidden, Hub, HubOptions, LAST_SCAN};
 use crate::idempotency::{KeyOptions, Keys, Record};
 
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
@@ -543,6 +543,92 @@ fn decode(epoch: u64, seq: u64, value: &[u8]) -> StoreResult<(EventId, ServerEve
     Ok((EventId::new(epoch, event.seq), event))
 }
 
+/// The seq of the oldest of the newest `count` events below `before` that
+/// `filter` selects and `hidden` does not hide: named topics through
+/// `by_topic`, patterns and every topic from `events`, newest first, at
+/// most [`LAST_SCAN`] looked at. With a TTL, the look stops at the first
+/// event that is expired at `now_ms` (those older are too, but for clock
+/// steps back: a start then holds fewer events, never an expired one).
+fn read_oldest_of_last(
+    store: &Database,
+    (filter, hidden): (&Filter, Option<&Hidden>),
+    before: u64,
+    count: usize,
+    (ttl, now_ms): (Option<Duration>, u64),
+) -> StoreResult<Option<u64>> {
+    let tx = store.begin_read()?;
+    let stored = tx.open_table(EVENTS)?;
+    let fresh = |head: &Head| !ttl.is_some_and(|ttl| head.expired(ttl, now_ms));
+    let mut seqs = Vec::new();
+    match filter {
+        Filter::Some { topics, prefixes } if prefixes.is_empty() => {
+            let by_topic = tx.open_table(BY_TOPIC)?;
+            for topic in topics
+                .iter()
+                .filter(|t| !hidden.is_some_and(|h| h.hides(t)))
+            {
+                for entry in by_topic
+                    .range((&**topic, 0)..(&**topic, before))?
+                    .rev()
+                    .take(count)
+                {
+                    let seq = entry?.0.value().1;
+                    if ttl.is_some() {
+                        let Some(value) = stored.get(seq)? else {
+                            continue;
+                        };
+                        if !fresh(&head_of(seq, value.value())?) {
+                            break;
+                        }
+                    }
+                    seqs.push(seq);
+                }
+            }
+        }
+        _ => {
+            for entry in stored.range(..before)?.rev().take(LAST_SCAN) {
+                let (seq, value) = entry?;
+                let head = head_of(seq.value(), value.value())?;
+                if !fresh(&head) {
+                    break;
+                }
+                if filter.matches(&head.topic) && !hidden.is_some_and(|h| h.hides(&head.topic)) {
+                    seqs.push(seq.value());
+                    if seqs.len() == count {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.truncate(count);
+    Ok(seqs.last().copied())
+}
+
+/// A stored event's topic and time, read without the rest of it.
+#[derive(serde::Deserialize)]
+struct Head {
+    topic: String,
+    time: String,
+}
+
+impl Head {
+    /// Whether the event is older than `ttl` at `now_ms` (one whose time
+    /// does not read counts from now, as a replay counts it).
+    fn expired(&self, ttl: Duration, now_ms: u64) -> bool {
+        let time = crate::time::event_ms(&self.time).unwrap_or(now_ms);
+        crate::time::expired(time, ttl, now_ms)
+    }
+}
+
+/// The topic and time of a stored event.
+fn head_of(seq: u64, value: &[u8]) -> StoreResult<Head> {
+    serde_json::from_slice::<Head>(value).map_err(|error| {
+        redb::Error::Corrupted(format!("the stored event {seq} does not decode: {error}"))
+    })
+}
+
 /// Hands the hub the newest events without a gap between them (the disk
 /// keeps older ones of quiet topics: a resume reads those from disk), at
 /// most `history`, but those older than `ttl` at their front (the writer
@@ -764,25 +850,60 @@ impl EventLog for DiskLog {
                     gone: Some((from, to)),
                 });
             }
-            let cannot = || Unavailable("the event log (disk) cannot be read now".into());
-            let store = self.shared.store.read().clone().ok_or_else(cannot)?;
             let (shared, filter) = (self.shared.clone(), filter.clone());
-            let read = tokio::task::spawn_blocking(move || {
-                read_span(&store, &shared, epoch, &filter, from, to, limit)
-            });
-            match read.await {
-                Ok(Ok(mut span)) => {
-                    span.drop_expired(from, self.shared.ttl, crate::time::unix_ms());
-                    Ok(span)
-                }
-                Ok(Err(error)) => {
-                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, "reading the event log on disk failed");
-                    Err(cannot())
-                }
-                Err(_) => Err(cannot()),
-            }
+            let ttl = self.shared.ttl;
+            let mut span = self
+                .read_blocking(move |store| {
+                    read_span(store, &shared, epoch, &filter, from, to, limit)
+                })
+                .await?;
+            span.drop_expired(from, ttl, crate::time::unix_ms());
+            Ok(span)
         })
+    }
+
+    fn oldest_of_last<'a>(
+        &'a self,
+        filter: &'a Filter,
+        hidden: Option<Arc<Hidden>>,
+        epoch: u64,
+        before: u64,
+        count: usize,
+    ) -> LastFuture<'a> {
+        Box::pin(async move {
+            if epoch != self.shared.epoch.load(Ordering::Acquire) || count == 0 {
+                return Ok(None);
+            }
+            let (filter, ttl) = (filter.clone(), self.shared.ttl);
+            let now = crate::time::unix_ms();
+            self.read_blocking(move |store| {
+                let selection = (&filter, hidden.as_deref());
+                read_oldest_of_last(store, selection, before, count, (ttl, now))
+            })
+            .await
+        })
+    }
+}
+
+impl DiskLog {
+    /// Runs `read` on the store on a blocking thread: a store that cannot
+    /// be read is counted and logged, and the caller told it is
+    /// unavailable.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let cannot = || Unavailable("the event log (disk) cannot be read now".into());
+        let store = self.shared.store.read().clone().ok_or_else(cannot)?;
+        match tokio::task::spawn_blocking(move || read(&store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "reading the event log on disk failed");
+                Err(cannot())
+            }
+            Err(_) => Err(cannot()),
+        }
     }
 }
 
