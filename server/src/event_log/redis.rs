@@ -71,17 +71,19 @@ use crate::idempotency::{KeyOptions, Keys, Record};
 /// how many records this call dropped; `held`, how many are left (-1
 /// without a key).
 ///
-/// The events are numbered after the stream's newest entry, in its epoch
-/// (after its last generated id when `--history-ttl` emptied it from the
-/// front: Redis 7's `max-deleted-entry-id` tells that its top entry was
-/// not deleted), unless the stream holds less than it once did: it is
-/// empty or missing,
-/// its newest entry is below its own last generated id (entries were
-/// deleted at the top), or below the high-water mark (`ARGV[3]`-`ARGV[4]`)
-/// of the server that appends (the newest id that server has seen
-/// acknowledged or read: Redis came back from an older snapshot, or a
-/// replica that lagged took over). Then a new epoch begins, above every id
-/// seen, so that no id is ever issued twice; `note` is then `new`.
+/// The events are numbered after the stream's newest entry, in its epoch;
+/// after its last generated id when it holds no entry but was emptied
+/// from the front (`XTRIM`, as `--history-ttl`'s `MINID` does: trimming
+/// leaves Redis 7's `max-deleted-entry-id` alone, while `XDEL` of the top
+/// entry raises it to the last generated id). Unless the stream holds less
+/// than it once did: it is missing, or empty with its top entry deleted
+/// (or on Redis before 7.0, which does not tell), its newest entry is
+/// below its own last generated id (entries were deleted at the top), or
+/// any of these is below the high-water mark (`ARGV[3]`-`ARGV[4]`) of the
+/// server that appends (the newest id that server has seen acknowledged
+/// or read: Redis came back from an older snapshot, or a replica that
+/// lagged took over). Then a new epoch begins, above every id seen, so
+/// that no id is ever issued twice; `note` is then `new`.
 const APPEND: &str = r#"
 local function split(id)
   local dash = string.find(id, '-', 1, true)
@@ -738,7 +740,9 @@ impl RedisLog {
             self.saw(held);
         }
         if newest.is_none() && held.is_none() {
-            self.begin_at_top(conn, hub).await?;
+            if let Some(top) = self.begin_at_top(conn, hub).await? {
+                return Ok(top.to_string());
+            }
         }
         Ok(match held {
             Some(id) => id.to_string(),
@@ -754,29 +758,36 @@ impl RedisLog {
 
     /// A stream that exists but holds no entry (with `--history-ttl`,
     /// every one expired): `hub` goes on after its last generated id, so
-    /// that a client holding that id resumes without a notice.
+    /// that a client holding that id resumes without a notice; returns
+    /// that id, to read after. Its length and last id come from one
+    /// `XINFO STREAM`, so that an entry added meanwhile is read, not
+    /// skipped: `None` when the stream is missing or holds entries.
     async fn begin_at_top(
         &self,
         conn: &mut MultiplexedConnection,
         hub: &Hub,
-    ) -> Result<(), RedisError> {
+    ) -> Result<Option<EventId>, RedisError> {
         let key = self.options.key.as_str();
         let exists: bool = within(COMMAND_TIMEOUT, "EXISTS", conn.exists(key)).await?;
         if !exists {
-            return Ok(());
+            return Ok(None);
         }
         let info = redis::cmd("XINFO").arg("STREAM").arg(key).to_owned();
         let info: HashMap<String, redis::Value> =
             within(COMMAND_TIMEOUT, "XINFO", info.query_async(conn)).await?;
-        let top = info
-            .get("last-generated-id")
-            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-            .and_then(|id| id.parse::<EventId>().ok());
-        if let Some(top) = top {
-            hub.begin_at(top.epoch, top.seq.saturating_add(1));
-            self.saw(top);
+        let field = |name: &str| {
+            info.get(name)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+        };
+        if field("length").as_deref() != Some("0") {
+            return Ok(None);
         }
-        Ok(())
+        let Some(top) = field("last-generated-id").and_then(|id| id.parse::<EventId>().ok()) else {
+            return Ok(None);
+        };
+        hub.begin_at(top.epoch, top.seq.saturating_add(1));
+        self.saw(top);
+        Ok(Some(top))
     }
 
     /// Reads entries after `last` into `hub`, blocking for new ones once it
