@@ -296,13 +296,7 @@ impl DiskLog {
             let (epoch, last_seq) = start_run(&store, options.fsync)?;
             let retention = load_retention(&store, &options)?;
             let hub = Hub::follower(epoch, hub_options);
-            load_hub(
-                &store,
-                &hub,
-                (epoch, last_seq),
-                hub_options.history,
-                options.ttl,
-            )?;
+            load_hub(&store, &hub, (epoch, last_seq), hub_options.history)?;
             let keys = Keys::remembering(options.keys);
             load_keys(&store, &keys, options.keys)?;
             Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))
@@ -631,15 +625,16 @@ fn head_of(seq: u64, value: &[u8]) -> StoreResult<Head> {
 
 /// Hands the hub the newest events without a gap between them (the disk
 /// keeps older ones of quiet topics: a resume reads those from disk), at
-/// most `history`, but those older than `ttl` at their front (the writer
-/// drops them from the disk at its first sweep). When none is left, the
-/// hub goes on from `last_seq` all the same.
+/// most `history`. Those that expired while the server was down go at once
+/// through the hub's own expiry, which counts them per topic, so that a
+/// resume from before them hears exactly what it missed (the writer drops
+/// them from the disk at its first sweep). When none is left, the hub goes
+/// on from `last_seq` all the same.
 fn load_hub(
     store: &Database,
     hub: &Hub,
     (epoch, last_seq): (u64, u64),
     history: u64,
-    ttl: Option<Duration>,
 ) -> StoreResult<()> {
     let tx = store.begin_read()?;
     let events = tx.open_table(EVENTS)?;
@@ -652,15 +647,9 @@ fn load_hub(
         first = seq.value();
     }
     let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-    let now = crate::time::unix_ms();
-    let mut fresh = ttl.is_none();
     for entry in events.range(first..=last_seq)? {
         let (seq, value) = entry?;
-        let (id, event) = decode(epoch, seq.value(), value.value())?;
-        fresh = fresh || !ttl.is_some_and(|ttl| is_expired(&event, ttl, now));
-        if fresh {
-            chunk.push((id, event));
-        }
+        chunk.push(decode(epoch, seq.value(), value.value())?);
         if chunk.len() == LOAD_CHUNK {
             hub.replicate(std::mem::take(&mut chunk));
         }
@@ -669,6 +658,7 @@ fn load_hub(
     if hub.last_seq() < last_seq {
         hub.begin_at(epoch, last_seq.saturating_add(1));
     }
+    hub.expire_due();
     Ok(())
 }
 
