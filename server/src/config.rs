@@ -69,6 +69,13 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY_PER_TOPIC", default_value_t = 100)]
     pub history_per_topic: u64,
 
+    /// Drop events older than this from the history (in memory, on disk,
+    /// in the Redis stream), like `1h` (1ms to 100y): they are never
+    /// replayed, and a client resuming from before them gets a reset
+    /// notice. Off by default.
+    #[arg(long, env = "SSE_HISTORY_TTL", value_name = "DURATION", value_parser = history_ttl)]
+    pub history_ttl: Option<Duration>,
+
     /// Most topics that hold events or are followed; a publish to a new
     /// topic over it evicts the least recently published topic no one
     /// follows, or is refused with 503 topic_limit.
@@ -462,6 +469,7 @@ impl Config {
                 events: self.history,
                 bytes: self.history_bytes,
                 per_topic: self.history_per_topic,
+                ttl: self.history_ttl,
                 max_live_topics: self.max_live_topics,
                 max_lag: self.max_lag,
             },
@@ -663,6 +671,7 @@ impl Config {
                     floor: self.history_per_topic,
                     max_empty_topics: usize::try_from(self.max_live_topics).unwrap_or(usize::MAX),
                     keys: self.key_options(),
+                    ttl: self.history_ttl,
                 },
             });
         }
@@ -684,6 +693,7 @@ impl Config {
             history: self.history,
             max_event_bytes: self.max_body,
             keys: self.key_options(),
+            ttl: self.history_ttl,
         }))
     }
 
@@ -735,8 +745,30 @@ fn pattern(s: &str) -> Result<shared::TopicPattern, String> {
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err("must be more than 0".to_owned());
+    }
     match duration(s)? {
         d if d.is_zero() => Err("must be more than 0".to_owned()),
+        d => Ok(d),
+    }
+}
+
+/// The longest `--history-ttl`: 100 years (`100y`). Longer is surely a
+/// mistake of units; leaving the option out keeps events regardless of age.
+const MAX_HISTORY_TTL: Duration = Duration::from_secs(3_155_760_000);
+
+/// `--history-ttl`: from 1 ms (events' times are in milliseconds) to
+/// [`MAX_HISTORY_TTL`].
+fn history_ttl(s: &str) -> Result<Duration, String> {
+    match positive_duration(s)? {
+        d if d < Duration::from_millis(1) => {
+            Err("must be at least 1ms (events' times are in milliseconds)".to_owned())
+        }
+        d if d > MAX_HISTORY_TTL => Err(
+            "must be at most 100y; leave --history-ttl out to keep events whatever their age"
+                .to_owned(),
+        ),
         d => Ok(d),
     }
 }
@@ -865,6 +897,27 @@ mod tests {
         assert!(err.to_string().contains("--redis <URL>"), "{err}");
         let err = Config::try_parse_from(["server", "--keep-alive", "0s"]).unwrap_err();
         assert!(err.to_string().contains("must be more than 0"), "{err}");
+    }
+
+    #[test]
+    fn history_ttl_is_off_by_default_and_bounded() {
+        let config = Config::try_parse_from(["server"]).expect("defaults parse");
+        assert_eq!(config.history_ttl, None);
+        let config = Config::try_parse_from(["server", "--history-ttl", "90s"]).expect("parses");
+        assert_eq!(config.history_ttl, Some(Duration::from_secs(90)));
+        let config = Config::try_parse_from(["server", "--history-ttl", "100y"]).expect("parses");
+        assert_eq!(config.history_ttl, Some(MAX_HISTORY_TTL));
+        for (value, says) in [
+            ("0", "must be more than 0"),
+            ("-1s", "must be more than 0"),
+            ("500us", "must be at least 1ms"),
+            ("101y", "must be at most 100y"),
+            ("soon", "expected number at 0"),
+        ] {
+            let flag = format!("--history-ttl={value}");
+            let err = Config::try_parse_from(["server", flag.as_str()]).unwrap_err();
+            assert!(err.to_string().contains(says), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ enum AcceptPause {
 
 impl Server {
     /// Opens the event log, builds the app and starts the background tasks
-    /// (the reaper, the rate limiter's sweep, the ticker, the certificate's
+    /// (the reaper, the history's expiry sweep, the rate limiter's sweep, the ticker, the certificate's
     /// reload).
     async fn start(listener: TcpListener, settings: Settings) -> Result<Self, OpenError> {
         let open_files = limits::raise_open_files_limit();
@@ -286,6 +286,9 @@ fn spawn_background(
     tasks: &TaskTracker,
 ) {
     tasks.spawn(app.hub.clone().run_reaper(REAP_EVERY));
+    if app.hub.history_ttl().is_some() {
+        tasks.spawn(app.hub.clone().run_expiry());
+    }
     if let Some(limiter) = &app.limiter {
         tasks.spawn(limiter.clone().sweep_until(app.shutdown.clone()));
     }

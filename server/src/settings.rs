@@ -71,6 +71,8 @@ pub struct HistorySettings {
     pub bytes: u64,
     /// `--history-per-topic`.
     pub per_topic: u64,
+    /// `--history-ttl`.
+    pub ttl: Option<Duration>,
     /// `--max-live-topics`.
     pub max_live_topics: u64,
     /// `--max-lag`.
@@ -87,6 +89,7 @@ impl HistorySettings {
             max_live_topics: self.max_live_topics,
             max_lag: self.max_lag,
             max_subscribers,
+            history_ttl: self.ttl,
         }
     }
 }

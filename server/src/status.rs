@@ -165,13 +165,19 @@ fn event_rows(app: &App) -> [Row; 8] {
 }
 
 /// What the hub holds.
-fn history_rows(hub: &Hub) -> [Row; 6] {
+fn history_rows(hub: &Hub) -> [Row; 7] {
     [
         Row {
             name: "sse_history_events",
             kind: MetricType::Gauge,
             help: "Events held in the resume history.",
             value: hub.history_len() as u64,
+        },
+        Row {
+            name: "sse_history_expired_total",
+            kind: "counter",
+            help: "Events dropped from the resume history for their age (--history-ttl).",
+            value: load(&hub.stats.expired),
         },
         Row {
             name: "sse_history_bytes",

@@ -226,6 +226,17 @@ fn lost(reason: ResetReason, requested: Option<&str>, loss: Loss, resume_seq: u6
     }
 }
 
+/// What a backfill read says is lost in `first..=last`: the hub's count
+/// when that is the very stretch the hub counted and the read covered it
+/// all without finding an event, else an unknown count.
+fn logged_loss(first: u64, last: u64, span: &Span, hub_loss: Loss) -> Loss {
+    let all_gone = span.events.is_empty() && span.next > hub_loss.last;
+    if all_gone && (first, last) == (hub_loss.first, hub_loss.last) {
+        return hub_loss;
+    }
+    Loss::unknown(first, last)
+}
+
 /// The `event: reset` frame; its id makes a later reconnect resume right
 /// after the notice.
 fn reset_frame(hub: &Hub, epoch: u64, notice: &ResetNotice) -> Bytes {
@@ -351,6 +362,10 @@ enum Phase {
         upto: u64,
         /// The first seq the hub said was lost for this subscriber.
         lost_from: u64,
+        /// How many of the subscriber's events the hub counted lost in
+        /// `lost_from..=upto`, when it knew: the count told when the log
+        /// holds none of them either.
+        counted: Option<u64>,
         /// When the current run of failed reads began, if one is going on.
         failing_since: Option<Instant>,
     },
@@ -605,6 +620,7 @@ impl Subscriber {
                 self.phase = Phase::Backfill {
                     upto: before - 1,
                     lost_from: seq,
+                    counted: None,
                     failing_since: None,
                 };
             }
@@ -626,7 +642,10 @@ impl Subscriber {
     /// once the cursor passes `upto`.
     async fn backfill_chunk(&mut self) -> Result<Option<Bytes>, Ended> {
         let Phase::Backfill {
-            upto, lost_from, ..
+            upto,
+            lost_from,
+            counted,
+            ..
         } = self.phase
         else {
             return Ok(None);
@@ -649,7 +668,12 @@ impl Subscriber {
             Err(error) => return self.backfill_failed(&error).await,
         };
         self.backfill_recovered();
-        let out = self.backfill_frames(&span, lost_from);
+        let hub_loss = Loss {
+            first: lost_from,
+            last: upto,
+            count: counted,
+        };
+        let out = self.backfill_frames(&span, hub_loss);
         // A read always moves on, so that a backfill ends.
         self.cursor = span.next.max(self.cursor + 1);
         if out.is_empty() {
@@ -691,14 +715,16 @@ impl Subscriber {
 
     /// The frames of one backfill read: a `history_exceeded` notice for
     /// what the log no longer holds of this subscriber's (the hub knows
-    /// that nothing before `lost_from` was), then the events it follows.
-    fn backfill_frames(&mut self, span: &Span, lost_from: u64) -> BytesMut {
+    /// that nothing before `hub_loss.first` was), then the events it
+    /// follows. The notice carries the hub's count when the log holds none
+    /// of the events the hub counted (they expired, say, from both).
+    fn backfill_frames(&mut self, span: &Span, hub_loss: Loss) -> BytesMut {
         let mut out = BytesMut::new();
         if let Some((first, last)) = span.gone {
             let first = first.max(self.cursor).max(self.announced_through + 1);
-            if last >= first && last >= lost_from {
+            if last >= first && last >= hub_loss.first {
                 self.announced_through = last;
-                let loss = Loss::unknown(first.max(lost_from), last);
+                let loss = logged_loss(first.max(hub_loss.first), last, span, hub_loss);
                 let requested = self.resuming.take().requested();
                 let notice = lost(
                     ResetReason::HistoryExceeded,
@@ -791,6 +817,7 @@ impl Subscriber {
                 self.phase = Phase::Backfill {
                     upto: loss.last,
                     lost_from: loss.first,
+                    counted: loss.count,
                     failing_since: None,
                 };
                 return None;

@@ -196,6 +196,31 @@ impl Span {
     }
 }
 
+impl Span {
+    /// Leaves out the events older than `ttl` at `now_ms` (a log sweeps
+    /// them away on a timer, so between sweeps it may still hold some),
+    /// counting them as gone from `from` on: a replay never hands out an
+    /// expired event, and never skips one silently.
+    pub fn drop_expired(&mut self, from: u64, ttl: Option<Duration>, now_ms: u64) {
+        let Some(ttl) = ttl else {
+            return;
+        };
+        let mut last = None;
+        self.events.retain(|(id, event)| {
+            let time = crate::time::event_ms(&event.time).unwrap_or(now_ms);
+            let expired = crate::time::expired(time, ttl, now_ms);
+            if expired {
+                last = Some(id.seq);
+            }
+            !expired
+        });
+        if let Some(last) = last {
+            let through = self.gone.map_or(last, |(_, through)| through.max(last));
+            self.gone = Some((from, through));
+        }
+    }
+}
+
 /// The future [`EventLog::span`] returns.
 pub type SpanFuture<'a> = Pin<Box<dyn Future<Output = Result<Span, Unavailable>> + Send + 'a>>;
 
@@ -408,6 +433,7 @@ async fn open_redis(
     tracing::info!(%key, max_len, "events are kept in the Redis stream");
     tasks.spawn(log.clone().keep_connected(hub.closed().clone()));
     tasks.spawn(log.clone().follow(hub.clone()));
+    tasks.spawn(log.clone().trim_expired(hub.closed().clone()));
     let ready = async {
         hub.until_loaded().await;
         log.until_connected().await;

@@ -26,6 +26,7 @@
 //! keep-alives) and receive what they missed when the reader catches up;
 //! publishing answers 503.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ use super::{
     Keyed, KeyedAppend, KeyedFuture, LastFuture, LogHealth, NewEvent, Shape, Span, SpanFuture,
     Unavailable,
 };
-use crate::hub::{now_rfc3339, Filter, Hidden, Hub, LAST_SCAN};
+use crate::hub::{now_rfc3339, sweep_every, Filter, Hidden, Hub, LAST_SCAN};
 use crate::idempotency::{KeyOptions, Keys, Record};
 
 /// Appends a publish's events (one, or a batch) with consecutive seqs and
@@ -70,14 +71,19 @@ use crate::idempotency::{KeyOptions, Keys, Record};
 /// how many records this call dropped; `held`, how many are left (-1
 /// without a key).
 ///
-/// The events are numbered after the stream's newest entry, in its epoch,
-/// unless the stream holds less than it once did: it is empty or missing,
-/// its newest entry is below its own last generated id (entries were
-/// deleted at the top), or below the high-water mark (`ARGV[3]`-`ARGV[4]`)
-/// of the server that appends (the newest id that server has seen
-/// acknowledged or read: Redis came back from an older snapshot, or a
-/// replica that lagged took over). Then a new epoch begins, above every id
-/// seen, so that no id is ever issued twice; `note` is then `new`.
+/// The events are numbered after the stream's newest entry, in its epoch;
+/// after its last generated id when it holds no entry but was emptied
+/// from the front (`XTRIM`, as `--history-ttl`'s `MINID` does: trimming
+/// leaves Redis 7's `max-deleted-entry-id` alone, while `XDEL` of the top
+/// entry raises it to the last generated id). Unless the stream holds less
+/// than it once did: it is missing, or empty with its top entry deleted
+/// (or on Redis before 7.0, which does not tell), its newest entry is
+/// below its own last generated id (entries were deleted at the top), or
+/// any of these is below the high-water mark (`ARGV[3]`-`ARGV[4]`) of the
+/// server that appends (the newest id that server has seen acknowledged
+/// or read: Redis came back from an older snapshot, or a replica that
+/// lagged took over). Then a new epoch begins, above every id seen, so
+/// that no id is ever issued twice; `note` is then `new`.
 const APPEND: &str = r#"
 local function split(id)
   local dash = string.find(id, '-', 1, true)
@@ -127,12 +133,15 @@ if name ~= '' then
   end
 end
 local top_epoch, top_seq = 0, 0
+local del_epoch, del_seq = nil, nil
 local epoch, seq
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])
   for i = 1, #info, 2 do
     if info[i] == 'last-generated-id' then
       top_epoch, top_seq = split(info[i + 1])
+    elseif info[i] == 'max-deleted-entry-id' then
+      del_epoch, del_seq = split(info[i + 1])
     end
   end
   local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -141,6 +150,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     if not before(e, s, top_epoch, top_seq) and not before(e, s, hw_epoch, hw_seq) then
       epoch, seq = e, s + 1
     end
+  elseif del_epoch ~= nil and before(del_epoch, del_seq, top_epoch, top_seq)
+      and not before(top_epoch, top_seq, hw_epoch, hw_seq) then
+    -- Emptied from the front (every entry expired, XTRIM MINID), not
+    -- deleted at the top: the seqs go on.
+    epoch, seq = top_epoch, top_seq + 1
   end
 end
 local note = ''
@@ -232,6 +246,9 @@ pub struct RedisOptions {
     /// How long and how many idempotency keys are remembered (in Redis,
     /// beside the stream: `<key>:idempotency` and `<key>:idempotency:order`).
     pub keys: KeyOptions,
+    /// `--history-ttl`: entries older than this are trimmed from the
+    /// stream (`XTRIM MINID`).
+    pub ttl: Option<Duration>,
 }
 
 const UNKNOWN: u8 = 0;
@@ -587,9 +604,19 @@ impl RedisLog {
         Ok(reply.ids.iter().filter_map(decode).collect())
     }
 
+    /// Whether `event` is older than `--history-ttl` at `now_ms` (one whose
+    /// time does not read counts from now, as a replay counts it).
+    fn expired(&self, event: &ServerEvent, now_ms: u64) -> bool {
+        self.options.ttl.is_some_and(|ttl| {
+            let time = crate::time::event_ms(&event.time).unwrap_or(now_ms);
+            crate::time::expired(time, ttl, now_ms)
+        })
+    }
+
     /// The seq of the oldest of the newest `count` events below `before`
-    /// of `epoch` that `follows` accepts: the stream read backwards a page
-    /// at a time, at most [`LAST_SCAN`] entries.
+    /// of `epoch` that `follows` accepts and that are not expired: the
+    /// stream read backwards a page at a time, at most [`LAST_SCAN`]
+    /// entries, stopping at the first expired one.
     async fn try_oldest_of_last(
         &self,
         follows: impl Fn(&str) -> bool,
@@ -607,6 +634,7 @@ impl RedisLog {
         let page = BATCH.min(usize::try_from(fit).unwrap_or(usize::MAX)).max(1);
         let (mut found, mut oldest, mut looked) = (0, None, 0);
         let mut end = before;
+        let now = crate::time::unix_ms();
         while end > 1 && found < count && looked < LAST_SCAN {
             let reply: StreamRangeReply = conn
                 .xrevrange_count(
@@ -618,6 +646,11 @@ impl RedisLog {
                 .await?;
             looked += reply.ids.len();
             for (id, event) in reply.ids.iter().filter_map(decode) {
+                if self.expired(&event, now) {
+                    // Those older are expired too (but for clock steps
+                    // back: the start then holds fewer, never an expired one).
+                    return Ok(oldest);
+                }
                 end = end.min(id.seq);
                 if found < count && follows(&event.topic) {
                     found += 1;
@@ -706,6 +739,11 @@ impl RedisLog {
         if let Some(held) = held {
             self.saw(held);
         }
+        if newest.is_none() && held.is_none() {
+            if let Some(top) = self.begin_at_top(conn, hub).await? {
+                return Ok(top.to_string());
+            }
+        }
         Ok(match held {
             Some(id) => id.to_string(),
             None if hub.is_loaded() => "0-0".to_owned(),
@@ -716,6 +754,40 @@ impl RedisLog {
                 },
             ),
         })
+    }
+
+    /// A stream that exists but holds no entry (with `--history-ttl`,
+    /// every one expired): `hub` goes on after its last generated id, so
+    /// that a client holding that id resumes without a notice; returns
+    /// that id, to read after. Its length and last id come from one
+    /// `XINFO STREAM`, so that an entry added meanwhile is read, not
+    /// skipped: `None` when the stream is missing or holds entries.
+    async fn begin_at_top(
+        &self,
+        conn: &mut MultiplexedConnection,
+        hub: &Hub,
+    ) -> Result<Option<EventId>, RedisError> {
+        let key = self.options.key.as_str();
+        let exists: bool = within(COMMAND_TIMEOUT, "EXISTS", conn.exists(key)).await?;
+        if !exists {
+            return Ok(None);
+        }
+        let info = redis::cmd("XINFO").arg("STREAM").arg(key).to_owned();
+        let info: HashMap<String, redis::Value> =
+            within(COMMAND_TIMEOUT, "XINFO", info.query_async(conn)).await?;
+        let field = |name: &str| {
+            info.get(name)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+        };
+        if field("length").as_deref() != Some("0") {
+            return Ok(None);
+        }
+        let Some(top) = field("last-generated-id").and_then(|id| id.parse::<EventId>().ok()) else {
+            return Ok(None);
+        };
+        hub.begin_at(top.epoch, top.seq.saturating_add(1));
+        self.saw(top);
+        Ok(Some(top))
     }
 
     /// Reads entries after `last` into `hub`, blocking for new ones once it
@@ -778,6 +850,73 @@ impl RedisLog {
         Ok(reply
             .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default())
+    }
+}
+
+impl RedisLog {
+    /// Trims entries older than `--history-ttl` from the stream until
+    /// `shutdown`, every [`sweep_every`] of the TTL (at once again while a
+    /// pass stops at its limit). Every server runs it; the trims agree.
+    /// Returns at once without a TTL.
+    pub async fn trim_expired(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(ttl) = self.options.ttl else {
+            return;
+        };
+        let mut wait = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = match within(COMMAND_TIMEOUT, "XTRIM", self.trim_pass(ttl)).await {
+                Ok(true) => Duration::ZERO,
+                Ok(false) => sweep_every(ttl),
+                Err(error) => {
+                    self.command_failed("trimming expired entries", &error);
+                    sweep_every(ttl)
+                }
+            };
+        }
+    }
+
+    /// One trim: the stream's oldest [`BATCH`] entries are read, and those
+    /// before the first that is not expired go with `XTRIM MINID` (the ids
+    /// are `<epoch>-<seq>`, not times: the bound is the first entry kept,
+    /// or the seq after the last one read). Returns whether every entry
+    /// read was expired and more may be.
+    async fn trim_pass(&self, ttl: Duration) -> Result<bool, RedisError> {
+        let Some(mut conn) = self.command_connection() else {
+            return Ok(false);
+        };
+        let key = self.options.key.as_str();
+        let front: StreamRangeReply = conn.xrange_count(key, "-", "+", BATCH).await?;
+        let now = crate::time::unix_ms();
+        let expired = front
+            .ids
+            .iter()
+            .take_while(|entry| {
+                let time: Option<String> = entry.get("time");
+                time.and_then(|t| crate::time::event_ms(&t))
+                    .is_some_and(|t| crate::time::expired(t, ttl, now))
+            })
+            .count();
+        let bound = match front.ids.get(expired) {
+            _ if expired == 0 => return Ok(false),
+            Some(kept) => kept.id.clone(),
+            None => match front.ids[expired - 1].id.parse::<EventId>() {
+                Ok(last) => EventId::new(last.epoch, last.seq.saturating_add(1)).to_string(),
+                Err(_) => return Ok(false),
+            },
+        };
+        let trim = redis::cmd("XTRIM")
+            .arg(key)
+            .arg("MINID")
+            .arg("=")
+            .arg(&bound)
+            .to_owned();
+        let trimmed: u64 = trim.query_async(&mut conn).await?;
+        tracing::debug!(trimmed, %bound, "expired entries trimmed from the stream");
+        Ok(expired == front.ids.len() && expired == BATCH)
     }
 }
 
@@ -931,7 +1070,11 @@ impl EventLog for RedisLog {
                 self.try_range(epoch, from, to, limit),
             );
             match read.await {
-                Ok(events) => Ok(Span::of_stream(events, filter, from, to)),
+                Ok(events) => {
+                    let mut span = Span::of_stream(events, filter, from, to);
+                    span.drop_expired(from, self.options.ttl, crate::time::unix_ms());
+                    Ok(span)
+                }
                 Err(error) => {
                     self.command_failed("replaying from the stream", &error);
                     Err(Unavailable(

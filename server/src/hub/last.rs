@@ -32,6 +32,8 @@ pub(crate) struct LastStart {
 impl Subscription {
     /// The hub's newest `n` events that this subscriber follows.
     pub(crate) fn last_start(&self, n: usize) -> LastStart {
+        // Expired events are not among them, even between sweeps.
+        self.hub().expire_due();
         let visible = self.hub().visible.load(Ordering::Acquire);
         let mut seqs = match &self.filter {
             Filter::All => self.last_of_all(n, visible),

@@ -26,6 +26,7 @@
 //! recent past; with the disk log, its writer hands each stored batch to
 //! [`Hub::replicate`] of a [`Hub::follower`].
 
+mod expiry;
 pub mod index;
 mod last;
 mod read;
@@ -67,7 +68,27 @@ use self::store::{Bounds, Global, Store, Topic};
 
 /// The current time as RFC 3339 with milliseconds, as events carry it.
 pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    stamp().0
+}
+
+/// The current time as events carry it, and in ms since the Unix epoch.
+fn stamp() -> (String, u64) {
+    let now = SystemTime::now();
+    (
+        humantime::format_rfc3339_millis(now).to_string(),
+        crate::time::ms_of(now),
+    )
+}
+
+/// Events one expiry pass drops at most under the sequencer lock; a pass
+/// that stops there lets publishes in before the next.
+const EXPIRE_PASS: usize = 1024;
+
+/// How often the history is swept for expired events with `ttl`: a tenth
+/// of it, within 10 ms and 1 s. Reads never wait for a sweep (they expire
+/// what is due first); the sweep frees memory of quiet topics.
+pub(crate) fn sweep_every(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// A new log's epoch (in memory, or on disk): this second since the Unix epoch times
@@ -97,6 +118,8 @@ pub struct HubOptions {
     pub max_lag: u64,
     /// The most subscribers at once.
     pub max_subscribers: usize,
+    /// `--history-ttl`: events older than this are dropped.
+    pub history_ttl: Option<Duration>,
 }
 
 /// Where the log stands, read without the sequencer lock.
@@ -208,6 +231,12 @@ pub struct Hub {
     pub(crate) stats: HubStats,
     /// Cancelled when the server shuts down: every stream ends.
     closed: CancellationToken,
+    /// `--history-ttl`.
+    ttl: Option<Duration>,
+    /// When the oldest retained event expires (ms since the Unix epoch;
+    /// `u64::MAX`: never), for readers to tell without the sequencer lock
+    /// whether something is due.
+    due_ms: AtomicU64,
 }
 
 /// Why a subscription was refused.
@@ -314,6 +343,7 @@ impl Hub {
             max_bytes: options.history_bytes,
             floor: options.history_per_topic,
             max_topics: options.max_live_topics,
+            ttl: options.history_ttl,
         };
         Arc::new(Self {
             sequencer: Mutex::new(Sequencer {
@@ -340,6 +370,8 @@ impl Hub {
             pattern_cap: usize::try_from(options.history).unwrap_or(usize::MAX),
             stats: HubStats::default(),
             closed: CancellationToken::new(),
+            ttl: options.history_ttl,
+            due_ms: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -388,7 +420,8 @@ impl Hub {
         }
     }
 
-    /// Number of events retained.
+    /// Number of events retained (those expired go at the next read or
+    /// sweep).
     pub fn history_len(&self) -> usize {
         self.sequencer.lock().store.events
     }
@@ -444,7 +477,7 @@ impl Hub {
         topic: &str,
         message: String,
     ) -> Result<(EventId, ServerEvent), TopicLimit> {
-        let time = now_rfc3339();
+        let (time, time_ms) = stamp();
         let (id, event, touched, patterns) = {
             let mut sequencer = self.sequencer.lock();
             let s = &mut *sequencer;
@@ -457,8 +490,9 @@ impl Hub {
                 message,
                 time,
             };
+            let frame = frame_json(None, &id, &event);
             s.store
-                .append(&stored, id.seq, frame_json(None, &id, &event), &self.global);
+                .append(&stored, (id.seq, time_ms), frame, &self.global);
             let patterns: Vec<(Arc<Pattern>, u64)> = s
                 .patterns
                 .matching(topic)
@@ -470,6 +504,7 @@ impl Hub {
                 .collect();
             s.next_seq = id.seq + 1;
             self.visible.store(id.seq, Ordering::Release);
+            self.note_due(&s.store);
             (id, event, [(stored, 1)], patterns)
         };
         let woken = wake(&touched, &patterns, &self.everyone, 1);
@@ -491,7 +526,7 @@ impl Hub {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<(EventId, ServerEvent)>, TopicLimit> {
-        let time = now_rfc3339();
+        let (time, time_ms) = stamp();
         let mut stored_events = Vec::with_capacity(events.len());
         let mut touched: HashMap<usize, (Arc<Topic>, u64)> = HashMap::new();
         let mut patterns: HashMap<usize, (Arc<Pattern>, u64)> = HashMap::new();
@@ -511,8 +546,9 @@ impl Hub {
                     message,
                     time: time.clone(),
                 };
+                let frame = frame_json(None, &id, &event);
                 s.store
-                    .append(&stored, id.seq, frame_json(None, &id, &event), &self.global);
+                    .append(&stored, (id.seq, time_ms), frame, &self.global);
                 for pattern in s.patterns.matching(&event.topic) {
                     pattern.seqs.lock().push(id.seq);
                     patterns
@@ -528,6 +564,7 @@ impl Hub {
                 stored_events.push((id, event));
             }
             self.visible.store(s.next_seq - 1, Ordering::Release);
+            self.note_due(&s.store);
         }
         let added = stored_events.len() as u64;
         let touched: Vec<_> = touched.into_values().collect();
@@ -568,26 +605,15 @@ impl Hub {
                              subscribers get a reset notice"
                         );
                     }
-                    s.store.restart(id.seq, &self.global);
-                    for pattern in s.patterns.all() {
-                        let mut seqs = pattern.seqs.lock();
-                        seqs.seqs.clear();
-                        seqs.since = id.seq;
-                    }
-                    s.epoch = id.epoch;
-                    s.next_seq = id.seq;
-                    self.generation.fetch_add(1, Ordering::AcqRel);
-                    self.epoch.store(id.epoch, Ordering::Release);
-                    self.horizon.store(id.seq, Ordering::Release);
-                    self.visible.store(id.seq - 1, Ordering::Release);
-                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    self.begin_anew(s, id.epoch, id.seq);
                     restarted = true;
                     touched.clear();
                     patterns.clear();
                 }
                 let stored = s.store.topic_forced(&event.topic);
+                let at = (id.seq, self.time_of(&event));
                 s.store
-                    .append(&stored, id.seq, frame_json(None, &id, &event), &self.global);
+                    .append(&stored, at, frame_json(None, &id, &event), &self.global);
                 for pattern in s.patterns.matching(&event.topic) {
                     pattern.seqs.lock().push(id.seq);
                     patterns
@@ -604,6 +630,7 @@ impl Hub {
                 added += 1;
                 tracing::debug!(id = %id, topic = %event.topic, message = %event.message, "pushed event");
             }
+            self.note_due(&s.store);
         }
         if restarted {
             self.notify_all();
@@ -616,6 +643,44 @@ impl Hub {
             HubStats::add(&self.stats.wakeups, woken);
         }
         usize::try_from(added).unwrap_or(usize::MAX)
+    }
+
+    /// Forgets what the hub held: it knows the log from seq `next` of
+    /// `epoch` on (a new epoch, a stretch a replica could not read, or a
+    /// log that holds no event now but issued seqs up to `next - 1`).
+    fn begin_anew(&self, s: &mut Sequencer, epoch: u64, next: u64) {
+        s.store.restart(next, &self.global);
+        for pattern in s.patterns.all() {
+            let mut seqs = pattern.seqs.lock();
+            seqs.seqs.clear();
+            seqs.since = next;
+        }
+        s.epoch = epoch;
+        s.next_seq = next;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.epoch.store(epoch, Ordering::Release);
+        self.horizon.store(next, Ordering::Release);
+        self.visible
+            .store(next.saturating_sub(1), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.note_due(&s.store);
+    }
+
+    /// Tells a hub that copies a log (on disk, or a shared stream) that the
+    /// log holds no event now but issued the seqs of `epoch` up to
+    /// `next - 1` (every one of them expired): the hub goes on from there,
+    /// so that a client holding the last id resumes without a notice and
+    /// the next event is no gap. Does nothing when the hub is there already.
+    pub fn begin_at(&self, epoch: u64, next: u64) {
+        {
+            let mut sequencer = self.sequencer.lock();
+            let s = &mut *sequencer;
+            if next <= 1 || (s.epoch == epoch && s.next_seq >= next) {
+                return;
+            }
+            self.begin_anew(s, epoch, next);
+        }
+        self.notify_all();
     }
 
     /// Checks that an event of `topic` may be stored, before a log that
@@ -753,6 +818,7 @@ impl Hub {
         limit: usize,
         readable: impl Fn(&str) -> bool,
     ) -> Vec<TopicInfo> {
+        self.expire_due();
         let listed = self.sequencer.lock().store.list(after, limit, readable);
         listed
             .into_iter()
@@ -972,6 +1038,7 @@ pub(crate) mod tests {
             max_live_topics: 100_000,
             max_lag,
             max_subscribers,
+            history_ttl: None,
         }
     }
 
@@ -981,7 +1048,7 @@ pub(crate) mod tests {
 
     /// Reads everything `sub` has after `cursor`: the seqs delivered, the
     /// losses reported, and the next cursor.
-    fn read_all(sub: &Subscription, cursor: u64) -> (Vec<u64>, Vec<store::Loss>, u64) {
+    pub(crate) fn read_all(sub: &Subscription, cursor: u64) -> (Vec<u64>, Vec<store::Loss>, u64) {
         let (mut seqs, mut losses, mut cursor, mut announced) = (Vec::new(), Vec::new(), cursor, 0);
         loop {
             let Read::Batch(batch) = sub.read(sub.hub().generation(), cursor, announced) else {

@@ -156,6 +156,8 @@ impl Subscription {
     /// `announced_through` were announced already and are not counted again.
     pub(crate) fn read(&self, generation: u64, cursor: u64, announced_through: u64) -> Read {
         let hub = self.hub();
+        // No expired event is handed out, even between sweeps.
+        hub.expire_due();
         let now = hub.generation();
         if now != generation || now % 2 == 1 {
             return self.restarted();

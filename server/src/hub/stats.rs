@@ -22,6 +22,8 @@ pub struct HubStats {
     /// Subscribers woken by publishes (each publish wakes only those whose
     /// filter matches).
     pub(crate) wakeups: AtomicU64,
+    /// Events dropped from the history for their age (`--history-ttl`).
+    pub(crate) expired: AtomicU64,
 }
 
 impl HubStats {

@@ -21,10 +21,17 @@
 //!   seq), and summaries are bounded too, past which one number stands for
 //!   all. A resume older than what the hub can account for gets a notice
 //!   with an unknown count, never silence.
+//! - With `--history-ttl`, the time of each retained event is kept too,
+//!   and [`Store::expire`] drops events older than the TTL the same way
+//!   (tombstones and all), oldest seq first: a topic still drops only from
+//!   its front, so losses stay exact per topic. An event whose time is
+//!   earlier than that of an event before it (the clocks of several
+//!   servers on one Redis) goes with that one.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -177,6 +184,17 @@ pub(crate) struct Bounds {
     pub(crate) floor: u64,
     /// `--max-live-topics`.
     pub(crate) max_topics: u64,
+    /// `--history-ttl`: events older than this go.
+    pub(crate) ttl: Option<Duration>,
+}
+
+/// What one expiry pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Expiry {
+    /// Events dropped for their age.
+    pub(crate) expired: u64,
+    /// Whether the pass stopped at its limit with expired events left.
+    pub(crate) more: bool,
 }
 
 fn to_usize(n: u64) -> usize {
@@ -240,6 +258,11 @@ pub(crate) struct Store {
     pub(crate) horizon: u64,
     /// Topics evicted whole to make room for a new one.
     pub(crate) topic_evictions: u64,
+    /// `--history-ttl`.
+    ttl: Option<Duration>,
+    /// Seq → time (ms since the Unix epoch) of every retained event, kept
+    /// only with a TTL.
+    times: BTreeMap<u64, u64>,
 }
 
 impl Store {
@@ -266,6 +289,8 @@ impl Store {
             summaries_forgotten_through: 0,
             horizon: 1,
             topic_evictions: 0,
+            ttl: bounds.ttl,
+            times: BTreeMap::new(),
         }
     }
 
@@ -440,15 +465,19 @@ impl Store {
         }
     }
 
-    /// Adds the event `seq`, framed as `frame`, to `topic` and the global
-    /// order, then evicts until the bounds hold again.
+    /// Adds the event `seq` of `time_ms` (its time, in ms since the Unix
+    /// epoch), framed as `frame`, to `topic` and the global order, then
+    /// evicts until the bounds hold again.
     pub(crate) fn append(
         &mut self,
         topic: &Arc<Topic>,
-        seq: u64,
+        (seq, time_ms): (u64, u64),
         frame: Bytes,
         global: &RwLock<Global>,
     ) {
+        if self.ttl.is_some() {
+            self.times.insert(seq, time_ms);
+        }
         let size = frame.len() + EVENT_OVERHEAD;
         let followed = self.followed(topic);
         {
@@ -509,6 +538,7 @@ impl Store {
             return;
         };
         self.excess.remove(&seq);
+        self.times.remove(&seq);
         queue.tombstones.push_back(seq);
         self.tombstone_order.push_back((seq, topic.clone()));
         self.track(topic, &queue, followed);
@@ -620,6 +650,7 @@ impl Store {
             queue.forgotten_through = 0;
         }
         self.excess.clear();
+        self.times.clear();
         self.idle.clear();
         self.lru.clear();
         self.tombstone_order.clear();
@@ -634,6 +665,46 @@ impl Store {
         for topic in &topics {
             self.remove_if_empty(topic);
         }
+    }
+
+    /// When the oldest retained event expires (ms since the Unix epoch);
+    /// `u64::MAX` without a TTL or without events.
+    pub(crate) fn due_ms(&self) -> u64 {
+        match (self.ttl, self.times.first_key_value()) {
+            (Some(ttl), Some((_, time))) => {
+                let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                time.saturating_add(ttl)
+            }
+            _ => u64::MAX,
+        }
+    }
+
+    /// Drops, oldest seq first, the events older than the TTL at `now_ms`,
+    /// at most `limit` of them, leaving tombstones as any eviction does:
+    /// stops at the first event that is not expired.
+    pub(crate) fn expire(&mut self, now_ms: u64, limit: usize, global: &RwLock<Global>) -> Expiry {
+        let mut expiry = Expiry::default();
+        while self.due_ms() <= now_ms {
+            if expiry.expired >= limit as u64 {
+                expiry.more = true;
+                break;
+            }
+            let Some((&seq, _)) = self.times.first_key_value() else {
+                break;
+            };
+            let name = global.read().events.get(&seq).map(|(name, _)| name.clone());
+            match name.and_then(|name| self.topics.get(&name).cloned()) {
+                // The oldest retained event is its topic's front.
+                Some(topic) => self.evict_front(&topic, global),
+                // Not retained (cannot happen: kept in step): forget it.
+                None => {
+                    self.times.remove(&seq);
+                    continue;
+                }
+            }
+            expiry.expired += 1;
+        }
+        expiry
     }
 
     /// Topics after `after` (by name), at most `limit`.

@@ -27,3 +27,4 @@ mod resume;
 mod stream;
 mod tls;
 mod topics;
+mod ttl;

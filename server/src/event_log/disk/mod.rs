@@ -175,6 +175,8 @@ pub struct DiskOptions {
     pub max_empty_topics: usize,
     /// How long and how many idempotency keys are remembered.
     pub keys: KeyOptions,
+    /// `--history-ttl`: events older than this are dropped from the disk.
+    pub ttl: Option<Duration>,
 }
 
 /// Why a store operation failed.
@@ -196,6 +198,8 @@ struct Shared {
     retention: Mutex<Retention>,
     /// The idempotency keys, as the store holds them.
     keys: Keys,
+    /// `--history-ttl`.
+    ttl: Option<Duration>,
 }
 
 impl Shared {
@@ -292,7 +296,7 @@ impl DiskLog {
             let (epoch, last_seq) = start_run(&store, options.fsync)?;
             let retention = load_retention(&store, &options)?;
             let hub = Hub::follower(epoch, hub_options);
-            load_hub(&store, &hub, epoch, last_seq, hub_options.history)?;
+            load_hub(&store, &hub, (epoch, last_seq), hub_options.history)?;
             let keys = Keys::remembering(options.keys);
             load_keys(&store, &keys, options.keys)?;
             Ok::<_, redb::Error>((epoch, last_seq, retention, hub, keys))
@@ -324,6 +328,7 @@ impl DiskLog {
             errors: AtomicU64::new(0),
             retention: Mutex::new(retention),
             keys,
+            ttl: options.ttl,
         });
         let (requests, queue) = mpsc::channel(QUEUE);
         let (done, closed) = oneshot::channel();
@@ -535,15 +540,19 @@ fn decode(epoch: u64, seq: u64, value: &[u8]) -> StoreResult<(EventId, ServerEve
 /// The seq of the oldest of the newest `count` events below `before` that
 /// `filter` selects and `hidden` does not hide: named topics through
 /// `by_topic`, patterns and every topic from `events`, newest first, at
-/// most [`LAST_SCAN`] looked at.
+/// most [`LAST_SCAN`] looked at. With a TTL, the look stops at the first
+/// event that is expired at `now_ms` (those older are too, but for clock
+/// steps back: a start then holds fewer events, never an expired one).
 fn read_oldest_of_last(
     store: &Database,
-    filter: &Filter,
-    hidden: Option<&Hidden>,
+    (filter, hidden): (&Filter, Option<&Hidden>),
     before: u64,
     count: usize,
+    (ttl, now_ms): (Option<Duration>, u64),
 ) -> StoreResult<Option<u64>> {
     let tx = store.begin_read()?;
+    let stored = tx.open_table(EVENTS)?;
+    let fresh = |head: &Head| !ttl.is_some_and(|ttl| head.expired(ttl, now_ms));
     let mut seqs = Vec::new();
     match filter {
         Filter::Some { topics, prefixes } if prefixes.is_empty() => {
@@ -557,16 +566,27 @@ fn read_oldest_of_last(
                     .rev()
                     .take(count)
                 {
-                    seqs.push(entry?.0.value().1);
+                    let seq = entry?.0.value().1;
+                    if ttl.is_some() {
+                        let Some(value) = stored.get(seq)? else {
+                            continue;
+                        };
+                        if !fresh(&head_of(seq, value.value())?) {
+                            break;
+                        }
+                    }
+                    seqs.push(seq);
                 }
             }
         }
         _ => {
-            let stored = tx.open_table(EVENTS)?;
             for entry in stored.range(..before)?.rev().take(LAST_SCAN) {
                 let (seq, value) = entry?;
-                let topic = topic_of(seq.value(), value.value())?;
-                if filter.matches(&topic) && !hidden.is_some_and(|h| h.hides(&topic)) {
+                let head = head_of(seq.value(), value.value())?;
+                if !fresh(&head) {
+                    break;
+                }
+                if filter.matches(&head.topic) && !hidden.is_some_and(|h| h.hides(&head.topic)) {
                     seqs.push(seq.value());
                     if seqs.len() == count {
                         break;
@@ -580,27 +600,40 @@ fn read_oldest_of_last(
     Ok(seqs.last().copied())
 }
 
-/// The topic of a stored event, read without the rest of it.
-fn topic_of(seq: u64, value: &[u8]) -> StoreResult<String> {
-    #[derive(serde::Deserialize)]
-    struct TopicOnly {
-        topic: String,
+/// A stored event's topic and time, read without the rest of it.
+#[derive(serde::Deserialize)]
+struct Head {
+    topic: String,
+    time: String,
+}
+
+impl Head {
+    /// Whether the event is older than `ttl` at `now_ms` (one whose time
+    /// does not read counts from now, as a replay counts it).
+    fn expired(&self, ttl: Duration, now_ms: u64) -> bool {
+        let time = crate::time::event_ms(&self.time).unwrap_or(now_ms);
+        crate::time::expired(time, ttl, now_ms)
     }
-    serde_json::from_slice::<TopicOnly>(value)
-        .map(|event| event.topic)
-        .map_err(|error| {
-            redb::Error::Corrupted(format!("the stored event {seq} does not decode: {error}"))
-        })
+}
+
+/// The topic and time of a stored event.
+fn head_of(seq: u64, value: &[u8]) -> StoreResult<Head> {
+    serde_json::from_slice::<Head>(value).map_err(|error| {
+        redb::Error::Corrupted(format!("the stored event {seq} does not decode: {error}"))
+    })
 }
 
 /// Hands the hub the newest events without a gap between them (the disk
 /// keeps older ones of quiet topics: a resume reads those from disk), at
-/// most `history`.
+/// most `history`. Those that expired while the server was down go at once
+/// through the hub's own expiry, which counts them per topic, so that a
+/// resume from before them hears exactly what it missed (the writer drops
+/// them from the disk at its first sweep). When none is left, the hub goes
+/// on from `last_seq` all the same.
 fn load_hub(
     store: &Database,
     hub: &Hub,
-    epoch: u64,
-    last_seq: u64,
+    (epoch, last_seq): (u64, u64),
     history: u64,
 ) -> StoreResult<()> {
     let tx = store.begin_read()?;
@@ -622,7 +655,17 @@ fn load_hub(
         }
     }
     hub.replicate(chunk);
+    if hub.last_seq() < last_seq {
+        hub.begin_at(epoch, last_seq.saturating_add(1));
+    }
+    hub.expire_due();
     Ok(())
+}
+
+/// Whether `event` is older than `ttl` at `now_ms` (one whose time does
+/// not read is not).
+fn is_expired(event: &ServerEvent, ttl: Duration, now_ms: u64) -> bool {
+    crate::time::event_ms(&event.time).is_some_and(|time| crate::time::expired(time, ttl, now_ms))
 }
 
 /// Reads, for a subscriber of `filter`, the events among `from..=to` from
@@ -798,10 +841,14 @@ impl EventLog for DiskLog {
                 });
             }
             let (shared, filter) = (self.shared.clone(), filter.clone());
-            self.read_blocking(move |store| {
-                read_span(store, &shared, epoch, &filter, from, to, limit)
-            })
-            .await
+            let ttl = self.shared.ttl;
+            let mut span = self
+                .read_blocking(move |store| {
+                    read_span(store, &shared, epoch, &filter, from, to, limit)
+                })
+                .await?;
+            span.drop_expired(from, ttl, crate::time::unix_ms());
+            Ok(span)
         })
     }
 
@@ -817,9 +864,11 @@ impl EventLog for DiskLog {
             if epoch != self.shared.epoch.load(Ordering::Acquire) || count == 0 {
                 return Ok(None);
             }
-            let filter = filter.clone();
+            let (filter, ttl) = (filter.clone(), self.shared.ttl);
+            let now = crate::time::unix_ms();
             self.read_blocking(move |store| {
-                read_oldest_of_last(store, &filter, hidden.as_deref(), before, count)
+                let selection = (&filter, hidden.as_deref());
+                read_oldest_of_last(store, selection, before, count, (ttl, now))
             })
             .await
         })

@@ -18,6 +18,10 @@
 //! number, for at most `max(--max-live-topics, 1024)` such topics; past
 //! that one number stands for all that were forgotten.
 //!
+//! With `--history-ttl`, events older than the TTL go too, oldest seq
+//! first ([`Retention::expire`]): they are each their topic's oldest, so
+//! the same number per topic tells what it lost.
+//!
 //! This index lives in memory (about 16 bytes per kept event, plus a few
 //! per topic), is rebuilt at start from the `by_topic` and `topics` tables,
 //! and is changed only by the writer, in step with the tables.
@@ -186,17 +190,56 @@ impl Retention {
             let Some(name) = candidate else {
                 break;
             };
-            self.untrack(&name);
-            let topic = self.topics.get_mut(&name).expect("a tracked topic");
-            let (seq, size) = topic.events.pop_front().expect("a topic with events");
-            topic.dropped_through = seq;
-            self.track(&name);
-            self.events -= 1;
-            self.bytes -= size;
-            self.dropped_through = self.dropped_through.max(seq);
-            dropped.events.push((name.clone(), seq));
-            dropped.topics.insert(name, seq);
+            self.drop_front(&name, &mut dropped);
         }
+        self.forget_empty(&mut dropped);
+        dropped
+    }
+
+    /// Drops the events of `expired` (topic and seq, in seq order: each its
+    /// topic's oldest, as the oldest events of all are), for their age.
+    /// One that is not its topic's oldest kept event is left to the
+    /// tables alone (the index does not hold it).
+    pub(super) fn expire(&mut self, expired: &[(Arc<str>, u64)]) -> Dropped {
+        let mut dropped = Dropped::default();
+        for (topic, seq) in expired {
+            let name = self.name(topic);
+            let front = self
+                .topics
+                .get(&name)
+                .and_then(|t| t.events.front())
+                .map(|(front, _)| *front);
+            if front == Some(*seq) {
+                self.drop_front(&name, &mut dropped);
+            } else {
+                dropped.events.push((name, *seq));
+            }
+        }
+        self.forget_empty(&mut dropped);
+        dropped
+    }
+
+    /// Drops the oldest event of `name`, a topic with events.
+    fn drop_front(&mut self, name: &Arc<str>, dropped: &mut Dropped) {
+        self.untrack(name);
+        let Some(topic) = self.topics.get_mut(name) else {
+            return;
+        };
+        let Some((seq, size)) = topic.events.pop_front() else {
+            self.track(name);
+            return;
+        };
+        topic.dropped_through = seq;
+        self.track(name);
+        self.events = self.events.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(size);
+        self.dropped_through = self.dropped_through.max(seq);
+        dropped.events.push((name.clone(), seq));
+        dropped.topics.insert(name.clone(), seq);
+    }
+
+    /// Forgets the topics without events past the bound, oldest first.
+    fn forget_empty(&mut self, dropped: &mut Dropped) {
         while self.empty.len() > self.max_empty {
             let Some((through, name)) = self.empty.pop_first() else {
                 break;
@@ -206,7 +249,6 @@ impl Retention {
             dropped.topics.remove(&name);
             dropped.forgotten.push(name);
         }
-        dropped
     }
 
     /// The newest seq at or below which events of `filter` may have been
@@ -281,6 +323,31 @@ mod tests {
         assert_eq!(seqs(&r.evict(|seq| seq == 1)), [2]);
         assert_eq!(r.gone(&filter(&["a"]), 1, 9), None);
         assert_eq!(r.gone(&filter(&["b"]), 1, 9), Some((1, 2)));
+    }
+
+    #[test]
+    fn expired_events_are_told_per_topic() {
+        let mut r = Retention::new(100, u64::MAX, 5, 0);
+        for (topic, seq) in [("a", 1), ("b", 2), ("a", 3), ("b", 4)] {
+            r.push(topic, seq, 10);
+        }
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let dropped = r.expire(&[(a.clone(), 1), (b.clone(), 2)]);
+        assert_eq!(seqs(&dropped), [1, 2]);
+        assert_eq!((r.events, r.bytes), (2, 20));
+        assert_eq!(dropped.topics.get("a"), Some(&1));
+        // A resume of a from after its expired event hears nothing; one
+        // from before it hears of a alone.
+        assert_eq!(r.gone(&filter(&["a"]), 2, 9), None);
+        assert_eq!(r.gone(&filter(&["a"]), 1, 9), Some((1, 1)));
+        assert_eq!(r.gone(&filter(&["b"]), 1, 9), Some((1, 2)));
+        // An event the index does not hold as a topic's oldest changes
+        // nothing but the tables.
+        let dropped = r.expire(&[(a, 9)]);
+        assert_eq!(seqs(&dropped), [9]);
+        assert!(dropped.topics.is_empty());
+        assert_eq!(r.events, 2);
     }
 
     #[test]

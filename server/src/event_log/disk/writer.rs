@@ -8,20 +8,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
 use shared::{EventId, ServerEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::retention::EVENT_OVERHEAD;
+use super::retention::{Dropped, EVENT_OVERHEAD};
 use super::{
     begin_epoch, decode_record, dir, load_retention, unavailable, DiskOptions, Fsync, Request,
     Shared, StoreResult, BY_TOPIC, EVENTS, KEYS, KEY_ORDER, KEY_WEIGHT, MAX_BATCH, META, RETRY_MAX,
     RETRY_MIN, STOPPED, TOPICS,
 };
 use crate::event_log::{Appended, Keyed, NewEvent};
-use crate::hub::{now_rfc3339, Hub};
+use crate::hub::{now_rfc3339, sweep_every, Hub};
 use crate::idempotency::{now_ms, KeyOptions, Record};
 
 /// Expired keys dropped from the store in one commit at most, beside those
@@ -52,6 +52,8 @@ pub(super) struct Writer {
     synced: Instant,
     /// Whether commits since then wait for a sync (batch mode).
     unsynced: bool,
+    /// When to sweep the store for expired events (with `--history-ttl`).
+    expire_at: Option<Instant>,
     /// When to try reopening a failed store.
     retry_at: Instant,
     backoff: Duration,
@@ -83,6 +85,9 @@ impl Writer {
             store: Some(store),
             path,
             fsync: options.fsync,
+            // The first sweep comes at once: a restart drops what expired
+            // while the server was down.
+            expire_at: options.ttl.map(|_| Instant::now()),
             options,
             shared,
             hub,
@@ -148,11 +153,16 @@ impl Writer {
     }
 
     /// When the writer must wake without a publish: to sync (batch mode),
-    /// or to retry a failed store.
+    /// to sweep for expired events, or to retry a failed store.
     fn next_timer(&self) -> Option<Instant> {
         if self.store.is_none() {
             return Some(self.retry_at);
         }
+        [self.sync_at(), self.expire_at].into_iter().flatten().min()
+    }
+
+    /// When batch mode's sync is due, if commits wait for one.
+    fn sync_at(&self) -> Option<Instant> {
         match self.fsync {
             Fsync::Batch(every) if self.unsynced => Some(self.synced + every),
             _ => None,
@@ -164,10 +174,88 @@ impl Writer {
             self.try_reopen();
             return;
         }
-        if self.unsynced {
+        let now = Instant::now();
+        if self.expire_at.is_some_and(|at| at <= now) {
+            self.sweep();
+        }
+        if self.store.is_some() && self.sync_at().is_some_and(|at| at <= now) {
             if let Err(error) = self.sync() {
                 self.failed("syncing", &error);
             }
+        }
+    }
+
+    /// One sweep for expired events; the next comes after
+    /// [`sweep_every`], or at once while a sweep stops at its limit.
+    fn sweep(&mut self) {
+        let Some(ttl) = self.options.ttl else {
+            return;
+        };
+        let more = match self.expire(ttl) {
+            Ok(more) => more,
+            Err(error) => {
+                self.failed("dropping expired events", &error);
+                false
+            }
+        };
+        let wait = if more {
+            Duration::ZERO
+        } else {
+            sweep_every(ttl)
+        };
+        self.expire_at = Some(Instant::now() + wait);
+    }
+
+    /// Drops from the store, oldest seq first, up to
+    /// [`EXPIRE_PER_COMMIT`] events older than `ttl`, stopping at the first
+    /// that is not, in one transaction; returns whether it stopped at the
+    /// limit.
+    fn expire(&mut self, ttl: Duration) -> StoreResult<bool> {
+        self.check_fault()?;
+        let Some(store) = self.store.clone() else {
+            return Err(redb::Error::DatabaseClosed);
+        };
+        let expired = expired_front(&store, ttl)?;
+        if expired.is_empty() {
+            return Ok(false);
+        }
+        let durable = self.durable_now();
+        let mut tx = store.begin_write()?;
+        if !durable {
+            tx.set_durability(Durability::None)?;
+        }
+        {
+            let mut stored = tx.open_table(EVENTS)?;
+            let mut by_topic = tx.open_table(BY_TOPIC)?;
+            let mut topics = tx.open_table(TOPICS)?;
+            let mut retention = self.shared.retention.lock();
+            let dropped = retention.expire(&expired);
+            apply_dropped(&dropped, &mut stored, &mut by_topic, &mut topics)?;
+            tx.open_table(META)?
+                .insert("forgotten_through", retention.forgotten_through)?;
+        }
+        tx.commit()?;
+        self.committed(durable);
+        tracing::debug!(expired = expired.len(), "expired events dropped from disk");
+        Ok(expired.len() == EXPIRE_PER_COMMIT)
+    }
+
+    /// Whether the next commit is synced: always, or once batch mode's
+    /// interval has passed.
+    fn durable_now(&self) -> bool {
+        match self.fsync {
+            Fsync::Always => true,
+            Fsync::Batch(every) => self.synced.elapsed() >= every,
+        }
+    }
+
+    /// Records a commit, `durable` or waiting for batch mode's sync.
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.synced = Instant::now();
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
         }
     }
 
@@ -269,10 +357,7 @@ impl Writer {
         let Some(store) = self.store.clone() else {
             return Err(redb::Error::DatabaseClosed);
         };
-        let durable = match self.fsync {
-            Fsync::Always => true,
-            Fsync::Batch(every) => self.synced.elapsed() >= every,
-        };
+        let durable = self.durable_now();
         let mut tx = store.begin_write()?;
         if !durable {
             tx.set_durability(Durability::None)?;
@@ -294,16 +379,7 @@ impl Writer {
                 retention.push(&event.topic, event.seq, size);
             }
             let dropped = retention.evict(|seq| self.hub.holds(seq));
-            for (topic, seq) in &dropped.events {
-                stored.remove(seq)?;
-                by_topic.remove((&**topic, *seq))?;
-            }
-            for (topic, through) in &dropped.topics {
-                topics.insert(&**topic, through)?;
-            }
-            for topic in &dropped.forgotten {
-                topics.remove(&**topic)?;
-            }
+            apply_dropped(&dropped, &mut stored, &mut by_topic, &mut topics)?;
             meta.insert("forgotten_through", retention.forgotten_through)?;
             drop(retention);
             if let Some((id, _)) = events.last() {
@@ -317,12 +393,7 @@ impl Writer {
             meta.insert(KEY_WEIGHT, weight)?;
         }
         tx.commit()?;
-        if durable {
-            self.synced = Instant::now();
-            self.unsynced = false;
-        } else {
-            self.unsynced = true;
-        }
+        self.committed(durable);
         Ok(())
     }
 
@@ -458,6 +529,50 @@ impl Writer {
             Err(error) => self.shared.failed("closing the store", &error),
         }
     }
+}
+
+/// The events at the store's front older than `ttl` (topic and seq, in seq
+/// order), up to [`EXPIRE_PER_COMMIT`]: up to the first that is not.
+fn expired_front(store: &Database, ttl: Duration) -> StoreResult<Vec<(Arc<str>, u64)>> {
+    let now = now_ms();
+    let tx = store.begin_read()?;
+    let events = tx.open_table(EVENTS)?;
+    let mut expired = Vec::new();
+    for entry in events.range::<u64>(..)?.take(EXPIRE_PER_COMMIT) {
+        let (seq, value) = entry?;
+        let event: ServerEvent = serde_json::from_slice(value.value()).map_err(|error| {
+            redb::Error::Corrupted(format!(
+                "the stored event {} does not decode: {error}",
+                seq.value()
+            ))
+        })?;
+        if !super::is_expired(&event, ttl, now) {
+            break;
+        }
+        expired.push((Arc::from(event.topic), seq.value()));
+    }
+    Ok(expired)
+}
+
+/// Applies what retention dropped to the tables: the events go, and each
+/// topic's newest dropped seq is kept (or the topic forgotten).
+fn apply_dropped(
+    dropped: &Dropped,
+    stored: &mut Table<'_, u64, &[u8]>,
+    by_topic: &mut Table<'_, (&str, u64), u64>,
+    topics: &mut Table<'_, &str, u64>,
+) -> StoreResult<()> {
+    for (topic, seq) in &dropped.events {
+        stored.remove(seq)?;
+        by_topic.remove((&**topic, *seq))?;
+    }
+    for (topic, through) in &dropped.topics {
+        topics.insert(&**topic, through)?;
+    }
+    for topic in &dropped.forgotten {
+        topics.remove(&**topic)?;
+    }
+    Ok(())
 }
 
 /// Stores each key's record under its name, in the order of its event,

@@ -221,11 +221,21 @@ impl ServerProcess {
     /// refused: the running server, or how it exited and what it printed
     /// on stderr.
     pub async fn try_start_alone(args: &[&str]) -> Result<ServerProcess, Exited> {
+        Self::try_start_alone_env(args, &[]).await
+    }
+
+    /// Like [`ServerProcess::try_start_alone`], with the environment
+    /// variables `env`.
+    pub async fn try_start_alone_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ServerProcess, Exited> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
             .args(["--addr", "127.0.0.1:0", "--ticker-interval", "off"])
             .args(["--dist", "/nonexistent"])
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
