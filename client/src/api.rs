@@ -1,6 +1,7 @@
 //! The page's HTTP calls: `POST /publish`, the probe of `/stream` that
 //! tells why a stream was refused (an `EventSource` never sees the status),
-//! `GET /time` for the clock offset and the HTTP version, `GET /topics`.
+//! `GET /time` for the clock offset and the HTTP version, `GET /topics` for
+//! the topic list and for how many events a new stream may ask for.
 
 use gloo_net::http::Request;
 use shared::{PublishRequest, PublishResponse, TopicsPage};
@@ -124,14 +125,15 @@ fn next_hop_protocol(path: &str) -> Option<String> {
     protocol
 }
 
-/// `GET /topics`: the first page of the live topics this page may read.
+/// `GET /topics`: the first `limit` live topics this page may read, and
+/// the server's `history_per_topic`.
 ///
 /// # Errors
 /// A sentence saying what failed.
-pub async fn topics() -> Result<TopicsPage, String> {
+pub async fn topics(limit: u32) -> Result<TopicsPage, String> {
     let abort = web_sys::AbortController::new().map_err(|_| "no AbortController".to_owned())?;
     abort_after(&abort, TIMEOUT_MS);
-    let response = Request::get("/topics?limit=100")
+    let response = Request::get(&format!("/topics?limit={limit}"))
         .abort_signal(Some(&abort.signal()))
         .send()
         .await

@@ -191,6 +191,7 @@ pub fn topics_page(text: &str) -> Result<TopicsPage> {
     Ok(TopicsPage {
         topics,
         next: optional_string(&value, "next")?,
+        history_per_topic: number(&value, "history_per_topic")?,
     })
 }
 

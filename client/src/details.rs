@@ -5,7 +5,7 @@
 //! data, never the bytes: comments, `retry:` and the exact line breaks are
 //! gone. The lines are rebuilt from what it parsed, and say so.
 
-use crate::topic::{stream_url, TopicChoice};
+use crate::topic::{stream_url, Start, TopicChoice};
 
 /// The event as the server framed it, rebuilt: `id: …`, `event: …` (only for
 /// a named event: `message` is the unnamed type), one `data: …` per line of
@@ -52,7 +52,7 @@ pub fn resume_command(origin: &str, choice: &TopicChoice, id: &str, token: bool)
     command.push(' ');
     command.push_str(&shell_quote(&format!(
         "{origin}{}",
-        stream_url(choice, None)
+        stream_url(choice, Start::Live)
     )));
     command
 }

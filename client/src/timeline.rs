@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use crate::topic::Start;
+
 /// Entries kept.
 pub const KEEP: usize = 40;
 
@@ -89,11 +91,13 @@ impl Timeline {
 }
 
 /// The text of an [`Happening::Opening`]: what the new connection asks
-/// for, and the id it resumes after (`?lastEventId=`).
-pub fn opening_text(url: &str, resume: Option<&str>) -> String {
-    match resume {
-        Some(id) => format!("opening {url} (resumes after {id})"),
-        None => format!("opening {url}"),
+/// for: the id it resumes after (`?lastEventId=`), or the newest events it
+/// starts with (`?last=`).
+pub fn opening_text(url: &str, start: Start) -> String {
+    match start {
+        Start::After(id) => format!("opening {url} (resumes after {id})"),
+        Start::Last(n) => format!("opening {url} (starts with the last {n} events)"),
+        Start::Live => format!("opening {url}"),
     }
 }
 
@@ -127,12 +131,19 @@ mod tests {
     }
 
     #[test]
-    fn texts_name_the_resume_id() {
+    fn texts_name_the_resume_id_and_the_last_events() {
         assert_eq!(
-            opening_text("/stream?topic=a", Some("7-3")),
-            "opening /stream?topic=a (resumes after 7-3)"
+            opening_text(
+                "/stream?topic=a&lastEventId=7-3",
+                Start::After(shared::EventId::new(7, 3))
+            ),
+            "opening /stream?topic=a&lastEventId=7-3 (resumes after 7-3)"
         );
-        assert_eq!(opening_text("/stream", None), "opening /stream");
+        assert_eq!(
+            opening_text("/stream?last=100", Start::Last(100)),
+            "opening /stream?last=100 (starts with the last 100 events)"
+        );
+        assert_eq!(opening_text("/stream", Start::Live), "opening /stream");
         assert_eq!(
             open_text(true, Some("7-9")),
             "reconnected, resumed with Last-Event-ID: 7-9"

@@ -87,6 +87,7 @@ mod tests {
                 })
                 .collect(),
             next: None,
+            history_per_topic: 100,
         }
     }
 

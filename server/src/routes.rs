@@ -515,7 +515,9 @@ fn topics_route(
                         auth::query_token(&query).as_deref(),
                     )
                     .and_then(|grant| {
-                        topics::list(&app.hub, &query, |topic| app.auth.may_read(&grant, topic))
+                        topics::list(&app.hub, &query, app.stream.max_last, |topic| {
+                            app.auth.may_read(&grant, topic)
+                        })
                     })
                     .unwrap_or_else(ApiError::into_response)
             },

@@ -1,5 +1,5 @@
 //! `GET /topics?limit=100&after=NAME`: the live topics, sorted by name, a
-//! page at a time.
+//! page at a time, and how many events each keeps (`history_per_topic`).
 
 use serde::Serialize;
 use warp::Reply;
@@ -20,9 +20,13 @@ pub struct TopicsPage {
     pub topics: Vec<TopicInfo>,
     /// The `after` of the next page, or `null` on the last one.
     pub next: Option<String>,
+    /// The events each topic keeps while the history has room
+    /// (`--history-per-topic`): the largest `last` a stream may ask for.
+    pub history_per_topic: u64,
 }
 
-/// Answers `GET /topics` with the topics `readable` admits.
+/// Answers `GET /topics` with the topics `readable` admits, and the
+/// server's `history_per_topic`.
 ///
 /// # Errors
 /// [`ApiError::InvalidQuery`] for a `limit` that is not a number from 1 to
@@ -30,6 +34,7 @@ pub struct TopicsPage {
 pub fn list(
     hub: &Hub,
     query: &str,
+    history_per_topic: u64,
     readable: impl Fn(&str) -> bool,
 ) -> Result<warp::reply::Response, ApiError> {
     let mut limit = DEFAULT_LIMIT;
@@ -65,6 +70,7 @@ pub fn list(
     let page = TopicsPage {
         topics,
         next: next.flatten(),
+        history_per_topic,
     };
     Ok(warp::reply::json(&page).into_response())
 }

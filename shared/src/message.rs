@@ -183,6 +183,9 @@ pub struct TopicsPage {
     pub topics: Vec<TopicSummary>,
     /// The `after` of the next page, or `None` on the last one.
     pub next: Option<String>,
+    /// The events each topic keeps while the history has room
+    /// (`--history-per-topic`): the largest `last` a stream may ask for.
+    pub history_per_topic: u64,
 }
 
 /// One line of a recording of a stream (NDJSON, one JSON object a line),
@@ -330,12 +333,13 @@ mod tests {
         let time: ServerTime = serde_json::from_str(r#"{"unix_ms":1796117004428}"#).expect("time");
         assert_eq!(time.unix_ms, 1_796_117_004_428);
         let page: TopicsPage = serde_json::from_str(
-            r#"{"topics":[{"name":"ticker","subscribers":2,"retained":100,"last_seq":77,"published_total":77}],"next":null}"#,
+            r#"{"topics":[{"name":"ticker","subscribers":2,"retained":100,"last_seq":77,"published_total":77}],"next":null,"history_per_topic":100}"#,
         )
         .expect("a page of topics");
         assert_eq!(page.topics[0].name, "ticker");
         assert_eq!(page.topics[0].published_total, 77);
         assert_eq!(page.next, None);
+        assert_eq!(page.history_per_topic, 100);
     }
 
     #[test]

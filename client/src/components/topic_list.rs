@@ -53,7 +53,7 @@ pub fn TopicList(
         }
         let (rates, pending) = (Rc::clone(&rates), Rc::clone(&pending));
         leptos::task::spawn_local(async move {
-            let answer = crate::api::topics().await;
+            let answer = crate::api::topics(100).await;
             pending.replace(false);
             match answer {
                 Ok(page) => {

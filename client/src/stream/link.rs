@@ -120,6 +120,9 @@ pub(super) struct Link {
     open: bool,
     /// The connection failed since it last opened.
     after_error: bool,
+    /// The page's latest attempt to open a connection: an answer it waited
+    /// for (`GET /topics`) that comes for an older one is dropped.
+    attempt: u64,
 }
 
 impl Link {
@@ -141,8 +144,20 @@ impl Link {
         self.retry_at
     }
 
-    /// Drops the connection and any waiting retry.
+    /// A new attempt to open a connection begins: returns its number.
+    pub(super) fn begin_attempt(&mut self) -> u64 {
+        self.attempt += 1;
+        self.attempt
+    }
+
+    /// Whether `attempt` is the latest, not cancelled nor replaced.
+    pub(super) fn is_current(&self, attempt: u64) -> bool {
+        self.attempt == attempt
+    }
+
+    /// Drops the connection, any waiting retry and any attempt under way.
     pub(super) fn cancel(&mut self) {
+        self.attempt += 1;
         if let Some(retry) = self.retry.take() {
             retry.clear();
         }
@@ -287,6 +302,21 @@ mod tests {
         assert_eq!(link.resume, id);
         link.heard(4.0, None);
         assert_eq!(link.resume, id, "an event without an id keeps the place");
+    }
+
+    #[test]
+    fn an_attempt_is_current_until_replaced_or_cancelled() {
+        let mut link = Link::new();
+        let first = link.begin_attempt();
+        assert!(link.is_current(first));
+        let second = link.begin_attempt();
+        assert!(!link.is_current(first), "a newer attempt replaces it");
+        assert!(link.is_current(second));
+        link.restart();
+        assert!(!link.is_current(second), "a new subscription cancels it");
+        let third = link.begin_attempt();
+        link.cancel_and_rewind();
+        assert!(!link.is_current(third), "a reopen cancels it");
     }
 
     #[test]

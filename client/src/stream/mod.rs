@@ -9,12 +9,21 @@
 //! quarter-second timer for the clocks), and the list at most ten times a
 //! second, so a fast stream costs a few redraws, not one per event.
 //!
+//! A stream with no id to resume after (the first, the one after a topic
+//! change) starts with the newest events of its choice (`?last=N`): as
+//! many as the list keeps, within the server's `history_per_topic`, the
+//! largest `last` it accepts, which `GET /topics` tells. The page asks for
+//! it before the first such open (and again before a reopen with no id: the
+//! server may have restarted with a smaller one), so it never sends a `last`
+//! the server refuses; when it cannot learn it, the stream starts live.
+//!
 //! When the browser gives up on a connection (`readyState` CLOSED, e.g. after
 //! a 503), the hook opens a new one after a growing delay, passing the last id
 //! seen as `?lastEventId=` so the server replays what was missed. That id is
 //! the last of any event the stream carried: an ordinary event, a reset
 //! notice, or a `position` event, which is how a quiet or filtered stream
-//! keeps its place (the browser's own reconnect sends the same id).
+//! keeps its place (the browser's own reconnect sends the same id as
+//! `Last-Event-ID`, which makes the URL's `last` count for nothing).
 //!
 //! The hook also feeds the [`Inspector`]: each event's latency (against the
 //! clock offset from `GET /time`, probed when the stream connects and every
@@ -53,7 +62,7 @@ use crate::inspector::{Insight, Inspector};
 use crate::latency::Chart;
 use crate::record::Kind;
 use crate::timeline::{open_text, opening_text, Entry, Happening};
-use crate::topic::{stream_url, TopicChoice};
+use crate::topic::{stream_url, Start, TopicChoice};
 
 /// How often the clocks (rate, time since last event) are refreshed.
 const TICK: Duration = Duration::from_millis(250);
@@ -251,6 +260,9 @@ struct Inner {
     inspect: Inspector,
     /// The clock estimate's schedule.
     clock: ClockProbe,
+    /// The largest `last` the server accepts (its `history_per_topic`),
+    /// once `GET /topics` told it.
+    max_last: Option<u64>,
 }
 
 impl Inner {
@@ -263,6 +275,7 @@ impl Inner {
             redraw: Redraw::default(),
             inspect: Inspector::new(),
             clock: ClockProbe::default(),
+            max_last: None,
         }
     }
 }
@@ -288,18 +301,61 @@ fn subscribe(shared: &Rc<Shared>, choice: TopicChoice) {
         inner.inspect.restart();
     }
     shared.set_refused.set(None);
-    open(shared, None);
+    open_fresh(shared);
     publish(shared);
 }
 
-/// Opens an `EventSource` for the current topic, resuming after `resume`.
-fn open(shared: &Rc<Shared>, resume: Option<EventId>) {
-    let url = stream_url(&shared.inner.borrow().topic, resume);
+/// Opens a stream with no id to resume after: with the newest events, as
+/// many as the server accepts, asked with `GET /topics` first when not
+/// known (an answer for an attempt that was replaced meanwhile is dropped).
+fn open_fresh(shared: &Rc<Shared>) {
+    let (known, attempt) = {
+        let mut inner = shared.inner.borrow_mut();
+        // Connecting from now: the wait for the answer counts too.
+        inner.inspect.connecting(now());
+        (inner.max_last, inner.link.begin_attempt())
+    };
+    if known.is_some() {
+        open(shared, Start::new(None, known));
+        return;
+    }
+    let weak = Rc::downgrade(shared);
+    leptos::task::spawn_local(async move {
+        let max_last = crate::api::topics(1)
+            .await
+            .map(|page| page.history_per_topic);
+        with_shared(&weak, |shared| {
+            {
+                let mut inner = shared.inner.borrow_mut();
+                if !inner.link.is_current(attempt) {
+                    return;
+                }
+                inner.max_last = max_last.as_ref().ok().copied();
+            }
+            if let Err(err) = &max_last {
+                let text = format!("GET /topics failed ({err}): no last events, live from now");
+                shared
+                    .inner
+                    .borrow_mut()
+                    .inspect
+                    .timeline
+                    .add(now(), Happening::Opening, text);
+            }
+            open(shared, Start::new(None, max_last.ok()));
+            schedule_frame(shared);
+        });
+    });
+}
+
+/// Opens an `EventSource` for the current topic, starting at `start`.
+fn open(shared: &Rc<Shared>, start: Start) {
+    let url = stream_url(&shared.inner.borrow().topic, start);
     {
         let mut inner = shared.inner.borrow_mut();
+        inner.link.begin_attempt();
         let at = now();
         inner.inspect.connecting(at);
-        let text = opening_text(&url, resume.map(|id| id.to_string()).as_deref());
+        let text = opening_text(&url, start);
         inner.inspect.timeline.add(at, Happening::Opening, text);
     }
     let source = match EventSource::new(&url) {
@@ -497,10 +553,8 @@ fn failed(shared: &Rc<Shared>) {
 fn probe_refusal(shared: &Rc<Shared>) {
     let url = {
         let inner = shared.inner.borrow();
-        stream_url(
-            &inner.topic,
-            inner.link.resume.or_else(|| inner.feed.last_id()),
-        )
+        let resume = inner.link.resume.or_else(|| inner.feed.last_id());
+        stream_url(&inner.topic, Start::new(resume, inner.max_last))
     };
     let weak = Rc::downgrade(shared);
     leptos::task::spawn_local(async move {
@@ -558,7 +612,15 @@ fn reopen(shared: &Rc<Shared>) {
         inner.link.reopening();
         inner.link.resume.or_else(|| inner.feed.last_id())
     };
-    open(shared, resume);
+    match resume {
+        Some(id) => open(shared, Start::After(id)),
+        None => {
+            // Nothing came yet: the server may have been restarted with
+            // a smaller `--history-per-topic` since it was asked.
+            shared.inner.borrow_mut().max_last = None;
+            open_fresh(shared);
+        }
+    }
     schedule_frame(shared);
 }
 

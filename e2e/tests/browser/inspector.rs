@@ -51,7 +51,9 @@ async fn latency_is_measured_per_event_and_corrected_for_the_pages_clock() -> Re
         offset.abs() <= rtt / 2.0 + 2.0,
         "offset {offset} ms, rtt {rtt} ms"
     );
-    for row in live.events().filter(|r| r.latency.is_some()) {
+    // Rows the stream opened with (its last events) were published before
+    // it: their figure is their age, shown as `replay`, not a latency.
+    for row in live.events().filter(|r| r.latency.is_some() && !r.replayed) {
         let latency = row.latency.unwrap_or(-1.0);
         ensure!((0.0..1000.0).contains(&latency), "{row:?}");
     }

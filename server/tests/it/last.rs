@@ -142,7 +142,9 @@ async fn a_bad_last_is_refused_with_its_reason_and_opens_nothing() {
         );
     }
     assert_eq!(metric(server.addr, "sse_subscribers").await, 0);
-    // The largest allowed is fine.
+    // `GET /topics` tells the largest allowed, and it is fine.
+    let topics = get(server.addr, "/topics?limit=1").await.json();
+    assert_eq!(topics["history_per_topic"], 20);
     let mut sse = Sse::open(server.addr, "/stream?topic=t&last=20", None).await;
     assert_eq!(sse.status, 200);
     opening_position(&mut sse).await;

@@ -300,10 +300,13 @@ async fn topics_are_listed_by_name_a_page_at_a_time() {
     let page = get(server.addr, "/topics?limit=3&after=t05").await.json();
     assert_eq!(page["topics"].as_array().unwrap().len(), 1);
     assert_eq!(page["next"], serde_json::Value::Null);
+    // Every page says how many events a topic keeps (the default).
+    assert_eq!(page["history_per_topic"], 100);
     // The page reads the body as the shared type.
     let typed: shared::TopicsPage = serde_json::from_value(page).expect("a TopicsPage");
     assert_eq!(typed.topics[0].name, "t06");
     assert_eq!(typed.topics[0].published_total, 1);
+    assert_eq!(typed.history_per_topic, 100);
     for (query, message) in [
         (
             "limit=0",
