@@ -175,7 +175,7 @@ fn history_rows(hub: &Hub) -> [Row; 7] {
         },
         Row {
             name: "sse_history_expired_total",
-            kind: "counter",
+            kind: MetricType::Counter,
             help: "Events dropped from the resume history for their age (--history-ttl).",
             value: load(&hub.stats.expired),
         },
