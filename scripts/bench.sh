@@ -7,9 +7,10 @@
 # with topics: ours, nchan, Pushpin and the warp baseline; the fan-out and
 # publishing alone against our server with its log on disk, and publishing
 # alone against it on a Redis of its own and in memory, and against nchan,
-# Pushpin and the warp baseline; the heavy fan-out, 10,000 subscribers at 50
-# events/s, against ours, nchan and the warp baseline), and writes the
-# report. Takes about 45 minutes on 2 cores.
+# Pushpin and the warp baseline; publishing in batches against ours in
+# memory, on disk and on a Redis of its own; the heavy fan-out, 10,000
+# subscribers at 50 events/s, against ours, nchan and the warp baseline),
+# and writes the report. Takes about 45 minutes on 2 cores.
 #
 # The servers run on CPU 0 and the load generator on CPU 1 (taskset); the
 # two-server target (ours-redis-pair: two of our servers sharing a Redis that
@@ -23,9 +24,9 @@
 #   BENCH_SERVERS=ours,nchan       only these servers (names in bench/configs/suite.toml)
 #   BENCH_WORKLOADS=fanout,storm   only these workloads (fanout, saturation, storm, slow,
 #                                  bystanders, per-user, rooms, retention, prefix,
-#                                  publish, heavy, https; topics = bystanders to prefix;
-#                                  https, HTTPS and HTTP/2 against ours and nchan, runs
-#                                  only when named)
+#                                  publish, batch, heavy, https; topics = bystanders
+#                                  to prefix; https, HTTPS and HTTP/2 against ours and
+#                                  nchan, runs only when named)
 #   BENCH_CONFIG=path.toml         another suite configuration
 #   BENCH_QUIET_WAIT=0             do not wait for an idle machine
 #   BENCH_MERGE=0|1                keep the earlier results and add this run next to

@@ -8,8 +8,8 @@
 //! every delivery, time until the last subscriber has each event, loss,
 //! duplicates and reordering, the saturation point, reconnect storms with
 //! `Last-Event-ID`, slow consumers, topics (subscribers that follow
-//! only some of the events), publishing alone (what the event log costs
-//! in memory, on disk or in Redis), and subscribers over HTTPS (HTTP/1.1 and
+//! only some of the events), publishing alone and in batches (what the
+//! event log costs in memory, on disk or in Redis), and subscribers over HTTPS (HTTP/1.1 and
 //! HTTP/2). It reads the server's CPU time and memory from `/proc`.
 //!
 //! Modules, each named for what it holds:
@@ -43,8 +43,9 @@
 //! - [`workloads`]: the [`workloads::Workload`] trait and the registry of
 //!   workloads, one file each: fan-out, saturation, reconnect storm, slow
 //!   consumer, the topic workloads (bystanders, per-user topics, rooms,
-//!   retention, prefix patterns), publishing alone, the heavy fan-out,
-//!   HTTPS; the session they measure on, and the smoke runs.
+//!   retention, prefix patterns), publishing alone and in batches (in a
+//!   closed loop), the heavy fan-out, HTTPS; the session they measure on,
+//!   and the smoke runs.
 //! - [`suite`]: the configuration file, a run of every workload against
 //!   every server, and its results.
 //! - [`report`]: `BENCHMARKS.md` from its template (minijinja) over the

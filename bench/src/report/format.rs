@@ -2,6 +2,7 @@
 //! the reference server, dates, why a saturation step failed, CPU by
 //! process. They only format; every table is in the template.
 
+use crate::workloads::batch::BatchStep;
 use crate::workloads::publish::PublishStep;
 use crate::workloads::{SaturationResult, StepResult};
 
@@ -139,20 +140,42 @@ pub fn failure(step: &StepResult, p99_limit_ms: f64) -> String {
     why.join(", ")
 }
 
+/// Microseconds with a sensible precision (no unit).
+fn micros(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Server-side CPU time `total` (s) per one of `count`, in µs, with
+/// `name µs (share%)` per process when there are several.
+fn cpu_per(total: Option<f64>, by_process: &[(String, f64)], count: u64) -> Option<String> {
+    let total = total.filter(|t| *t > 0.0 && count > 0)?;
+    let per = |cpu: f64| micros(cpu / count as f64 * 1e6);
+    if by_process.len() < 2 {
+        return Some(format!("{} µs", per(total)));
+    }
+    let parts: Vec<String> = by_process
+        .iter()
+        .map(|(name, cpu)| format!("{name} {} ({:.0}%)", per(*cpu), 100.0 * cpu / total))
+        .collect();
+    Some(format!("{} µs = {}", per(total), parts.join(" + ")))
+}
+
 /// A publish step's server-side CPU per acknowledged publish, in µs, with
 /// `name µs (share%)` per process when there are several.
 pub(super) fn cpu_per_publish(step: &PublishStep) -> Option<String> {
-    let total = step.server_cpu_s.filter(|t| *t > 0.0 && step.ok > 0)?;
-    let per = |cpu: f64| cpu / step.ok as f64 * 1e6;
-    if step.server_cpu_by_process.len() < 2 {
-        return Some(format!("{:.0} µs", per(total)));
-    }
-    let parts: Vec<String> = step
-        .server_cpu_by_process
-        .iter()
-        .map(|(name, cpu)| format!("{name} {:.0} ({:.0}%)", per(*cpu), 100.0 * cpu / total))
-        .collect();
-    Some(format!("{:.0} µs = {}", per(total), parts.join(" + ")))
+    cpu_per(step.server_cpu_s, &step.server_cpu_by_process, step.ok)
+}
+
+/// A batch step's server-side CPU per acknowledged event, as
+/// [`cpu_per_publish`].
+pub(super) fn cpu_per_event(step: &BatchStep) -> Option<String> {
+    cpu_per(step.server_cpu_s, &step.server_cpu_by_process, step.events)
 }
 
 /// A command line as it would be typed (empty arguments as `""`).
@@ -224,5 +247,16 @@ mod tests {
             command_line(&["a".into(), String::new(), "b".into()]),
             "a \"\" b"
         );
+        let batch = BatchStep {
+            events: 400_000,
+            server_cpu_s: Some(1.0),
+            server_cpu_by_process: vec![("server".into(), 0.8), ("redis".into(), 0.2)],
+            ..BatchStep::default()
+        };
+        assert_eq!(
+            cpu_per_event(&batch).as_deref(),
+            Some("2.5 µs = server 2.0 (80%) + redis 0.50 (20%)")
+        );
+        assert_eq!(cpu_per_event(&BatchStep::default()), None);
     }
 }

@@ -20,7 +20,9 @@
 //! targets of one server with its log elsewhere (on disk, or in a Redis of
 //! its own), which name the server with its log in memory, get the section
 //! `disk` from the newest run that measured one of them; the topic
-//! workloads get `topics` from the newest run that ran them ([`sections`]).
+//! workloads get `topics` from the newest run that ran them, and publishing
+//! in batches `batches` from the newest run that ran it, with the reference
+//! server's single-event publishing in that run ([`sections`]).
 //! Each server's results hold each workload's under the workload's section
 //! (`s.fanout`, `s.per_user`, ...).
 
@@ -33,13 +35,16 @@ use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use self::format::{
-    command_line, count, cpu_by_process, cpu_per_publish, first_failure, fixed, integrity, kib,
-    mib, ms, ms_vs, num, pct, with_ratio,
+    command_line, count, cpu_by_process, cpu_per_event, cpu_per_publish, first_failure, fixed,
+    integrity, kib, mib, ms, ms_vs, num, pct, with_ratio,
 };
 pub use self::format::{failure, utc, LOADGEN_BOUND};
 pub use self::plot::latency_svg;
-use self::sections::{disturbance, find_log_targets, find_pair, find_topics, single_servers};
+use self::sections::{
+    disturbance, find_batches, find_log_targets, find_pair, find_topics, single_servers,
+};
 use crate::suite::SuiteResults;
+use crate::workloads::batch::BatchStep;
 use crate::workloads::publish::PublishStep;
 use crate::workloads::{SaturationResult, StepResult};
 
@@ -93,6 +98,9 @@ fn environment(name: &str, template: &str) -> anyhow::Result<Environment<'static
     env.add_filter("cpu_per_publish", |step: Serde<PublishStep>| {
         cpu_per_publish(&step).unwrap_or_else(|| "–".to_owned())
     });
+    env.add_filter("cpu_per_event", |step: Serde<BatchStep>| {
+        cpu_per_event(&step).unwrap_or_else(|| "–".to_owned())
+    });
     env.add_template_owned(name.to_owned(), template.to_owned())?;
     Ok(env)
 }
@@ -114,6 +122,7 @@ pub fn markdown(template: &str, results: &SuiteResults, reference: &str) -> anyh
         pair => Value::from(Serde(find_pair(results))),
         topics => Value::from(Serde(find_topics(results, reference))),
         disk => Value::from(Serde(find_log_targets(results))),
+        batches => Value::from(Serde(find_batches(results, reference))),
         disturbance => disturbance(results.servers.iter()),
     };
     let text = env
@@ -336,6 +345,117 @@ mod tests {
         );
         assert!(!text.contains("| 100 | ours-redis-always |"), "{text}");
         assert!(text.contains("None: every workload ran"));
+    }
+
+    #[test]
+    fn batches_are_set_against_the_references_single_event_publishes() {
+        use crate::workloads::batch::{Batch, BatchResult};
+        use crate::workloads::publish::PublishResult;
+        let template = shipped_template();
+        let main = run(1, &[("ours", 10.0), ("nchan", 20.0)]);
+        let text = markdown(&template, &main, "nchan").unwrap();
+        assert!(text.contains("## Publishing in batches"), "{text}");
+        assert!(text.contains(
+            "Not measured: no run in `bench/results/results.json` has published in batches"
+        ));
+        // A later run of publishing alone and in batches: nchan publishes
+        // one event a request (best: 4,000/s at 16 publishers), ours and
+        // its Redis target post batches of 1,000.
+        let mut later = run(
+            2,
+            &[("ours", 0.0), ("nchan", 0.0), ("ours-redis-always", 0.0)],
+        );
+        let publish = |publishers: u32, per_s: f64| PublishStep {
+            publishers,
+            seconds: 5.0,
+            ok: (per_s * 5.0) as u64,
+            per_s,
+            ..PublishStep::default()
+        };
+        let batch = |publishers: u32, events_per_s: f64, processes: &[(&str, f64)]| BatchStep {
+            publishers,
+            events_per_batch: 1000,
+            seconds: 5.0,
+            batches: (events_per_s * 5.0 / 1000.0) as u64,
+            events: (events_per_s * 5.0) as u64,
+            events_per_s,
+            batches_per_s: events_per_s / 1000.0,
+            latency: crate::workloads::Percentiles {
+                count: 1,
+                p50_ms: 5.0,
+                p99_ms: 9.0,
+                p999_ms: 9.0,
+                max_ms: 12.0,
+            },
+            server_cpu_s: Some(processes.iter().map(|(_, c)| c).sum()),
+            server_cpu_by_process: processes.iter().map(|&(n, c)| (n.to_owned(), c)).collect(),
+            loadgen_cpu_share: 0.25,
+            ..BatchStep::default()
+        };
+        for s in &mut later.servers {
+            s.workloads.remove(Fanout::SECTION);
+            match s.name.as_str() {
+                "nchan" => s.set::<Publish>(&PublishResult {
+                    steps: vec![publish(1, 1000.0), publish(16, 4000.0), publish(64, 3000.0)],
+                }),
+                "ours" => {
+                    s.set::<Publish>(&PublishResult {
+                        steps: vec![publish(1, 2000.0), publish(16, 5000.0)],
+                    });
+                    s.set::<Batch>(&BatchResult {
+                        steps: vec![
+                            batch(1, 100_000.0, &[("server", 1.0)]),
+                            batch(4, 200_000.0, &[("server", 2.5)]),
+                        ],
+                    });
+                }
+                _ => s.set::<Batch>(&BatchResult {
+                    steps: vec![BatchStep {
+                        failed: 2,
+                        first_error: Some(
+                            "the answer lists 999 stored events of the batch's 1000".to_owned(),
+                        ),
+                        ..batch(1, 40_000.0, &[("server 1", 0.3), ("redis", 0.1)])
+                    }],
+                }),
+            }
+        }
+        let merged = main.merge(later);
+        let text = markdown(&template, &merged, "nchan").unwrap();
+        assert!(!text.contains("has published in batches"), "{text}");
+        assert!(text.contains("| 100 | ours | 5.00 ms (0.50×) | 10.0 ms (0.50×) |"));
+        assert!(text.contains(
+            "- nchan, one event a request: 4,000 publishes/s at its best (16 publishers"
+        ));
+        assert!(text.contains("a run of ours, nchan, ours-redis-always merged into the results"));
+        assert!(text.contains(
+            "| 1 | ours | 100,000 | 25.00× | 20.00× | 100 | 5.00 ms | 9.00 ms | 12.0 ms | 2.0 µs | 0 | 25% | 0% |"
+        ), "{text}");
+        assert!(
+            text.contains("| 4 | ours | 200,000 | 50.00× | 40.00× | 200 |"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "| 1 | ours-redis-always | 40,000 | 10.00× | – | 40 | 5.00 ms | 9.00 ms | 12.0 ms | 2.0 µs = server 1 1.5 (75%) + redis 0.50 (25%) | **2** |"
+        ), "{text}");
+        assert!(
+            text.contains("| 4 | ours-redis-always | failed |"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "- ours-redis-always, 1 publishers: 2 failed, the first with `the answer lists 999 stored events of the batch's 1000`"
+        ), "{text}");
+        // Without the reference's publishing in that run: no ratios.
+        let mut alone = run(3, &[("ours", 0.0)]);
+        alone.servers[0].set::<Batch>(&BatchResult {
+            steps: vec![batch(1, 100_000.0, &[("server", 1.0)])],
+        });
+        let text = markdown(&template, &merged.merge(alone), "nchan").unwrap();
+        assert!(text.contains("- nchan's publishing alone was not measured in this run"));
+        assert!(
+            text.contains("| 1 | ours | 100,000 | – | – | 100 |"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,19 +3,21 @@
 //! several servers sharing a Redis set against its single server (`pair`),
 //! the topic workloads (`topics`), and one server with its log on disk or
 //! in a Redis of its own set against the one with its log in memory
-//! (`disk`); and which servers the main tables show, and how disturbed a
-//! run was.
+//! (`disk`), and publishing in batches next to the reference server's
+//! single-event publishing (`batches`); and which servers the main tables
+//! show, and how disturbed a run was.
 
 use serde::Serialize;
 
 use crate::server_proc::ServerSpec;
 use crate::suite::{ServerResults, SuiteResults};
+use crate::workloads::batch::Batch;
 use crate::workloads::fanout::Fanout;
 use crate::workloads::publish::Publish;
 use crate::workloads::saturation::Saturation;
 use crate::workloads::slow::Slow;
 use crate::workloads::storm::Storm;
-use crate::workloads::{Workload, REGISTRY};
+use crate::workloads::{Entry, Workload, REGISTRY};
 
 /// The spec of the server `name` in the run's configuration.
 fn spec<'a>(run: &'a SuiteResults, name: &str) -> Option<&'a ServerSpec> {
@@ -225,6 +227,61 @@ pub(super) fn find_log_targets(results: &SuiteResults) -> Option<LogTargets<'_>>
             disturbance: disturbance(base.into_iter().chain(targets.iter().map(|t| t.results))),
             targets,
             later: !std::ptr::eq(run, results),
+        })
+    })
+}
+
+/// The newest run (the main one or one merged in later) that published in
+/// batches: its targets with batch results, and the reference server's
+/// publishing alone in the same run (it takes no batches: its single-event
+/// rate is what the batches are set against).
+#[derive(Debug, Serialize)]
+pub(super) struct Batches<'a> {
+    /// The run.
+    run: &'a SuiteResults,
+    /// Its servers with batch results, in order.
+    servers: Vec<&'a ServerResults>,
+    /// The reference server's results in it, when it published alone there.
+    #[serde(rename = "ref")]
+    reference: Option<&'a ServerResults>,
+    /// Whether `run` is a later run than the main one.
+    later: bool,
+    /// The highest share of a core used by neither the server side nor the
+    /// load generator in any batch step of `run`, or in the reference's
+    /// publishing.
+    disturbance: f64,
+}
+
+pub(super) fn find_batches<'a>(results: &'a SuiteResults, reference: &str) -> Option<Batches<'a>> {
+    let mut runs: Vec<&SuiteResults> = std::iter::once(results).chain(&results.later).collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.started_unix));
+    runs.into_iter().find_map(|run| {
+        let servers: Vec<&ServerResults> = run
+            .servers
+            .iter()
+            .filter(|s| s.has(Batch::SECTION))
+            .collect();
+        if servers.is_empty() {
+            return None;
+        }
+        let reference = run
+            .servers
+            .iter()
+            .find(|s| s.name == reference && s.has(Publish::SECTION));
+        let batch_steps = servers
+            .iter()
+            .filter_map(|s| s.workloads.get(Batch::SECTION))
+            .map(|held| Entry::held_disturbance(&Batch, held));
+        let reference_steps = reference
+            .and_then(|s| s.workloads.get(Publish::SECTION))
+            .map(|held| Entry::held_disturbance(&Publish, held));
+        let disturbance = batch_steps.chain(reference_steps).fold(0.0, f64::max);
+        Some(Batches {
+            run,
+            servers,
+            reference,
+            later: !std::ptr::eq(run, results),
+            disturbance,
         })
     })
 }

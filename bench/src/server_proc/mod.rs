@@ -42,7 +42,7 @@ use anyhow::Context;
 pub use self::probe::{ping, probe, probe_with};
 pub use self::process::{free_port, free_ports, on_path};
 use self::process::{process_dir, Process};
-pub use self::spec::{BackendSpec, RedisSpec, ServerSpec, TlsSpec};
+pub use self::spec::{BackendSpec, BatchSpec, RedisSpec, ServerSpec, TlsSpec};
 pub use self::template::{render, Placeholders};
 use crate::procstat::ServerProcess;
 use crate::target::{Endpoint, Target};

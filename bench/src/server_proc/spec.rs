@@ -91,6 +91,11 @@ pub struct ServerSpec {
     /// only against the servers that have this table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// How the server takes a batch of events (one `POST` to `publish`
+    /// of NDJSON, one JSON publish body a line), for the `batch` workload,
+    /// which runs only against the servers that have this table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
 }
 
 fn one() -> u32 {
@@ -145,6 +150,18 @@ pub struct TlsSpec {
     /// needs none.
     #[serde(default)]
     pub args: Vec<String>,
+}
+
+/// The most a server takes in one batch (our server's `--max-batch` and
+/// `--max-batch-bytes`, as it is started): the suite refuses a `[batch]`
+/// table whose batches would be over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// Events in one batch at most.
+    pub max_events: u64,
+    /// Bytes of one batch's body at most.
+    pub max_bytes: u64,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::json::Json;
 use crate::server_proc::ServerSpec;
 use crate::target::PublishFormat;
+use crate::workloads::batch::Batch;
 use crate::workloads::{Workload, REGISTRY};
 
 /// The suite's configuration file.
@@ -167,6 +168,20 @@ impl SuiteConfig {
                 path.display(),
                 s.name
             );
+            if let Some(limits) = &s.batch {
+                anyhow::ensure!(
+                    s.publish_format == PublishFormat::Json,
+                    "{}: server {:?} has a `batch` table but does not publish JSON (a batch \
+                     is JSON publish bodies, one a line)",
+                    path.display(),
+                    s.name
+                );
+                if let Some(params) = config.section::<Batch>() {
+                    params.fits(limits, s.topic.as_deref()).map_err(|e| {
+                        anyhow::anyhow!("{}: server {:?}: {e}", path.display(), s.name)
+                    })?;
+                }
+            }
         }
         Ok(config)
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::target::PublishFormat;
+use crate::workloads::batch::Batch;
 use crate::workloads::bystanders::Bystanders;
 use crate::workloads::fanout::Fanout;
 use crate::workloads::heavy::Heavy;
@@ -151,6 +152,18 @@ fn the_log_targets_run_their_workloads_against_ours() {
             "ours-redis-everysec"
         ]
     );
+    // Batches: our server in each log mode, none of the peers (they take
+    // no batches), not the Redis pair (which does not ask for them).
+    assert_eq!(
+        running(&Batch),
+        [
+            "ours",
+            "ours-disk-always",
+            "ours-disk-batch",
+            "ours-redis-always",
+            "ours-redis-everysec"
+        ]
+    );
     assert_eq!(running(&Heavy), ["ours", "nchan", "warp-broadcast"]);
     let fanout = running(&Fanout);
     assert!(fanout.contains(&"ours-disk-always") && fanout.contains(&"ours-disk-batch"));
@@ -189,6 +202,52 @@ fn the_log_targets_run_their_workloads_against_ours() {
     }
     let publish = config.section::<Publish>().unwrap();
     assert!(publish.publishers.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// A `[batch]` table whose batches a server would refuse (more events or
+/// bytes than its `batch` table says it takes) is refused when the
+/// configuration is read, naming the server; so is a `batch` table on a
+/// server that does not publish JSON.
+#[test]
+fn batches_over_a_servers_bounds_are_refused_up_front() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/suite.toml");
+    let shipped = std::fs::read_to_string(&path).unwrap();
+    let batch = SuiteConfig::load(&path)
+        .unwrap()
+        .section::<Batch>()
+        .unwrap();
+    assert_eq!(batch.events, 1000);
+    let load = |text: &str| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        SuiteConfig::load(file.path()).map_err(|e| format!("{e:#}"))
+    };
+    let table = "[batch]\npublishers = [1, 4]\nevents = 1000\n";
+    assert!(shipped.contains(table));
+    let error =
+        load(&shipped.replace(table, "[batch]\npublishers = [1, 4]\nevents = 1001\n")).unwrap_err();
+    assert!(
+        error.contains("server \"ours\": [batch] events = 1001 is over the server's 1000"),
+        "{error}"
+    );
+    let large = shipped.replace(
+        "events = 1000\nseconds = 5\npayload_bytes = 100\n",
+        "events = 1000\nseconds = 5\npayload_bytes = 2000\n",
+    );
+    let error = load(&large).unwrap_err();
+    assert!(
+        error.contains("bytes, over the server's 1048576"),
+        "{error}"
+    );
+    let raw = shipped.replace(
+        "publish_format = \"raw\"\n",
+        "publish_format = \"raw\"\nbatch = { max_events = 1, max_bytes = 1 }\n",
+    );
+    let error = load(&raw).unwrap_err();
+    assert!(
+        error.contains("server \"nchan\" has a `batch` table"),
+        "{error}"
+    );
 }
 
 /// Pushpin runs with its GRIP backend, publishes on a port of its own

@@ -3,8 +3,9 @@
 //! ([`session`]) and what a measured step reports ([`step`]); and the quick
 //! smoke runs that the tests use ([`smoke`]).
 //!
-//! Every workload but publishing alone ([`publish`]) and HTTPS ([`https`])
-//! works on a [`Session`]: N subscribers connected through a fleet of
+//! Every workload but publishing alone ([`publish`]), publishing in
+//! batches ([`batch`]; both in a closed loop, [`closed_loop`]) and HTTPS
+//! ([`https`]) works on a [`Session`]: N subscribers connected through a fleet of
 //! workers, warmed up (warm-up events are published until every subscriber
 //! has received one, so no measured event races a subscription), and a
 //! publisher. A *step* publishes measured events open-loop at a fixed rate,
@@ -22,7 +23,9 @@
 //! [`REGISTRY`]; the report's template shows its results, which it finds
 //! under the workload's section in each server's results.
 
+pub mod batch;
 pub mod bystanders;
+pub mod closed_loop;
 pub mod fanout;
 pub mod heavy;
 pub mod https;
@@ -75,6 +78,7 @@ pub static REGISTRY: &[&dyn Entry] = &[
     &retention::Retention,
     &prefix::Prefix,
     &publish::Publish,
+    &batch::Batch,
     &heavy::Heavy,
     &https::Https,
 ];

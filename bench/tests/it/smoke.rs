@@ -5,7 +5,9 @@
 //! Asserts correctness only (every event delivered once and in order,
 //! nothing lost, the reconnect storm resumes without gaps; with topics,
 //! every subscriber gets exactly its topics' events and a quiet topic's
-//! subscribers resume exactly); timings are measured but never judged here.
+//! subscribers resume exactly; batches are acknowledged whole, and a wrong
+//! count in an answer is a failure); timings are measured but never judged
+//! here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,6 +19,7 @@ use bench::procstat::ServerProcess;
 use bench::server_proc::RunningServer;
 use bench::suite::SuiteConfig;
 use bench::target::{Endpoint, PublishFormat, Target, TopicRoutes};
+use bench::workloads::batch::{self, BatchParams, BatchResult};
 use bench::workloads::{self, Harness, SmokeResult, StepResult, TopicSmokeResult};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -369,4 +372,149 @@ async fn topic_smoke_against_the_baseline() {
     assert!(busy.is_exact(), "{busy:?}");
     assert!(quiet.lost > 0, "{quiet:?}");
     server.kill().await.expect("the baseline stops");
+}
+
+/// A short run of the batch workload: `publishers` 1 and 2, batches of
+/// `BATCH` 16-byte events, 0.3 s each.
+fn batch_params() -> BatchParams {
+    BatchParams {
+        publishers: vec![1, 2],
+        events: BATCH,
+        seconds: 0.3,
+        payload_bytes: 16,
+    }
+}
+
+const BATCH: u64 = 50;
+
+/// Every step acknowledged whole batches, nothing failed, and its figures
+/// are its counts over its measured time.
+fn assert_batches_acknowledged(result: &BatchResult, params: &BatchParams) {
+    let publishers: Vec<u32> = result.steps.iter().map(|s| s.publishers).collect();
+    assert_eq!(publishers, params.publishers);
+    for s in &result.steps {
+        assert_eq!(s.events_per_batch, BATCH);
+        assert_eq!(s.failed, 0, "{s:?}");
+        assert!(s.batches > 0, "{s:?}");
+        assert_eq!(s.events, s.batches * BATCH, "{s:?}");
+        assert!(s.seconds >= params.seconds, "{s:?}");
+        assert!(s.events_per_s > 0.0, "{s:?}");
+        assert_eq!(s.events_per_s, s.events as f64 / s.seconds, "{s:?}");
+        assert_eq!(s.batches_per_s, s.batches as f64 / s.seconds, "{s:?}");
+        assert_eq!(s.latency.count, s.batches, "one latency per batch: {s:?}");
+        assert!(s.server_cpu_s.is_some(), "the server's /proc entry is read");
+    }
+}
+
+#[tokio::test]
+async fn batch_against_our_server() {
+    let (mut server, addr) = start(
+        &server_binary(),
+        &["--addr", "127.0.0.1:0", "--ticker-interval", "off"],
+    )
+    .await;
+    let params = batch_params();
+    let result = batch::batch(
+        &target(addr, DataFormat::ServerEvent),
+        &process(&server),
+        &params,
+    )
+    .await
+    .expect("the batch run completes");
+    assert_batches_acknowledged(&result, &params);
+    // The server stored whole batches only, at least every one counted
+    // (and the warm-up's, and those answered after the measured time).
+    let published = metric(addr, "sse_events_published_total").await;
+    let counted: u64 = result.steps.iter().map(|s| s.events).sum();
+    assert!(published >= counted, "{published} < {counted}");
+    assert_eq!(published % BATCH, 0, "{published} events in whole batches");
+    server.kill().await.expect("the server stops");
+}
+
+/// The suite's batch targets with the log elsewhere than in memory, as
+/// the suite starts them: on disk (fsync at every commit, and every
+/// 100 ms) and in a Redis of their own (needs `redis-server` on PATH).
+#[tokio::test]
+async fn batch_against_the_suites_log_targets() {
+    assert!(
+        bench::server_proc::on_path("redis-server"),
+        "redis-server is not on PATH: this test starts our server on a Redis of its own \
+         (Debian/Ubuntu: apt-get install redis-server; scripts/setup.sh installs it)"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config =
+        SuiteConfig::load(&root.join("bench/configs/suite.toml")).expect("the suite config");
+    let params = batch_params();
+    for name in [
+        "ours-disk-always",
+        "ours-disk-batch",
+        "ours-redis-always",
+        "ours-redis-everysec",
+    ] {
+        let mut spec = config
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("the suite has {name}"))
+            .clone();
+        let limits = spec.batch.expect("a target that takes batches");
+        params.fits(&limits, None).expect("the test's batches fit");
+        spec.command[0] = server_binary().display().to_string();
+        let running = RunningServer::start(&spec, &root, None)
+            .await
+            .unwrap_or_else(|e| panic!("{name} starts: {e:#}"));
+        let result = batch::batch(&running.target, &running.processes(), &params).await;
+        running.stop().await;
+        let result = result.unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_batches_acknowledged(&result, &params);
+    }
+}
+
+/// A server that answers every batch with one event too few.
+async fn short_answering_server() -> std::net::SocketAddr {
+    use warp::Filter;
+    let route = warp::post()
+        .and(warp::body::bytes())
+        .map(|body: bytes::Bytes| {
+            let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+            let events = (0..lines.count().saturating_sub(1) as u64)
+                .map(|seq| shared::PublishResponse {
+                    event_id: format!("1-{seq}"),
+                    id: uuid::Uuid::nil(),
+                    seq,
+                    topic: "default".to_owned(),
+                })
+                .collect();
+            warp::reply::json(&shared::PublishBatchResponse { events })
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    addr
+}
+
+/// A 2xx that lists fewer events than the batch had acknowledges none of
+/// them: every such batch is a failure, and no event is counted.
+#[tokio::test]
+async fn a_batch_answered_with_another_count_is_a_failure() {
+    let addr = short_answering_server().await;
+    let params = BatchParams {
+        publishers: vec![1],
+        ..batch_params()
+    };
+    let result = batch::batch(&target(addr, DataFormat::ServerEvent), &[], &params)
+        .await
+        .expect("the batch run completes");
+    let [s] = &result.steps[..] else {
+        panic!("one step: {result:?}");
+    };
+    assert!(s.failed > 0, "{s:?}");
+    assert_eq!((s.batches, s.events, s.latency.count), (0, 0, 0), "{s:?}");
+    assert_eq!(s.events_per_s, 0.0);
+    assert_eq!(
+        s.first_error.as_deref(),
+        Some("the answer lists 49 stored events of the batch's 50")
+    );
 }
