@@ -538,15 +538,7 @@ async fn on_redis_a_batch_is_one_script_call_shared_by_every_server() {
         );
     }
     // The stream holds the entries with the answered ids.
-    let mut conn = redis.connection().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("sse:events")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
-    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    let ids = redis.stream_ids().await;
     let answered: Vec<&str> = first
         .iter()
         .map(|e| e["event_id"].as_str().unwrap())

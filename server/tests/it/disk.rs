@@ -14,13 +14,10 @@ use crate::common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use common::cluster::ServerProcess;
-use common::{await_health, get, metric, publish_raw, try_publish_json, Sse, PATIENCE};
-use parking_lot::Mutex;
+use common::{await_health, get, metric, publish_raw, try_publish_json, Sse};
 use shared::{EventId, ResetReason, ServerEvent};
-use tokio::sync::Notify;
 
 /// An acknowledged publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,35 +104,12 @@ async fn every_acknowledged_event_survives_a_sigkill_in_the_middle_of_a_burst() 
         // acknowledged: a random point, so some publishes are in flight.
         let kill_at = 20 + random_below(200) as usize;
         eprintln!("round {round}: SIGKILL after {kill_at} acknowledged publishes");
-        let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
-        let reached = Arc::new(Notify::new());
-        let publishers: Vec<_> = (0..PUBLISHERS)
-            .map(|p| {
-                let (acks, reached) = (acks.clone(), reached.clone());
-                tokio::spawn(async move {
-                    for i in 0.. {
-                        let message = format!("round {round} publisher {p} #{i}");
-                        let topic = format!("topic-{}", p % 3);
-                        let Some(ack) = try_publish(addr, &topic, &message).await else {
-                            return;
-                        };
-                        let mut acks = acks.lock();
-                        acks.push(ack);
-                        if acks.len() == kill_at {
-                            reached.notify_one();
-                        }
-                    }
-                })
+        let acks = server
+            .kill_mid_burst(PUBLISHERS, kill_at, move |addr, p, i| async move {
+                let message = format!("round {round} publisher {p} #{i}");
+                try_publish(addr, &format!("topic-{}", p % 3), &message).await
             })
-            .collect();
-        tokio::time::timeout(PATIENCE, reached.notified())
-            .await
-            .expect("the burst reaches the kill point");
-        server.kill().await;
-        for publisher in publishers {
-            publisher.await.expect("publisher task");
-        }
-        let acks = acks.lock().clone();
+            .await;
         assert!(acks.len() >= kill_at);
 
         let server = start(&dir, &args).await;

@@ -257,14 +257,7 @@ async fn an_id_older_than_the_trimmed_stream_gets_the_reset_notice_on_any_server
         let rest = receive(&mut sse, 50).await;
         assert_contiguous(&rest, 71);
     }
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let len: u64 = redis::cmd("XLEN")
-        .arg("sse:events")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(len, 50);
+    assert_eq!(redis.stream_len().await, 50);
 }
 
 #[tokio::test]

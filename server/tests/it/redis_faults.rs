@@ -190,13 +190,7 @@ async fn redis_restarted_from_an_older_snapshot_begins_a_new_epoch_and_reuses_no
     // Redis dies and comes back with the snapshot: three of five events.
     redis.kill().await;
     redis.restart().await;
-    let mut conn = redis.connection().await;
-    let len: u64 = redis::cmd("XLEN")
-        .arg("sse:events")
-        .query_async(&mut conn)
-        .await
-        .expect("XLEN");
-    assert_eq!(len, 3);
+    assert_eq!(redis.stream_len().await, 3);
     await_healthy(a.addr).await;
 
     let fresh = publish(a.addr, "after the restart").await;

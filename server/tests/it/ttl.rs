@@ -13,14 +13,11 @@ use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::cluster::{Redis, ServerProcess};
 use common::{get, metric, publish, start, Sse, PATIENCE};
-use parking_lot::Mutex;
 use shared::{EventId, ResetNotice, ResetReason, ServerEvent, RESET_EVENT};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The clock, in ms since the Unix epoch (the server's clock too: it runs
@@ -499,41 +496,15 @@ async fn replay_through(sse: &mut Sse, through: u64) -> Replay {
     replay
 }
 
-/// A burst from `publishers` at once on `addr`, SIGKILLed once `kill_at`
-/// are acknowledged: what was acknowledged.
+/// A burst from 4 publishers on two topics, SIGKILLed once `kill_at` are
+/// acknowledged: what was acknowledged.
 async fn burst_then_sigkill(server: ServerProcess, round: usize, kill_at: usize) -> Vec<Sent> {
-    const PUBLISHERS: usize = 4;
-    let addr = server.addr;
-    let acks = Arc::new(Mutex::new(Vec::<Sent>::new()));
-    let reached = Arc::new(Notify::new());
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (acks, reached) = (acks.clone(), reached.clone());
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let message = format!("round {round} publisher {p} #{i}");
-                    let topic = format!("topic-{}", p % 2);
-                    let Some(sent) = try_publish_sent(addr, &topic, &message).await else {
-                        return;
-                    };
-                    let mut acks = acks.lock();
-                    acks.push(sent);
-                    if acks.len() == kill_at {
-                        reached.notify_one();
-                    }
-                }
-            })
+    server
+        .kill_mid_burst(4, kill_at, move |addr, p, i| async move {
+            let message = format!("round {round} publisher {p} #{i}");
+            try_publish_sent(addr, &format!("topic-{}", p % 2), &message).await
         })
-        .collect();
-    tokio::time::timeout(PATIENCE, reached.notified())
         .await
-        .expect("the burst reaches the kill point");
-    server.kill().await;
-    for publisher in publishers {
-        publisher.await.expect("publisher task");
-    }
-    let acks = acks.lock().clone();
-    acks
 }
 
 /// Checks a replay from seq 1 through `through`: no gap without a notice
@@ -674,36 +645,20 @@ async fn publish_id(addr: SocketAddr, topic: &str, message: &str) -> EventId {
         .id
 }
 
-/// The stream's length in Redis.
-async fn xlen(redis: &Redis) -> u64 {
-    let mut conn = redis.connection().await;
-    redis::cmd("XLEN")
-        .arg("sse:events")
-        .query_async(&mut conn)
-        .await
-        .expect("XLEN")
-}
-
 /// The seqs of the stream's entries in Redis.
 async fn stream_seqs(redis: &Redis) -> Vec<u64> {
-    let mut conn = redis.connection().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("sse:events")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    redis
+        .stream_ids()
         .await
-        .expect("XRANGE");
-    entries
         .iter()
-        .map(|(id, _)| id.parse::<EventId>().expect("an event id").seq)
+        .map(|id| id.parse::<EventId>().expect("an event id").seq)
         .collect()
 }
 
 /// Polls until the stream in Redis holds `len` entries.
 async fn await_xlen(redis: &Redis, len: u64) {
     await_until(&format!("XLEN = {len}"), || async {
-        xlen(redis).await == len
+        redis.stream_len().await == len
     })
     .await;
 }

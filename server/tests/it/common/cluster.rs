@@ -3,11 +3,16 @@
 //! fsynced on every write) and server binaries started as child processes,
 //! so that they can be killed like real deployments.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
 
 use super::PATIENCE;
 
@@ -66,6 +71,27 @@ impl Redis {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to the test's redis")
+    }
+
+    /// The length of the servers' stream, `sse:events`.
+    pub async fn stream_len(&self) -> u64 {
+        redis::cmd("XLEN")
+            .arg("sse:events")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("XLEN")
+    }
+
+    /// The ids of the entries in the servers' stream, oldest first.
+    pub async fn stream_ids(&self) -> Vec<String> {
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg("sse:events")
+            .arg("-")
+            .arg("+")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("XRANGE");
+        entries.into_iter().map(|(id, _)| id).collect()
     }
 
     pub fn url(&self) -> String {
@@ -281,6 +307,53 @@ impl ServerProcess {
     pub async fn kill(mut self) {
         self.child.start_kill().expect("SIGKILL");
         self.child.wait().await.expect("wait for the server");
+    }
+
+    /// A burst from `publishers` tasks at once, SIGKILLed once `kill_at`
+    /// publishes are acknowledged, so that some are in flight: every
+    /// acknowledgement, `kill_at` or more. `publish(addr, publisher, i)`
+    /// sends that publisher's `i`th event and answers `None` once the
+    /// server is gone.
+    pub async fn kill_mid_burst<T, F, Fut>(
+        self,
+        publishers: usize,
+        kill_at: usize,
+        publish: F,
+    ) -> Vec<T>
+    where
+        T: Clone + Send + 'static,
+        F: Fn(SocketAddr, usize, u64) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<T>> + Send,
+    {
+        let addr = self.addr;
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let reached = Arc::new(Notify::new());
+        let tasks: Vec<_> = (0..publishers)
+            .map(|p| {
+                let (acks, reached, publish) = (acks.clone(), reached.clone(), publish.clone());
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let Some(ack) = publish(addr, p, i).await else {
+                            return;
+                        };
+                        let mut acks = acks.lock();
+                        acks.push(ack);
+                        if acks.len() == kill_at {
+                            reached.notify_one();
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::timeout(PATIENCE, reached.notified())
+            .await
+            .expect("the burst reaches the kill point");
+        self.kill().await;
+        for task in tasks {
+            task.await.expect("publisher task");
+        }
+        let acks = acks.lock().clone();
+        acks
     }
 
     /// SIGTERM, and waits for a clean exit.
