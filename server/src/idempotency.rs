@@ -27,7 +27,7 @@ use std::collections::hash_map::Entry as Slot;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ use warp::http::HeaderValue;
 
 use crate::auth::Who;
 use crate::error::ApiError;
+use crate::time::unix_ms;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
@@ -177,14 +178,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-/// The wall clock in milliseconds since the Unix epoch: records outlive the
-/// process (on disk, in Redis).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What a key is remembered with.
@@ -343,7 +336,7 @@ impl Keys {
         loop {
             let mut waiting = {
                 let mut table = self.table.lock();
-                self.expire(&mut table, now_ms());
+                self.expire(&mut table, unix_ms());
                 let mark = table.next_mark;
                 match table.entries.entry(claim.name.clone()) {
                     Slot::Vacant(slot) => {
@@ -407,7 +400,7 @@ impl Keys {
     /// Loads a record read back from the log (at start), oldest first.
     pub fn load(&self, name: String, record: Record) {
         let mut table = self.table.lock();
-        if record.at_ms + self.ttl_ms() > now_ms() {
+        if record.at_ms + self.ttl_ms() > unix_ms() {
             self.insert(&mut table, name, record);
         }
     }
@@ -497,7 +490,7 @@ mod tests {
     fn record(claim: &Claim, seq: u64) -> Record {
         Record {
             fingerprint: claim.fingerprint.clone(),
-            at_ms: now_ms(),
+            at_ms: unix_ms(),
             answer: Answer::One(PublishResponse {
                 event_id: format!("1-{seq}"),
                 id: uuid::Uuid::new_v4(),
@@ -602,7 +595,7 @@ mod tests {
         stale.load("x anonymous".into(), old.clone());
         assert_eq!(stale.stats.held.load(Ordering::Relaxed), 0);
         let mut table = keys.table.lock();
-        keys.expire(&mut table, now_ms() + 61_000);
+        keys.expire(&mut table, unix_ms() + 61_000);
         assert!(table.entries.is_empty());
     }
 

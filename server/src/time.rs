@@ -39,6 +39,13 @@ pub(crate) fn expired(time_ms: u64, ttl: std::time::Duration, now_ms: u64) -> bo
     time_ms.saturating_add(ttl) <= now_ms
 }
 
+/// Whether an event whose `time` is as events carry it is older than `ttl`
+/// at `now_ms`. One whose time does not read counts from now, so it is not
+/// (a TTL is at least 1 ms).
+pub(crate) fn event_expired(time: &str, ttl: std::time::Duration, now_ms: u64) -> bool {
+    event_ms(time).is_some_and(|time_ms| expired(time_ms, ttl, now_ms))
+}
+
 /// The answer to `GET /time`: the clock now, never cached.
 pub fn now() -> warp::reply::Response {
     let unix_ms = unix_ms();

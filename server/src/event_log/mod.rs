@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 
 pub use crate::hub::NewEvent;
 use crate::hub::{Filter, Hidden, Hub, HubOptions};
-use crate::idempotency::{now_ms, Answer, KeyOptions, Keys, Record};
+use crate::idempotency::{Answer, KeyOptions, Keys, Record};
+use crate::time::unix_ms;
 
 pub use self::disk::{DiskLog, DiskOptions, Fsync, Store};
 pub use self::memory::MemoryLog;
@@ -72,7 +73,7 @@ impl Keyed {
     pub fn record(&self, appended: &Appended) -> Record {
         Record {
             fingerprint: self.fingerprint.clone(),
-            at_ms: now_ms(),
+            at_ms: unix_ms(),
             answer: Answer::One(appended.answer()),
         }
     }
@@ -82,7 +83,7 @@ impl Keyed {
     pub fn record_batch(&self, appended: &[Appended]) -> Record {
         Record {
             fingerprint: self.fingerprint.clone(),
-            at_ms: now_ms(),
+            at_ms: unix_ms(),
             answer: Answer::Batch(batch_answer(appended)),
         }
     }
@@ -207,8 +208,7 @@ impl Span {
         };
         let mut last = None;
         self.events.retain(|(id, event)| {
-            let time = crate::time::event_ms(&event.time).unwrap_or(now_ms);
-            let expired = crate::time::expired(time, ttl, now_ms);
+            let expired = crate::time::event_expired(&event.time, ttl, now_ms);
             if expired {
                 last = Some(id.seq);
             }

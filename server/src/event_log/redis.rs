@@ -607,10 +607,9 @@ impl RedisLog {
     /// Whether `event` is older than `--history-ttl` at `now_ms` (one whose
     /// time does not read counts from now, as a replay counts it).
     fn expired(&self, event: &ServerEvent, now_ms: u64) -> bool {
-        self.options.ttl.is_some_and(|ttl| {
-            let time = crate::time::event_ms(&event.time).unwrap_or(now_ms);
-            crate::time::expired(time, ttl, now_ms)
-        })
+        self.options
+            .ttl
+            .is_some_and(|ttl| crate::time::event_expired(&event.time, ttl, now_ms))
     }
 
     /// The seq of the oldest of the newest `count` events below `before`
@@ -896,8 +895,7 @@ impl RedisLog {
             .iter()
             .take_while(|entry| {
                 let time: Option<String> = entry.get("time");
-                time.and_then(|t| crate::time::event_ms(&t))
-                    .is_some_and(|t| crate::time::expired(t, ttl, now))
+                time.is_some_and(|t| crate::time::event_expired(&t, ttl, now))
             })
             .count();
         let bound = match front.ids.get(expired) {

@@ -106,7 +106,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
     use shared::{EventId, ServerEvent};
     use tokio_util::sync::CancellationToken;
@@ -250,10 +250,7 @@ mod tests {
             (position.epoch, position.horizon, position.next),
             (7, 58, 58)
         );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        assert_eq!(hub.replicate([at(58, "a", now)]), 1);
+        assert_eq!(hub.replicate([at(58, "a", crate::time::unix_ms())]), 1);
         assert_eq!(hub.last_seq(), 58);
         // Already there: nothing changes.
         let generation = hub.generation();

@@ -552,7 +552,8 @@ fn read_oldest_of_last(
 ) -> StoreResult<Option<u64>> {
     let tx = store.begin_read()?;
     let stored = tx.open_table(EVENTS)?;
-    let fresh = |head: &Head| !ttl.is_some_and(|ttl| head.expired(ttl, now_ms));
+    let fresh =
+        |head: &Head| !ttl.is_some_and(|ttl| crate::time::event_expired(&head.time, ttl, now_ms));
     let mut seqs = Vec::new();
     match filter {
         Filter::Some { topics, prefixes } if prefixes.is_empty() => {
@@ -607,15 +608,6 @@ struct Head {
     time: String,
 }
 
-impl Head {
-    /// Whether the event is older than `ttl` at `now_ms` (one whose time
-    /// does not read counts from now, as a replay counts it).
-    fn expired(&self, ttl: Duration, now_ms: u64) -> bool {
-        let time = crate::time::event_ms(&self.time).unwrap_or(now_ms);
-        crate::time::expired(time, ttl, now_ms)
-    }
-}
-
 /// The topic and time of a stored event.
 fn head_of(seq: u64, value: &[u8]) -> StoreResult<Head> {
     serde_json::from_slice::<Head>(value).map_err(|error| {
@@ -660,12 +652,6 @@ fn load_hub(
     }
     hub.expire_due();
     Ok(())
-}
-
-/// Whether `event` is older than `ttl` at `now_ms` (one whose time does
-/// not read is not).
-fn is_expired(event: &ServerEvent, ttl: Duration, now_ms: u64) -> bool {
-    crate::time::event_ms(&event.time).is_some_and(|time| crate::time::expired(time, ttl, now_ms))
 }
 
 /// Reads, for a subscriber of `filter`, the events among `from..=to` from

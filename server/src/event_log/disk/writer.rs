@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use shared::{EventId, ServerEvent};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -22,7 +22,8 @@ use super::{
 };
 use crate::event_log::{Appended, Keyed, NewEvent};
 use crate::hub::{now_rfc3339, sweep_every, Hub};
-use crate::idempotency::{now_ms, KeyOptions, Record};
+use crate::idempotency::{KeyOptions, Record};
+use crate::time::unix_ms;
 
 /// Expired keys dropped from the store in one commit at most, beside those
 /// over the bound: the rest go in the next commits.
@@ -211,19 +212,13 @@ impl Writer {
     /// that is not, in one transaction; returns whether it stopped at the
     /// limit.
     fn expire(&mut self, ttl: Duration) -> StoreResult<bool> {
-        self.check_fault()?;
-        let Some(store) = self.store.clone() else {
-            return Err(redb::Error::DatabaseClosed);
-        };
+        let store = self.open_store()?;
         let expired = expired_front(&store, ttl)?;
         if expired.is_empty() {
             return Ok(false);
         }
         let durable = self.durable_now();
-        let mut tx = store.begin_write()?;
-        if !durable {
-            tx.set_durability(Durability::None)?;
-        }
+        let tx = begin_write(&store, durable)?;
         {
             let mut stored = tx.open_table(EVENTS)?;
             let mut by_topic = tx.open_table(BY_TOPIC)?;
@@ -238,6 +233,12 @@ impl Writer {
         self.committed(durable);
         tracing::debug!(expired = expired.len(), "expired events dropped from disk");
         Ok(expired.len() == EXPIRE_PER_COMMIT)
+    }
+
+    /// The open store, unless a test's fault file says it fails now.
+    fn open_store(&self) -> StoreResult<Arc<Database>> {
+        self.check_fault()?;
+        self.store.clone().ok_or(redb::Error::DatabaseClosed)
     }
 
     /// Whether the next commit is synced: always, or once batch mode's
@@ -353,15 +354,9 @@ impl Writer {
         events: &[(EventId, ServerEvent)],
         records: &[(Keyed, Record)],
     ) -> StoreResult<()> {
-        self.check_fault()?;
-        let Some(store) = self.store.clone() else {
-            return Err(redb::Error::DatabaseClosed);
-        };
+        let store = self.open_store()?;
         let durable = self.durable_now();
-        let mut tx = store.begin_write()?;
-        if !durable {
-            tx.set_durability(Durability::None)?;
-        }
+        let tx = begin_write(&store, durable)?;
         {
             let mut stored = tx.open_table(EVENTS)?;
             let mut by_topic = tx.open_table(BY_TOPIC)?;
@@ -399,16 +394,12 @@ impl Writer {
 
     /// Batch mode: makes every commit so far durable.
     fn sync(&mut self) -> StoreResult<()> {
-        self.check_fault()?;
-        let Some(store) = self.store.clone() else {
-            return Err(redb::Error::DatabaseClosed);
-        };
+        let store = self.open_store()?;
         let tx = store.begin_write()?;
         tx.open_table(META)?
             .insert("last_seq", self.next_seq.saturating_sub(1))?;
         tx.commit()?;
-        self.synced = Instant::now();
-        self.unsynced = false;
+        self.committed(true);
         Ok(())
     }
 
@@ -533,23 +524,27 @@ impl Writer {
 
 /// The events at the store's front older than `ttl` (topic and seq, in seq
 /// order), up to [`EXPIRE_PER_COMMIT`]: up to the first that is not.
+/// A write transaction, synced at its commit when `durable`.
+fn begin_write(store: &Database, durable: bool) -> StoreResult<WriteTransaction> {
+    let mut tx = store.begin_write()?;
+    if !durable {
+        tx.set_durability(Durability::None)?;
+    }
+    Ok(tx)
+}
+
 fn expired_front(store: &Database, ttl: Duration) -> StoreResult<Vec<(Arc<str>, u64)>> {
-    let now = now_ms();
+    let now = unix_ms();
     let tx = store.begin_read()?;
     let events = tx.open_table(EVENTS)?;
     let mut expired = Vec::new();
     for entry in events.range::<u64>(..)?.take(EXPIRE_PER_COMMIT) {
         let (seq, value) = entry?;
-        let event: ServerEvent = serde_json::from_slice(value.value()).map_err(|error| {
-            redb::Error::Corrupted(format!(
-                "the stored event {} does not decode: {error}",
-                seq.value()
-            ))
-        })?;
-        if !super::is_expired(&event, ttl, now) {
+        let head = super::head_of(seq.value(), value.value())?;
+        if !crate::time::event_expired(&head.time, ttl, now) {
             break;
         }
-        expired.push((Arc::from(event.topic), seq.value()));
+        expired.push((Arc::from(head.topic), seq.value()));
     }
     Ok(expired)
 }
@@ -614,7 +609,7 @@ fn trim_keys(
     options: KeyOptions,
 ) -> StoreResult<()> {
     let ttl = u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX);
-    let now = now_ms();
+    let now = unix_ms();
     let mut expired = 0;
     loop {
         let over = *weight > options.max as u64;
